@@ -1,0 +1,188 @@
+"""Turn a bucket of audio into transcripts (SageMaker asynchronous inference) and summaries (Bedrock).
+
+1. ``resolve_bucket_uri``: the run's ``s3://bucket/prefix/`` (conf, or the schedule's Variable), checked.
+2. ``claim_new_audio``: list every page, keep audio, skip what the status table has done or in
+   flight, claim the rest with conditional writes, and write batch manifests to S3.
+3. ``transcribe`` (mapped over batches): submit each batch to the endpoint, wait in the triggerer
+   for its notifications, summarise each transcript with Bedrock.
+4. ``report_run``: settle anything left in flight, log one line per file, write the run manifest.
+
+Configuration comes from Airflow Variables ``audio_pipeline_*`` (see ``audio_pipeline.config``),
+AWS access from the ``aws_default`` connection.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
+from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.sdk import Param, dag, get_current_context, task, task_group
+from airflow.sdk.exceptions import AirflowSkipException
+
+from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
+from audio_pipeline.batch_summaries import BatchSummarizer
+from audio_pipeline.claims import claim_new_files
+from audio_pipeline.config import PipelineConfig
+from audio_pipeline.listing import check_bucket, parse_bucket_uri
+from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
+from audio_pipeline.reporting import settle_run
+from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
+from audio_pipeline.status import StatusTable
+from audio_pipeline.summaries import Summarizer
+
+AWS_CONN_ID = "aws_default"
+SCHEDULE = os.environ.get("AUDIO_PIPELINE_SCHEDULE", "0 2 * * *")
+BATCH_LABEL = "{{ task.batch['label'] }}"
+cfg = PipelineConfig.template
+
+
+@task
+def resolve_bucket_uri(params: dict | None = None) -> str:
+    """The run's bucket URI: conf ``bucket_uri``, else the Variable for scheduled runs; must exist."""
+    config = PipelineConfig.from_variables()
+    location = parse_bucket_uri(params.get("bucket_uri") or config.schedule_bucket_uri)
+    check_bucket(S3Hook(aws_conn_id=AWS_CONN_ID).conn, location)
+    endpoint = SageMakerHook(aws_conn_id=AWS_CONN_ID).describe_endpoint(config.endpoint_name)
+    if endpoint["EndpointStatus"] not in ("InService", "Updating"):
+        raise RuntimeError(f"SageMaker endpoint {config.endpoint_name!r} is {endpoint['EndpointStatus']}")
+    print(f"Processing {location.uri} with endpoint {config.endpoint_name}")
+    return location.uri
+
+
+@task
+def claim_new_audio(bucket_uri: str, params: dict | None = None, run_id: str | None = None) -> list[BatchRef]:
+    """Claim the new audio files under the bucket URI and split them into batch manifests."""
+    config = PipelineConfig.from_variables()
+    s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
+    table = StatusTable(DynamoDBHook(aws_conn_id=AWS_CONN_ID).client, config.status_table)
+    report = claim_new_files(
+        s3,
+        table,
+        parse_bucket_uri(bucket_uri),
+        config.extensions,
+        run_id,
+        reprocess_failed=params["reprocess_failed"],
+        max_files=params["max_files"],
+    )
+    for line in report.lines():
+        print(line)
+    manifests = BatchManifests(s3, config.output_bucket, config.run_prefix(run_id))
+    return manifests.write(report.claimed, params["batch_size"], config.max_batches)
+
+
+@task(map_index_template="{{ batch_label }}")
+def summarise(batch: BatchRef, params: dict | None = None) -> dict[str, int]:
+    """Summarise each completed transcript of the batch with Bedrock (Converse)."""
+    get_current_context()["batch_label"] = batch["label"]
+    if not params["summarize"]:
+        raise AirflowSkipException("summaries are off for this run (summarize=false)")
+    config = PipelineConfig.from_variables()
+    s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
+    summarizer = Summarizer(
+        BedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
+        config.bedrock_model_id,
+        chunk_chars=config.summary_chunk_chars,
+        max_tokens=config.summary_max_tokens,
+    )
+    table = StatusTable(DynamoDBHook(aws_conn_id=AWS_CONN_ID).client, config.status_table)
+    report = BatchSummarizer(table, s3, summarizer, concurrency=config.summary_concurrency).run(
+        read_manifest(s3, batch["manifest"])
+    )
+    for uri, error in report.errors:
+        print(f"summary failed: {uri}: {error}")
+    print(
+        f"{batch['label']}: {report.summarized} summarized, {len(report.errors)} summary errors, "
+        f"{report.not_completed} without a transcript"
+    )
+    if report.errors:
+        raise RuntimeError(f"{len(report.errors)} summaries failed (recorded as summary_error); retrying them")
+    return {"summarized": report.summarized, "not_completed": report.not_completed}
+
+
+@task_group
+def transcribe(batch: BatchRef) -> None:
+    """One batch: submit to the endpoint, wait for the results, summarise."""
+    submit = SubmitTranscriptionBatchOperator(
+        task_id="submit",
+        batch=batch,
+        endpoint_name=cfg("endpoint_name"),
+        status_table=cfg("status_table"),
+        request_ttl_seconds=cfg("request_ttl_seconds"),
+        invocation_timeout_seconds=cfg("invocation_timeout_seconds"),
+        result_grace_seconds=cfg("result_grace_seconds"),
+        aws_conn_id=AWS_CONN_ID,
+        map_index_template=BATCH_LABEL,
+    )
+    wait = TranscriptionBatchSensor(
+        task_id="await_transcripts",
+        batch=batch,
+        status_table=cfg("status_table"),
+        notification_queue=cfg("notification_queue"),
+        request_ttl_seconds=cfg("request_ttl_seconds"),
+        invocation_timeout_seconds=cfg("invocation_timeout_seconds"),
+        result_grace_seconds=cfg("result_grace_seconds"),
+        reconcile_interval_seconds=cfg("reconcile_interval_seconds"),
+        aws_conn_id=AWS_CONN_ID,
+        map_index_template=BATCH_LABEL,
+    )
+    submit >> wait >> summarise(batch)
+
+
+@task
+def report_run(bucket_uri: str | None = None, run_id: str | None = None) -> dict[str, int]:
+    """Settle what is still in flight, log a line per file, and write the run manifest to S3."""
+    config = PipelineConfig.from_variables()
+    table = StatusTable(DynamoDBHook(aws_conn_id=AWS_CONN_ID).client, config.status_table)
+    report = settle_run(table, run_id, bucket_uri, reason=f"run {run_id} ended before a result was recorded")
+    for line in report.lines():
+        print(line)
+    key = f"{config.run_prefix(run_id)}manifest.json"
+    S3Hook(aws_conn_id=AWS_CONN_ID).load_string(report.to_json(), key, config.output_bucket, replace=True)
+    print(f"Run manifest: s3://{config.output_bucket}/{key}")
+    return dict(report.counts)
+
+
+@dag(
+    dag_id="audio_transcription",
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    tags=["audio", "sagemaker", "bedrock"],
+    doc_md=__doc__,
+    params={
+        "bucket_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Bucket URI",
+            description="s3://bucket/prefix/ to process. Empty: the Variable audio_pipeline_schedule_bucket_uri.",
+        ),
+        "batch_size": Param(
+            100,
+            type="integer",
+            minimum=1,
+            maximum=10000,
+            description="Files per mapped batch; batches grow when a run would exceed audio_pipeline_max_batches.",
+        ),
+        "max_files": Param(0, type="integer", minimum=0, description="Claim at most this many files (0 = all)."),
+        "reprocess_failed": Param(
+            False, type="boolean", description="Claim files whose earlier processing failed, too."
+        ),
+        "summarize": Param(True, type="boolean", description="Summarise each transcript with Amazon Bedrock."),
+    },
+)
+def audio_transcription() -> None:
+    bucket_uri = resolve_bucket_uri()
+    batches = claim_new_audio(bucket_uri)
+    work = transcribe.expand(batch=batches)
+    report = report_run(bucket_uri)
+    bucket_uri >> batches >> work >> report.as_teardown(setups=bucket_uri)
+
+
+audio_transcription()

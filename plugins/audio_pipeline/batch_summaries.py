@@ -1,0 +1,88 @@
+"""Summarise the completed files of one batch and record each result."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from audio_pipeline.batches import ClaimedFile
+from audio_pipeline.listing import split_s3_uri
+from audio_pipeline.status import Status, StatusTable, Transition, utcnow
+from audio_pipeline.summaries import Summarizer, summary_location
+from audio_pipeline.transcripts import parse_transcript
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 20
+
+
+@dataclass
+class BatchSummaryReport:
+    summarized: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    not_completed: int = 0
+
+
+class BatchSummarizer:
+    """Reads each completed file's transcript, summarises it, stores the summary next to it."""
+
+    def __init__(self, table: StatusTable, s3_client: Any, summarizer: Summarizer, *, concurrency: int = 4) -> None:
+        self.table = table
+        self.s3 = s3_client
+        self.summarizer = summarizer
+        self.concurrency = max(1, concurrency)
+
+    def run(self, files: Sequence[ClaimedFile]) -> BatchSummaryReport:
+        report = BatchSummaryReport()
+        items = self.table.get_many([f["uri"] for f in files], ("status", "inference_id", "output_location"))
+        todo = []
+        for f in files:
+            item = items.get(f["uri"], {})
+            if item.get("status") == Status.COMPLETED and item.get("inference_id") == f["inference_id"]:
+                todo.append((f, item))
+            else:
+                report.not_completed += 1
+        pending: list[Transition] = []
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="summarise") as pool:
+            for transition in pool.map(lambda pair: self._summarise(*pair), todo):
+                if transition.to == Status.SUMMARIZED:
+                    report.summarized += 1
+                else:
+                    report.errors.append((transition.uri, transition.attributes["summary_error"]))
+                pending.append(transition)
+                if len(pending) >= FLUSH_EVERY:
+                    self.table.apply(pending)
+                    pending.clear()
+        self.table.apply(pending)
+        return report
+
+    def _summarise(self, f: ClaimedFile, item: dict[str, Any]) -> Transition:
+        output = item.get("output_location")
+        try:
+            if not output:
+                raise ValueError("no output location was recorded for this file")
+            bucket, key = split_s3_uri(output)
+            transcript = parse_transcript(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            summary = self.summarizer.summarize(transcript)
+            target = summary_location(output)
+            target_bucket, target_key = split_s3_uri(target)
+            self.s3.put_object(
+                Bucket=target_bucket, Key=target_key, Body=summary.to_json().encode(), ContentType="application/json"
+            )
+        except Exception as err:  # every failure is recorded on the file; the transcript stays completed
+            reason = f"{type(err).__name__}: {err}"
+            log.warning("summary failed for %s: %s", f["uri"], reason)
+            return Transition(
+                f["uri"], f["inference_id"], Status.COMPLETED, {"summary_error": reason}, expect=(Status.COMPLETED,)
+            )
+        log.info("summarized %s -> %s", f["uri"], target)
+        return Transition(
+            f["uri"],
+            f["inference_id"],
+            Status.SUMMARIZED,
+            {"summary_location": target, "summary_model_id": summary.model_id, "summarized_at": utcnow()},
+            remove=("summary_error",),
+        )

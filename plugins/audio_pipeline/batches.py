@@ -1,0 +1,67 @@
+"""Batches by reference: claimed files go to S3 manifests, only small references travel in XCom."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+from audio_pipeline.listing import split_s3_uri
+
+
+class BatchRef(TypedDict):
+    """What one mapped task instance receives: a label for the UI and where its files are."""
+
+    label: str
+    manifest: str
+    files: int
+
+
+class ClaimedFile(TypedDict):
+    uri: str
+    etag: str
+    size: int
+    inference_id: str
+
+
+def plan_batch_sizes(total: int, batch_size: int, max_batches: int) -> list[int]:
+    """Split ``total`` files into batches of ``batch_size``, growing them to stay within ``max_batches``."""
+    if total <= 0:
+        return []
+    if batch_size < 1 or max_batches < 1:
+        raise ValueError(f"batch_size ({batch_size}) and max_batches ({max_batches}) must be at least 1")
+    count = min(math.ceil(total / batch_size), max_batches)
+    base, extra = divmod(total, count)
+    return [base + (1 if i < extra else 0) for i in range(count)]
+
+
+class BatchManifests:
+    """Writes and reads one run's batch manifests (JSON objects in S3)."""
+
+    def __init__(self, s3_client: Any, bucket: str, run_prefix: str) -> None:
+        self.s3 = s3_client
+        self.bucket = bucket
+        self.run_prefix = run_prefix
+
+    def write(self, files: Sequence[ClaimedFile], batch_size: int, max_batches: int) -> list[BatchRef]:
+        sizes = plan_batch_sizes(len(files), batch_size, max_batches)
+        width = len(str(len(sizes)))
+        refs: list[BatchRef] = []
+        start = 0
+        for index, size in enumerate(sizes, start=1):
+            label = f"batch {index:0{width}d} of {len(sizes)}"
+            key = f"{self.run_prefix}batches/{index:0{width}d}.json"
+            body = {"label": label, "files": list(files[start : start + size])}
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=json.dumps(body).encode(), ContentType="application/json"
+            )
+            refs.append(BatchRef(label=label, manifest=f"s3://{self.bucket}/{key}", files=size))
+            start += size
+        return refs
+
+
+def read_manifest(s3_client: Any, manifest_uri: str) -> list[ClaimedFile]:
+    bucket, key = split_s3_uri(manifest_uri)
+    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return json.loads(body)["files"]

@@ -1,0 +1,98 @@
+"""Filter the listing against the status table and claim what is new, page by page."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from audio_pipeline.batches import ClaimedFile
+from audio_pipeline.listing import AudioObject, ListingReport, S3Location, iter_audio_objects
+from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, inference_id_for
+
+log = logging.getLogger(__name__)
+
+LOOKUP_CHUNK = 1000
+"""Listed objects looked up (10 BatchGetItem calls) and claimed (10 transactions) at a time."""
+
+
+@dataclass
+class ClaimReport:
+    claimed: list[ClaimedFile] = field(default_factory=list)
+    not_claimed: Counter[str] = field(default_factory=Counter)
+    listing: ListingReport = field(default_factory=ListingReport)
+
+    def lines(self) -> list[str]:
+        out = self.listing.lines()
+        out += [f"not claimed: {n} {reason}" for reason, n in sorted(self.not_claimed.items())]
+        out.append(f"claimed {len(self.claimed)} files for this run")
+        return out
+
+
+def _why_not(item: dict[str, Any] | None, etag: str, reprocess_failed: bool) -> str | None:
+    """Why a listed file is not claimable, or None when it is."""
+    if item is None:
+        return None
+    status = item.get("status")
+    if status in IN_FLIGHT:
+        return "in flight in another run"
+    if item.get("etag") != etag:
+        return None
+    if status == Status.FAILED:
+        return None if reprocess_failed else "failed before (trigger with reprocess_failed to retry)"
+    return f"already {status}"
+
+
+def _chunks(objects: Iterable[AudioObject], size: int) -> Iterator[list[AudioObject]]:
+    iterator = iter(objects)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def claim_new_files(
+    s3_client: Any,
+    table: StatusTable,
+    location: S3Location,
+    extensions: frozenset[str],
+    run_id: str,
+    *,
+    reprocess_failed: bool = False,
+    max_files: int = 0,
+) -> ClaimReport:
+    """Claim every audio file under ``location`` that is new, changed, or (optionally) failed.
+
+    Safe to retry: files this run claimed on an earlier attempt are claimed again
+    without a write. A file claimed by a concurrent run loses the conditional write
+    here and is left to that run.
+    """
+    report = ClaimReport()
+    objects = iter_audio_objects(s3_client, location, extensions, report.listing)
+    for chunk in _chunks(objects, LOOKUP_CHUNK):
+        current = table.get_many([o.uri for o in chunk], ("status", "etag", "run_id", "inference_id"))
+        candidates: list[ClaimedFile] = []
+        for obj in chunk:
+            iid = inference_id_for(obj.uri, obj.etag, run_id)
+            file = ClaimedFile(uri=obj.uri, etag=obj.etag, size=obj.size, inference_id=iid)
+            item = current.get(obj.uri)
+            if item and item.get("inference_id") == iid and item.get("status") == Status.PROCESSING:
+                report.claimed.append(file)  # claimed by an earlier attempt of this task
+                continue
+            reason = _why_not(item, obj.etag, reprocess_failed)
+            if reason:
+                report.not_claimed[reason] += 1
+                continue
+            candidates.append(file)
+        if max_files:
+            candidates = candidates[: max(0, max_files - len(report.claimed))]
+        written = set(table.claim(candidates, run_id, reprocess_failed=reprocess_failed).applied)
+        report.claimed.extend(f for f in candidates if f["uri"] in written)
+        lost = len(candidates) - len(written)
+        if lost:
+            report.not_claimed["claimed by a concurrent run"] += lost
+        if max_files and len(report.claimed) >= max_files:
+            log.info("Stopped at max_files=%d", max_files)
+            break
+    return report

@@ -1,0 +1,29 @@
+"""A hook for SageMaker asynchronous inference endpoints (the ``sagemaker-runtime`` API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.config import Config
+
+DEFAULT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
+"""Throttling and 5xx answers are retried by botocore with client-side rate limiting."""
+
+
+class SageMakerAsyncInferenceHook(AwsBaseHook):
+    """
+    Interact with SageMaker asynchronous inference through ``boto3.client("sagemaker-runtime")``.
+
+    The Amazon provider's ``SageMakerHook`` covers the control plane only; nothing in it
+    calls ``InvokeEndpointAsync``. The client retries throttling adaptively unless a
+    ``config`` is given.
+
+    Additional arguments (such as ``aws_conn_id``) may be specified and
+    are passed down to the underlying AwsBaseHook.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "sagemaker-runtime"
+        kwargs.setdefault("config", Config(retries=DEFAULT_RETRIES))
+        super().__init__(*args, **kwargs)

@@ -1,0 +1,89 @@
+"""Submit one batch of claimed audio files to a SageMaker asynchronous inference endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+
+from audio_pipeline.batches import BatchRef, read_manifest
+from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
+from audio_pipeline.status import StatusTable
+from audio_pipeline.submission import BatchSubmitter, InvocationSettings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHook]):
+    """
+    Call ``InvokeEndpointAsync`` for every file of a batch and record ``submitted`` or ``failed``.
+
+    A file whose submission fails is marked ``failed`` with the reason and the rest of
+    the batch goes on; throttling is retried by the hook's client. Re-running the task
+    never submits a file twice: only files still ``processing`` under this claim are sent.
+
+    :param batch: the batch reference (label, manifest URI, file count) from the claim task
+    :param endpoint_name: name of the asynchronous inference endpoint
+    :param status_table: DynamoDB status table
+    :param request_ttl_seconds: ``RequestTTLSeconds`` of each invocation
+    :param invocation_timeout_seconds: ``InvocationTimeoutSeconds`` of each invocation
+    :param result_grace_seconds: extra time past TTL + timeout before a silent file counts as failed
+    """
+
+    aws_hook_class = SageMakerAsyncInferenceHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "batch",
+        "endpoint_name",
+        "status_table",
+        "request_ttl_seconds",
+        "invocation_timeout_seconds",
+        "result_grace_seconds",
+    )
+    ui_color = "#7dc4e4"
+
+    def __init__(
+        self,
+        *,
+        batch: BatchRef,
+        endpoint_name: str,
+        status_table: str,
+        request_ttl_seconds: int | str = 21600,
+        invocation_timeout_seconds: int | str = 900,
+        result_grace_seconds: int | str = 300,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+        self.endpoint_name = endpoint_name
+        self.status_table = status_table
+        self.request_ttl_seconds = request_ttl_seconds
+        self.invocation_timeout_seconds = invocation_timeout_seconds
+        self.result_grace_seconds = result_grace_seconds
+
+    def execute(self, context: Context) -> dict[str, int]:
+        aws = {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify}
+        files = read_manifest(S3Hook(**aws).conn, self.batch["manifest"])
+        table = StatusTable(DynamoDBHook(**aws).client, self.status_table)
+        settings = InvocationSettings(
+            endpoint_name=self.endpoint_name,
+            request_ttl_seconds=int(self.request_ttl_seconds),
+            invocation_timeout_seconds=int(self.invocation_timeout_seconds),
+            result_grace_seconds=int(self.result_grace_seconds),
+        )
+        self.log.info("Submitting %s (%d files) to endpoint %s", self.batch["label"], len(files), self.endpoint_name)
+        report = BatchSubmitter(table, self.hook.conn, settings).submit(files)
+        for uri, reason in report.failed:
+            self.log.warning("failed: %s: %s", uri, reason)
+        self.log.info(
+            "%s: %d submitted, %d failed to submit, %d already submitted or settled",
+            self.batch["label"],
+            report.submitted,
+            len(report.failed),
+            report.already_done,
+        )
+        return {"submitted": report.submitted, "failed": len(report.failed), "already_done": report.already_done}

@@ -1,0 +1,203 @@
+"""Settling a batch: record notifications, reconcile from S3, and enforce deadlines.
+
+Used by the sensor (poke mode) and its trigger (deferred mode) alike. It holds no state
+that cannot be rebuilt from the batch manifest and the status table, so a restarted
+triggerer loses nothing: every notification is written to the table before the caller
+deletes it from the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from audio_pipeline.batches import ClaimedFile
+from audio_pipeline.listing import split_s3_uri
+from audio_pipeline.notifications import NotificationFormatError, parse_notification
+from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, utcnow
+
+log = logging.getLogger(__name__)
+
+_FAILURE_EXCERPT_BYTES = 2000
+_TRACKED = ("status", "inference_id", "deadline", "output_location", "failure_location")
+
+
+@dataclass
+class MessageBatchResult:
+    delete: list[dict[str, str]] = field(default_factory=list)
+    """``{"Id", "ReceiptHandle"}`` entries, ready for ``DeleteMessageBatch``."""
+    recorded: int = 0
+    ignored: int = 0
+    malformed: int = 0
+
+
+class BatchWatcher:
+    """Tracks the still-pending files of one batch until each is ``completed`` or ``failed``."""
+
+    def __init__(
+        self,
+        table: StatusTable,
+        s3_client: Any,
+        files: Sequence[ClaimedFile],
+        *,
+        fallback_deadline: float,
+        refresh_interval_seconds: float = 30,
+        reconcile_interval_seconds: float = 120,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.table = table
+        self.s3 = s3_client
+        self.clock = clock
+        self.fallback_deadline = fallback_deadline
+        self.refresh_interval_seconds = refresh_interval_seconds
+        self.reconcile_interval_seconds = reconcile_interval_seconds
+        self._last_refresh = self._last_reconcile = clock()
+        self.files = {f["uri"]: f["inference_id"] for f in files}
+        self.pending: dict[str, dict[str, Any]] = {uri: {} for uri in self.files}
+        self.settled: Counter[str] = Counter()
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    # ------------------------------------------------------------ notifications
+
+    def record_messages(self, messages: Sequence[dict[str, Any]]) -> MessageBatchResult:
+        """Write every notification in ``messages`` to the table; say which to delete.
+
+        Notifications of other batches and runs are recorded too. One whose claim is
+        unknown or already settled (a duplicate, or a stale claim) is dropped. A message
+        that is not a notification is kept on the queue, so that SQS moves it to the
+        dead-letter queue after ``maxReceiveCount`` deliveries.
+        """
+        result = MessageBatchResult()
+        transitions: list[Transition] = []
+        receipts: dict[str, list[dict[str, str]]] = {}
+        by_inference_id = {iid: uri for uri, iid in self.files.items()}
+        for i, message in enumerate(messages):
+            entry = {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
+            try:
+                notification = parse_notification(message["Body"])
+            except NotificationFormatError as err:
+                result.malformed += 1
+                log.error("Left message %s on the queue for the dead-letter queue: %s", message.get("MessageId"), err)
+                continue
+            uri = notification.input_location or by_inference_id.get(notification.inference_id)
+            if not uri:
+                result.ignored += 1
+                result.delete.append(entry)
+                log.warning("Dropped notification for unknown inference id %s", notification.inference_id)
+                continue
+            transitions.append(notification.transition(uri))
+            receipts.setdefault(uri, []).append(entry)
+        if transitions:
+            written = self.table.apply(transitions)
+            result.recorded = len(written.applied)
+            result.ignored += len(written.rejected)
+            for uri in written.rejected:
+                log.info("Notification for %s is a duplicate or belongs to a settled or unknown claim", uri)
+            for t in transitions:
+                if t.uri in self.pending and t.uri in written.applied and self.files[t.uri] == t.inference_id:
+                    self._settle(t.uri, t.to)
+            for entries in receipts.values():
+                result.delete.extend(entries)
+        return result
+
+    # ------------------------------------------------------------------ checks
+
+    def tick(self, *, quiet: bool) -> None:
+        """Periodic work after each receive: refresh when due, reconcile when due and the queue
+        is quiet (a lost notification shows as silence), and enforce deadlines."""
+        now = self.clock()
+        if now - self._last_refresh >= self.refresh_interval_seconds:
+            self.refresh()
+            self._last_refresh = now
+        if quiet and now - self._last_reconcile >= self.reconcile_interval_seconds:
+            self.reconcile()
+            self._last_reconcile = now
+        self.expire()
+
+    def refresh(self) -> None:
+        """Re-read the pending files: other sensors may have recorded their notifications."""
+        if not self.pending:
+            return
+        items = self.table.get_many(self.pending, _TRACKED)
+        for uri in list(self.pending):
+            item = items.get(uri)
+            if item is None or item.get("inference_id") != self.files[uri]:
+                log.warning("%s is no longer claimed by this batch; leaving it", uri)
+                self._settle(uri, "lost claim")
+            elif item["status"] not in IN_FLIGHT:
+                self._settle(uri, item["status"])
+            else:
+                self.pending[uri] = item
+
+    def reconcile(self) -> None:
+        """Settle pending files whose output or failure object exists although no notification came."""
+        transitions = []
+        for uri, item in self.pending.items():
+            iid = self.files[uri]
+            output, failure = item.get("output_location"), item.get("failure_location")
+            if output and self._exists(output):
+                transitions.append(
+                    Transition(uri, iid, Status.COMPLETED, {"output_location": output, "completed_at": utcnow()})
+                )
+            elif failure and self._exists(failure):
+                reason = f"endpoint wrote a failure object ({failure}): {self._excerpt(failure)}"
+                transitions.append(Transition(uri, iid, Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()}))
+        self._apply(transitions, "reconciled from S3")
+
+    def expire(self) -> None:
+        """Fail pending files whose deadline has passed."""
+        now = self.clock()
+        transitions = []
+        for uri, item in self.pending.items():
+            deadline = float(item.get("deadline") or self.fallback_deadline)
+            if now > deadline:
+                reason = (
+                    "no result notification and no output or failure object by the deadline "
+                    f"({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(deadline))}: RequestTTLSeconds + "
+                    "InvocationTimeoutSeconds + grace after submission)"
+                )
+                transitions.append(
+                    Transition(uri, self.files[uri], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
+                )
+        self._apply(transitions, "past the deadline")
+
+    # --------------------------------------------------------------- internals
+
+    def _apply(self, transitions: list[Transition], why: str) -> None:
+        if not transitions:
+            return
+        written = self.table.apply(transitions)
+        for t in transitions:
+            if t.uri in written.applied:
+                log.info("%s: %s (%s)", t.uri, t.to.value, why)
+                self._settle(t.uri, t.to)
+        if written.rejected:
+            self.refresh()
+
+    def _settle(self, uri: str, status: str) -> None:
+        if self.pending.pop(uri, None) is not None:
+            self.settled[str(status)] += 1
+
+    def _exists(self, uri: str) -> bool:
+        bucket, key = split_s3_uri(uri)
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def _excerpt(self, uri: str) -> str:
+        bucket, key = split_s3_uri(uri)
+        body = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{_FAILURE_EXCERPT_BYTES - 1}")["Body"]
+        return body.read().decode("utf-8", "replace").strip()

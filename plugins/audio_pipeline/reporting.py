@@ -1,0 +1,68 @@
+"""The end of a run: settle what is still in flight, count, and write the run manifest."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, utcnow
+
+REPORTED_ATTRIBUTES = ("status", "output_location", "summary_location", "failure_reason", "summary_error")
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    bucket_uri: str | None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    abandoned: int = 0
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(f["status"] for f in self.files)
+
+    def lines(self) -> list[str]:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "no files"
+        out = [f"run {self.run_id} over {self.bucket_uri or '(no bucket URI)'}: {counts}"]
+        if self.abandoned:
+            out.append(f"{self.abandoned} files were still in flight when the run ended and are now failed")
+        for f in self.files:
+            detail = f.get("summary_location") or f.get("output_location") or ""
+            if f.get("failure_reason"):
+                detail = f"reason: {f['failure_reason']}"
+            elif f.get("summary_error"):
+                detail = f"summary error: {f['summary_error']}"
+            out.append(f"{f['status']:<10} {f['uri']}  {detail}".rstrip())
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "bucket_uri": self.bucket_uri,
+                "counts": dict(self.counts),
+                "abandoned": self.abandoned,
+                "written_at": utcnow(),
+                "files": self.files,
+            },
+            indent=1,
+        )
+
+
+def settle_run(table: StatusTable, run_id: str, bucket_uri: str | None, reason: str) -> RunReport:
+    """Fail every file of ``run_id`` still in flight, then read every file's final state."""
+    claimed = list(table.run_items(run_id))
+    leftovers = [
+        Transition(i["uri"], i["inference_id"], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
+        for i in claimed
+        if i.get("status") in IN_FLIGHT
+    ]
+    abandoned = len(table.apply(leftovers).applied) if leftovers else 0
+    items = table.get_many([i["uri"] for i in claimed], REPORTED_ATTRIBUTES)
+    files = [
+        {"uri": uri, **{k: item.get(k) for k in REPORTED_ATTRIBUTES if item.get(k) is not None}}
+        for uri, item in sorted(items.items())
+    ]
+    return RunReport(run_id=run_id, bucket_uri=bucket_uri, files=files, abandoned=abandoned)

@@ -1,0 +1,157 @@
+"""Wait until every file of a batch is ``completed`` or ``failed``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+
+from audio_pipeline.batches import BatchRef
+from audio_pipeline.outcomes import BatchWatcher
+from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger, build_batch_watcher
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+_TIMEOUT_MARGIN_SECONDS = 900
+
+
+class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
+    """
+    Wait for a batch's transcriptions, recording every SageMaker notification in the status table.
+
+    Watches the SQS queue that the endpoint's success and error SNS topics feed. Each
+    notification received, of this batch or any other, is written to the status table
+    before it is deleted; duplicates and unknown inference ids are dropped, messages
+    that are not notifications stay on the queue for its dead-letter queue. A file whose
+    notification never arrives is settled from its output or failure object in S3, and
+    fails once ``result_window_seconds`` have passed since its submission.
+
+    :param batch: the batch reference (label, manifest URI, file count) from the claim task
+    :param status_table: DynamoDB status table
+    :param notification_queue: name or URL of the SQS notification queue
+    :param request_ttl_seconds: ``RequestTTLSeconds`` the batch was submitted with
+    :param invocation_timeout_seconds: ``InvocationTimeoutSeconds`` the batch was submitted with
+    :param result_grace_seconds: extra time past TTL + timeout before a silent file counts as failed
+    :param reconcile_interval_seconds: minimum time between looks for results in S3
+    :param deferrable: wait in the triggerer (default) instead of occupying a worker slot
+    """
+
+    aws_hook_class = SqsHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "batch",
+        "status_table",
+        "notification_queue",
+        "request_ttl_seconds",
+        "invocation_timeout_seconds",
+        "result_grace_seconds",
+        "reconcile_interval_seconds",
+    )
+    ui_color = "#a6da95"
+
+    def __init__(
+        self,
+        *,
+        batch: BatchRef,
+        status_table: str,
+        notification_queue: str,
+        request_ttl_seconds: int | str = 21600,
+        invocation_timeout_seconds: int | str = 900,
+        result_grace_seconds: int | str = 300,
+        reconcile_interval_seconds: int | str = 120,
+        refresh_interval_seconds: int = 30,
+        wait_time_seconds: int = 10,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+        self.status_table = status_table
+        self.notification_queue = notification_queue
+        self.request_ttl_seconds = request_ttl_seconds
+        self.invocation_timeout_seconds = invocation_timeout_seconds
+        self.result_grace_seconds = result_grace_seconds
+        self.reconcile_interval_seconds = reconcile_interval_seconds
+        self.refresh_interval_seconds = refresh_interval_seconds
+        self.wait_time_seconds = wait_time_seconds
+        self.deferrable = deferrable
+
+    @property
+    def result_window_seconds(self) -> int:
+        return int(self.request_ttl_seconds) + int(self.invocation_timeout_seconds) + int(self.result_grace_seconds)
+
+    @cached_property
+    def queue_url(self) -> str:
+        if self.notification_queue.startswith(("https://", "http://")):
+            return self.notification_queue
+        return self.hook.conn.get_queue_url(QueueName=self.notification_queue)["QueueUrl"]
+
+    @cached_property
+    def watcher(self) -> BatchWatcher:
+        return build_batch_watcher(
+            manifest=self.batch["manifest"],
+            status_table=self.status_table,
+            fallback_deadline=time.time() + self.result_window_seconds,
+            refresh_interval_seconds=self.refresh_interval_seconds,
+            reconcile_interval_seconds=int(self.reconcile_interval_seconds),
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+        )
+
+    def execute(self, context: Context) -> dict[str, int] | None:
+        if not self.deferrable:
+            super().execute(context)
+            return self._report(dict(self.watcher.settled))
+        if self.watcher.done:
+            return self._report(dict(self.watcher.settled))
+        self.log.info(
+            "%s: %d of %d files pending; deferring to the triggerer",
+            self.batch["label"],
+            len(self.watcher.pending),
+            len(self.watcher.files),
+        )
+        self.defer(
+            trigger=TranscriptionBatchTrigger(
+                manifest=self.batch["manifest"],
+                status_table=self.status_table,
+                queue_url=self.queue_url,
+                fallback_deadline=self.watcher.fallback_deadline,
+                reconcile_interval_seconds=int(self.reconcile_interval_seconds),
+                refresh_interval_seconds=self.refresh_interval_seconds,
+                wait_time_seconds=self.wait_time_seconds,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.result_window_seconds + _TIMEOUT_MARGIN_SECONDS),
+        )
+        return None
+
+    def poke(self, context: Context) -> bool:
+        sqs = self.hook.conn
+        response = sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=min(self.wait_time_seconds, 20)
+        )
+        messages = response.get("Messages", [])
+        if messages:
+            result = self.watcher.record_messages(messages)
+            if result.delete:
+                sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
+        self.watcher.tick(quiet=not messages)
+        return self.watcher.done
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, int]:
+        if event.get("status") != "success":
+            raise RuntimeError(f"Waiting for {self.batch['label']} failed: {event.get('message')}")
+        return self._report(event["settled"])
+
+    def _report(self, settled: dict[str, int]) -> dict[str, int]:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(settled.items())) or "nothing left to wait for"
+        self.log.info("%s settled: %s", self.batch["label"], counts)
+        return settled

@@ -1,0 +1,332 @@
+"""The status table: its schema, the state machine, and every write to it.
+
+One item per audio file, keyed by the file's ``s3://bucket/key`` URI::
+
+    processing --> submitted --> completed --> summarized
+        |              |             |
+        +--> failed <--+             +--(summary error recorded, stays completed)
+
+``processing`` and ``submitted`` may also go straight to ``completed`` or ``failed``
+(a notification can overtake the task that records the submission). A file is claimed
+by a conditional write, so two runs never own one file; every later write is
+conditioned on the claim's inference id, so a late or duplicated notification from an
+older claim can never overwrite a newer one. Nothing else writes the table.
+
+Writes are batched in ``TransactWriteItems`` of up to 100 items; when a transaction is
+cancelled, the items whose condition failed are reported as rejected and the others are
+retried, so a batch costs one call in the common case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+log = logging.getLogger(__name__)
+
+PARTITION_KEY = "uri"
+RUN_INDEX = "run_id-index"
+KEY_SCHEMA = [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}]
+ATTRIBUTE_DEFINITIONS = [
+    {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+    {"AttributeName": "run_id", "AttributeType": "S"},
+]
+GLOBAL_SECONDARY_INDEXES = [
+    {
+        "IndexName": RUN_INDEX,
+        "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status", "inference_id"]},
+    }
+]
+"""The table's whole schema. ``run_id-index`` finds every file a DAG run claimed, so the run's
+last task can settle whatever is still in flight, even when the claim task itself failed."""
+
+
+def table_definition() -> dict[str, Any]:
+    """``CreateTable`` arguments (less the name) that infra/ and the local bootstrap share."""
+    return {
+        "KeySchema": KEY_SCHEMA,
+        "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
+        "GlobalSecondaryIndexes": GLOBAL_SECONDARY_INDEXES,
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+BATCH_GET_LIMIT = 100
+TRANSACT_LIMIT = 100
+_MAX_ATTEMPTS = 8
+
+
+class Status(StrEnum):
+    PROCESSING = "processing"
+    SUBMITTED = "submitted"
+    COMPLETED = "completed"
+    SUMMARIZED = "summarized"
+    FAILED = "failed"
+
+
+IN_FLIGHT = (Status.PROCESSING, Status.SUBMITTED)
+SETTLED = (Status.COMPLETED, Status.SUMMARIZED, Status.FAILED)
+
+TRANSITIONS: dict[Status, tuple[Status, ...]] = {
+    Status.PROCESSING: (Status.SUBMITTED, Status.COMPLETED, Status.FAILED),
+    Status.SUBMITTED: (Status.COMPLETED, Status.FAILED),
+    Status.COMPLETED: (Status.SUMMARIZED,),
+    Status.SUMMARIZED: (),
+    Status.FAILED: (),
+}
+"""Allowed moves of one claim. A new claim (``processing``) may replace a settled item."""
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def inference_id_for(uri: str, etag: str, run_id: str) -> str:
+    """The claim's InferenceId: deterministic, so a retried task reuses it (at most 64 chars)."""
+    digest = hashlib.sha256(f"{uri}\n{etag}\n{run_id}".encode()).hexdigest()
+    return digest[:40]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Move one claimed file (identified by ``uri`` and ``inference_id``) to ``to``."""
+
+    uri: str
+    inference_id: str
+    to: Status
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+    expect: tuple[Status, ...] = ()
+    """Statuses the item may be in; by default every status that :data:`TRANSITIONS` lets move to ``to``."""
+
+    @property
+    def allowed_from(self) -> tuple[Status, ...]:
+        return self.expect or tuple(s for s, targets in TRANSITIONS.items() if self.to in targets)
+
+
+@dataclass
+class WriteResult:
+    applied: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    """URIs whose condition failed: claimed elsewhere, already settled, or stale."""
+
+
+def _dump(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _load(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+class StatusTable:
+    """All reads and writes of the status table, on a low-level boto3 DynamoDB client."""
+
+    def __init__(self, client: Any, table_name: str, *, backoff_base: float = 0.05) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.backoff_base = backoff_base
+
+    # ----------------------------------------------------------------- reads
+
+    def get_many(self, uris: Iterable[str], attributes: Sequence[str] | None = None) -> dict[str, dict]:
+        """``BatchGetItem`` in chunks of 100, retrying ``UnprocessedKeys``; absent URIs are omitted."""
+        unique = list(dict.fromkeys(uris))
+        found: dict[str, dict] = {}
+        for chunk in _chunks(unique, BATCH_GET_LIMIT):
+            request: dict[str, Any] = {"Keys": [{PARTITION_KEY: {"S": u}} for u in chunk], "ConsistentRead": True}
+            if attributes:
+                names = {f"#a{i}": a for i, a in enumerate({PARTITION_KEY, *attributes})}
+                request["ProjectionExpression"] = ", ".join(names)
+                request["ExpressionAttributeNames"] = names
+            pending: dict[str, Any] | None = {self.table_name: request}
+            attempt = 0
+            while pending:
+                response = self.client.batch_get_item(RequestItems=pending)
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    item = _load(raw)
+                    found[item[PARTITION_KEY]] = item
+                pending = response.get("UnprocessedKeys") or None
+                if pending:
+                    attempt += 1
+                    self._sleep(attempt, "BatchGetItem returned UnprocessedKeys")
+        return found
+
+    def run_items(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Every file claimed by ``run_id`` (``uri``, ``status``, ``inference_id``), from the run index.
+
+        The index is eventually consistent: a write made a moment ago may not show yet.
+        """
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table_name,
+            IndexName=RUN_INDEX,
+            KeyConditionExpression="run_id = :run",
+            ExpressionAttributeValues={":run": {"S": run_id}},
+        )
+        for page in pages:
+            for raw in page.get("Items", []):
+                yield _load(raw)
+
+    # ---------------------------------------------------------------- claims
+
+    def claim(
+        self,
+        files: Sequence[Mapping[str, Any]],
+        run_id: str,
+        *,
+        reprocess_failed: bool = False,
+    ) -> WriteResult:
+        """Claim ``files`` (dicts with ``uri``, ``etag``, ``size``, ``inference_id``).
+
+        A file is claimable when it has no item, when its content changed (new ETag) and
+        it is not in flight, or when it failed and ``reprocess_failed`` is set.
+        """
+        condition = (
+            "attribute_not_exists(#uri) OR (#etag <> :etag AND NOT #status IN (:processing, :submitted))"
+        )
+        if reprocess_failed:
+            condition += " OR #status = :failed"
+        now = utcnow()
+        ops = []
+        for f in files:
+            item = {
+                PARTITION_KEY: f["uri"],
+                "status": Status.PROCESSING.value,
+                "etag": f["etag"],
+                "size": f["size"],
+                "run_id": run_id,
+                "inference_id": f["inference_id"],
+                "claimed_at": now,
+                "updated_at": now,
+            }
+            values = {
+                ":etag": f["etag"],
+                ":processing": Status.PROCESSING.value,
+                ":submitted": Status.SUBMITTED.value,
+            }
+            if reprocess_failed:
+                values[":failed"] = Status.FAILED.value
+            ops.append(
+                (
+                    f["uri"],
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": _dump(item),
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeNames": {"#uri": PARTITION_KEY, "#etag": "etag", "#status": "status"},
+                            "ExpressionAttributeValues": _dump(values),
+                        }
+                    },
+                )
+            )
+        return self._transact(ops)
+
+    # ----------------------------------------------------------- transitions
+
+    def apply(self, transitions: Iterable[Transition]) -> WriteResult:
+        """Apply state-machine moves, each conditioned on the claim's inference id."""
+        now = utcnow()
+        ops = []
+        for t in transitions:
+            sets = {"status": t.to.value, "updated_at": now, **{k: v for k, v in t.attributes.items() if v is not None}}
+            names = {f"#s{i}": k for i, k in enumerate(sets)}
+            names.update({f"#r{i}": k for i, k in enumerate(t.remove)})
+            names.update({"#status": "status", "#iid": "inference_id"})
+            values = {f":s{i}": v for i, v in enumerate(sets.values())}
+            allowed = {f":from{i}": s.value for i, s in enumerate(t.allowed_from)}
+            values.update(allowed)
+            values[":iid"] = t.inference_id
+            expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets)))
+            if t.remove:
+                expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(t.remove)))
+            ops.append(
+                (
+                    t.uri,
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {PARTITION_KEY: {"S": t.uri}},
+                            "UpdateExpression": expression,
+                            "ConditionExpression": f"#iid = :iid AND #status IN ({', '.join(allowed)})",
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": _dump(values),
+                        }
+                    },
+                )
+            )
+        return self._transact(ops)
+
+    # -------------------------------------------------------------- internals
+
+    def _transact(self, ops: list[tuple[str, dict[str, Any]]]) -> WriteResult:
+        result = WriteResult()
+        seen: set[str] = set()
+        unique = []
+        for uri, op in ops:
+            if uri in seen:  # one transaction may touch an item once; a repeat is a duplicate
+                result.rejected.append(uri)
+                continue
+            seen.add(uri)
+            unique.append((uri, op))
+        for chunk in _chunks(unique, TRANSACT_LIMIT):
+            self._transact_chunk(list(chunk), result)
+        return result
+
+    def _transact_chunk(self, pending: list[tuple[str, dict[str, Any]]], result: WriteResult) -> None:
+        attempt = 0
+        while pending:
+            try:
+                self.client.transact_write_items(TransactItems=[op for _, op in pending])
+            except ClientError as err:
+                code = err.response.get("Error", {}).get("Code")
+                if code == "TransactionCanceledException":
+                    reasons = err.response.get("CancellationReasons") or []
+                    if len(reasons) != len(pending):
+                        # No per-item reasons: settle each item on its own.
+                        for single in pending:
+                            self._transact_chunk([single], result)
+                        return
+                    retry = []
+                    for (uri, op), reason in zip(pending, reasons):
+                        if reason.get("Code") == "ConditionalCheckFailed":
+                            result.rejected.append(uri)
+                        else:
+                            retry.append((uri, op))
+                    pending = retry
+                elif code not in ("ThrottlingException", "ProvisionedThroughputExceededException",
+                                  "TransactionInProgressException", "InternalServerError",
+                                  "RequestLimitExceeded"):
+                    raise
+                attempt += 1
+                if pending:
+                    self._sleep(attempt, f"TransactWriteItems: {code}")
+                continue
+            result.applied.extend(uri for uri, _ in pending)
+            return
+
+    def _sleep(self, attempt: int, why: str) -> None:
+        if attempt > _MAX_ATTEMPTS:
+            raise RuntimeError(f"DynamoDB table {self.table_name!r}: gave up after {_MAX_ATTEMPTS} retries ({why})")
+        delay = min(self.backoff_base * 2**attempt, 5.0)
+        log.debug("%s; retrying in %.2fs", why, delay)
+        time.sleep(delay)

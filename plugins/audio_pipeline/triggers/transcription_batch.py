@@ -1,0 +1,139 @@
+"""Wait, in the triggerer, until every file of a batch is ``completed`` or ``failed``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from audio_pipeline.batches import read_manifest
+from audio_pipeline.outcomes import BatchWatcher
+from audio_pipeline.status import StatusTable
+
+
+def build_batch_watcher(
+    *,
+    manifest: str,
+    status_table: str,
+    fallback_deadline: float,
+    refresh_interval_seconds: float,
+    reconcile_interval_seconds: float,
+    aws_conn_id: str | None,
+    region_name: str | None,
+) -> BatchWatcher:
+    """A watcher over one batch, its pending files already read from the table (blocking I/O)."""
+    aws = {"aws_conn_id": aws_conn_id, "region_name": region_name}
+    s3 = S3Hook(**aws).conn
+    watcher = BatchWatcher(
+        StatusTable(DynamoDBHook(**aws).client, status_table),
+        s3,
+        read_manifest(s3, manifest),
+        fallback_deadline=fallback_deadline,
+        refresh_interval_seconds=refresh_interval_seconds,
+        reconcile_interval_seconds=reconcile_interval_seconds,
+    )
+    watcher.refresh()
+    return watcher
+
+
+class TranscriptionBatchTrigger(BaseTrigger):
+    """
+    Long-poll the notification queue, record every notification, and fire when a batch is settled.
+
+    Every notification received is written to the status table before it is deleted
+    from the queue, whichever batch or run it belongs to, so parallel triggers on one
+    queue share the work instead of stealing each other's messages. Files whose
+    notification never comes are settled from their output or failure object in S3
+    (looked for whenever the queue is quiet, at most every ``reconcile_interval_seconds``),
+    and past their deadline they are marked ``failed``. The trigger keeps no state that
+    ``serialize()`` does not carry: a restarted triggerer rebuilds it from the manifest
+    and the table.
+
+    :param manifest: S3 URI of the batch manifest
+    :param status_table: DynamoDB status table
+    :param queue_url: URL of the SQS queue subscribed to the endpoint's SNS topics
+    :param fallback_deadline: epoch seconds after which a file with no deadline of its own fails
+    :param reconcile_interval_seconds: minimum time between looks for results in S3
+    :param refresh_interval_seconds: how often to re-read the batch's pending files
+    :param wait_time_seconds: SQS long-poll wait
+    :param aws_conn_id: the Airflow connection used for AWS credentials
+    :param region_name: AWS region name; boto3's default when not given
+    """
+
+    def __init__(
+        self,
+        *,
+        manifest: str,
+        status_table: str,
+        queue_url: str,
+        fallback_deadline: float,
+        reconcile_interval_seconds: int = 120,
+        refresh_interval_seconds: int = 30,
+        wait_time_seconds: int = 10,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.manifest = manifest
+        self.status_table = status_table
+        self.queue_url = queue_url
+        self.fallback_deadline = fallback_deadline
+        self.reconcile_interval_seconds = reconcile_interval_seconds
+        self.refresh_interval_seconds = refresh_interval_seconds
+        self.wait_time_seconds = wait_time_seconds
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "manifest": self.manifest,
+                "status_table": self.status_table,
+                "queue_url": self.queue_url,
+                "fallback_deadline": self.fallback_deadline,
+                "reconcile_interval_seconds": self.reconcile_interval_seconds,
+                "refresh_interval_seconds": self.refresh_interval_seconds,
+                "wait_time_seconds": self.wait_time_seconds,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+            },
+        )
+
+    def _build_watcher(self) -> BatchWatcher:
+        return build_batch_watcher(
+            manifest=self.manifest,
+            status_table=self.status_table,
+            fallback_deadline=self.fallback_deadline,
+            refresh_interval_seconds=self.refresh_interval_seconds,
+            reconcile_interval_seconds=self.reconcile_interval_seconds,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            watcher = await asyncio.to_thread(self._build_watcher)
+            sqs_hook = SqsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+            async with await sqs_hook.get_async_conn() as sqs:
+                while not watcher.done:
+                    response = await sqs.receive_message(
+                        QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_time_seconds
+                    )
+                    messages = response.get("Messages", [])
+                    if messages:
+                        result = await asyncio.to_thread(watcher.record_messages, messages)
+                        if result.delete:
+                            await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
+                    await asyncio.to_thread(watcher.tick, quiet=not messages)
+                    self.log.debug("%s: %d files pending", self.manifest, len(watcher.pending))
+        except Exception as err:
+            self.log.exception("Waiting for batch %s failed", self.manifest)
+            yield TriggerEvent({"status": "error", "manifest": self.manifest, "message": f"{type(err).__name__}: {err}"})
+            return
+        yield TriggerEvent({"status": "success", "manifest": self.manifest, "settled": dict(watcher.settled)})

@@ -1,0 +1,81 @@
+"""Fixtures for the plugin tests: moto in-process with the real table schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from audio_pipeline.config import PipelineConfig
+from audio_pipeline.status import StatusTable, table_definition
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REGION = "us-east-1"
+CONFIG = PipelineConfig()
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def s3(aws):
+    client = boto3.client("s3", region_name=REGION)
+    client.create_bucket(Bucket="audio-in")
+    client.create_bucket(Bucket=CONFIG.output_bucket)
+    return client
+
+
+@pytest.fixture
+def ddb(aws):
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.create_table(TableName=CONFIG.status_table, **table_definition())
+    return client
+
+
+@pytest.fixture
+def table(ddb):
+    return StatusTable(ddb, CONFIG.status_table, backoff_base=0)
+
+
+def notification(name: str, **replace: str) -> dict:
+    """A documented notification from fixtures/notifications, with placeholders replaced."""
+    text = (FIXTURES / "notifications" / f"{name}.json").read_text()
+    doc = json.loads(text)
+    doc["inferenceId"] = replace.get("inference_id", doc["inferenceId"])
+    if "input_location" in replace:
+        doc["requestParameters"]["inputLocation"] = replace["input_location"]
+    return doc
+
+
+def sns_envelope(message: dict) -> str:
+    """The SQS body SNS delivers with raw message delivery off: the notification as a string."""
+    return json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": "0a1b2c3d-0000-4000-8000-000000000000",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:audio-transcription-success",
+            "Message": json.dumps(message),
+            "Timestamp": "2022-01-25T22:46:00.700Z",
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "SigningCertURL": "https://sns.us-east-1.amazonaws.com/cert.pem",
+            "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+        }
+    )
+
+
+def put_audio(s3, key: str, body: bytes = b"RIFF....WAVEfmt ", bucket: str = "audio-in") -> dict:
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    head = s3.head_object(Bucket=bucket, Key=key)
+    return {"uri": f"s3://{bucket}/{key}", "etag": head["ETag"].strip('"'), "size": head["ContentLength"]}

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from audio_pipeline.claims import claim_new_files
+from audio_pipeline.config import DEFAULT_AUDIO_EXTENSIONS
+from audio_pipeline.listing import S3Location
+from audio_pipeline.status import Status, Transition
+
+EXTENSIONS = frozenset(DEFAULT_AUDIO_EXTENSIONS)
+CALLS = S3Location("audio-in", "calls/")
+
+
+def put(s3, *keys, body=b"audio"):
+    for key in keys:
+        s3.put_object(Bucket="audio-in", Key=key, Body=body)
+
+
+def test_claims_new_audio_once(s3, table):
+    put(s3, "calls/a.wav", "calls/b.mp3", "calls/readme.txt")
+    first = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-1")
+    assert sorted(f["uri"] for f in first.claimed) == ["s3://audio-in/calls/a.wav", "s3://audio-in/calls/b.mp3"]
+    second = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2")
+    assert second.claimed == []
+    assert second.not_claimed == {"in flight in another run": 2}
+
+
+def test_retried_claim_task_gets_its_own_claims_back(s3, table):
+    put(s3, "calls/a.wav", "calls/b.wav")
+    first = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-1")
+    retry = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-1")
+    assert retry.claimed == first.claimed
+
+
+def test_two_concurrent_runs_never_share_a_file(s3, table):
+    put(s3, *[f"calls/{i:03d}.wav" for i in range(300)])
+    a = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-a")
+    b = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-b")
+    assert len(a.claimed) + len(b.claimed) == 300
+    assert not {f["uri"] for f in a.claimed} & {f["uri"] for f in b.claimed}
+
+
+def _finish(table, files, to):
+    for f in files:
+        table.apply([Transition(f["uri"], f["inference_id"], Status.SUBMITTED)])
+        table.apply([Transition(f["uri"], f["inference_id"], to, {"failure_reason": "x"} if to == "failed" else {})])
+
+
+def test_done_failed_and_changed_files(s3, table):
+    put(s3, "calls/done.wav", "calls/failed.wav", "calls/changed.wav")
+    first = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-1").claimed
+    by_uri = {f["uri"].rsplit("/", 1)[-1]: f for f in first}
+    _finish(table, [by_uri["done.wav"], by_uri["changed.wav"]], Status.COMPLETED)
+    _finish(table, [by_uri["failed.wav"]], Status.FAILED)
+    put(s3, "calls/changed.wav", body=b"new content")
+
+    second = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2")
+    assert [f["uri"] for f in second.claimed] == ["s3://audio-in/calls/changed.wav"]
+    assert second.not_claimed == {
+        "already completed": 1,
+        "failed before (trigger with reprocess_failed to retry)": 1,
+    }
+    third = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-3", reprocess_failed=True)
+    assert [f["uri"] for f in third.claimed] == ["s3://audio-in/calls/failed.wav"]
+
+
+def test_max_files(s3, table):
+    put(s3, *[f"calls/{i:04d}.wav" for i in range(1500)])
+    report = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-1", max_files=1200)
+    assert len(report.claimed) == 1200
+    assert len(list(table.run_items("run-1"))) == 1200
+    assert "claimed 1200 files for this run" in report.lines()

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import pytest
+
+from audio_pipeline.config import DEFAULT_AUDIO_EXTENSIONS, MAX_ASYNC_PAYLOAD_BYTES
+from audio_pipeline.listing import (
+    BucketUriError,
+    ListingReport,
+    S3Location,
+    check_bucket,
+    iter_audio_objects,
+    parse_bucket_uri,
+    split_s3_uri,
+)
+
+EXTENSIONS = frozenset(DEFAULT_AUDIO_EXTENSIONS)
+
+
+@pytest.mark.parametrize(
+    ("uri", "bucket", "prefix"),
+    [
+        ("s3://audio-in/calls/", "audio-in", "calls/"),
+        ("s3://audio-in/calls", "audio-in", "calls/"),
+        ("s3://audio-in", "audio-in", ""),
+        ("s3://audio-in/", "audio-in", ""),
+        ("  s3://audio.in-2/a/b/  ", "audio.in-2", "a/b/"),
+    ],
+)
+def test_parse_bucket_uri(uri, bucket, prefix):
+    assert parse_bucket_uri(uri) == S3Location(bucket, prefix)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "no bucket URI"),
+        ("", "no bucket URI"),
+        ("   ", "no bucket URI"),
+        (42, "must be a string"),
+        ("audio-in/calls/", "must start with s3://"),
+        ("https://audio-in.s3.amazonaws.com/x", "must start with s3://"),
+        ("s3:///calls/", "names no bucket"),
+        ("s3://Audio_In/calls/", "not a valid S3 bucket name"),
+        ("s3://ab/", "not a valid S3 bucket name"),
+        ("s3://a..b/", "not a valid S3 bucket name"),
+    ],
+)
+def test_parse_bucket_uri_says_what_is_wrong(value, message):
+    with pytest.raises(BucketUriError, match=message):
+        parse_bucket_uri(value)
+
+
+def test_split_s3_uri():
+    assert split_s3_uri("s3://b/k/with spaces/ü.wav") == ("b", "k/with spaces/ü.wav")
+    with pytest.raises(ValueError, match="not an s3://bucket/key URI"):
+        split_s3_uri("s3://bucket-only")
+
+
+def test_listing_reads_every_page_and_keeps_audio_only(s3):
+    for i in range(1205):
+        s3.put_object(Bucket="audio-in", Key=f"calls/{i:05d}.wav", Body=b"x")
+    extra = {
+        "calls/notes.txt": b"text",
+        "calls/folder/": b"",
+        "calls/empty.mp3": b"",
+        "calls/Loud.FLAC": b"x",
+        "calls/no_extension": b"x",
+        "other/outside.wav": b"x",
+    }
+    for key, body in extra.items():
+        s3.put_object(Bucket="audio-in", Key=key, Body=body)
+    report = ListingReport()
+    found = list(iter_audio_objects(s3, S3Location("audio-in", "calls/"), EXTENSIONS, report))
+    keys = {o.key for o in found}
+    assert len(found) == 1206 and "calls/Loud.FLAC" in keys and "other/outside.wav" not in keys
+    assert report.objects == 1210
+    assert report.skipped == {"not an audio extension": 2, "folder marker": 1, "zero bytes": 1}
+    assert all(o.etag and '"' not in o.etag for o in found)
+    assert any("calls/notes.txt" in line for line in report.lines())
+
+
+def test_objects_over_the_async_limit_are_skipped(s3, monkeypatch):
+    def page(**kwargs):
+        yield {"Contents": [{"Key": "big.wav", "Size": MAX_ASYNC_PAYLOAD_BYTES + 1, "ETag": '"e"'}]}
+
+    class Paginator:
+        paginate = staticmethod(page)
+
+    monkeypatch.setattr(s3, "get_paginator", lambda name: Paginator())
+    report = ListingReport()
+    assert list(iter_audio_objects(s3, S3Location("audio-in", ""), EXTENSIONS, report)) == []
+    assert report.skipped == {"over the 1 GB asynchronous inference limit": 1}
+
+
+def test_missing_bucket_is_named(s3):
+    location = S3Location("no-such-bucket", "x/")
+    with pytest.raises(BucketUriError, match="bucket 'no-such-bucket' does not exist"):
+        check_bucket(s3, location)
+    with pytest.raises(BucketUriError, match="does not exist"):
+        list(iter_audio_objects(s3, location, EXTENSIONS, ListingReport()))
+
+
+def test_access_denied_is_named(s3, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    def denied(**kwargs):
+        raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadBucket")
+
+    monkeypatch.setattr(s3, "head_bucket", denied)
+    with pytest.raises(PermissionError, match="access denied to bucket 'audio-in'.*s3:ListBucket"):
+        check_bucket(s3, S3Location("audio-in", ""))

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audio_pipeline.outcomes import BatchWatcher
+from audio_pipeline.status import Status, Transition, inference_id_for
+
+from .conftest import CONFIG, notification, sns_envelope
+
+OUT = CONFIG.output_bucket
+
+
+def submitted_batch(table, s3, n, run_id="run-1", deadline=10_000):
+    files = []
+    for i in range(n):
+        uri = f"s3://audio-in/calls/{i}.wav"
+        files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", run_id)})
+    table.claim(files, run_id)
+    table.apply(
+        [
+            Transition(
+                f["uri"],
+                f["inference_id"],
+                Status.SUBMITTED,
+                {
+                    "output_location": f"s3://{OUT}/transcripts/{f['inference_id']}.out",
+                    "failure_location": f"s3://{OUT}/failures/{f['inference_id']}-error.out",
+                    "deadline": deadline,
+                },
+            )
+            for f in files
+        ]
+    )
+    return files
+
+
+def message(body: str, n: int = 0) -> dict:
+    return {"MessageId": f"m{n}", "ReceiptHandle": f"r{n}", "Body": body}
+
+
+def success_for(f, n=0, wrap=sns_envelope):
+    doc = notification("success", inference_id=f["inference_id"], input_location=f["uri"])
+    doc["responseParameters"]["outputLocation"] = f"s3://{OUT}/transcripts/{f['inference_id']}.out"
+    return message(wrap(doc), n)
+
+
+def failure_for(f, n=0):
+    return message(sns_envelope(notification("failure", inference_id=f["inference_id"], input_location=f["uri"])), n)
+
+
+def watcher(table, s3, files, clock=lambda: 0.0):
+    w = BatchWatcher(table, s3, files, fallback_deadline=50_000, clock=clock, refresh_interval_seconds=0)
+    w.refresh()
+    return w
+
+
+def test_success_and_failure_notifications_settle_the_batch(table, s3):
+    files = submitted_batch(table, s3, 2)
+    w = watcher(table, s3, files)
+    result = w.record_messages([success_for(files[0], 0), failure_for(files[1], 1)])
+    assert result.recorded == 2 and len(result.delete) == 2
+    assert w.done and w.settled == {"completed": 1, "failed": 1}
+    items = table.get_many(f["uri"] for f in files)
+    assert items[files[1]["uri"]]["failure_reason"].startswith("ClientError: Received server error (500)")
+
+
+def test_duplicates_raw_delivery_and_strangers(table, s3):
+    files = submitted_batch(table, s3, 1)
+    w = watcher(table, s3, files)
+    stranger = dict(files[0], inference_id="someone-elses-claim")
+    result = w.record_messages(
+        [
+            success_for(files[0], 0),
+            success_for(files[0], 1, wrap=json.dumps),  # the same notification again, raw delivery
+            success_for(stranger, 2),
+        ]
+    )
+    assert result.recorded == 1 and result.ignored == 2
+    assert {e["ReceiptHandle"] for e in result.delete} == {"r0", "r1", "r2"}, "duplicates are deleted, not kept"
+    assert w.done
+
+
+def test_notification_of_another_batch_is_recorded_for_it(table, s3):
+    mine = submitted_batch(table, s3, 1, run_id="run-1")
+    other_uri = "s3://audio-in/other/x.wav"
+    other = {"uri": other_uri, "etag": "e", "size": 1, "inference_id": inference_id_for(other_uri, "e", "run-2")}
+    table.claim([other], "run-2")
+    w = watcher(table, s3, mine)
+    result = w.record_messages([success_for(other, 0)])
+    assert result.recorded == 1
+    assert table.get_many([other_uri])[other_uri]["status"] == "completed"
+    assert not w.done
+
+
+def test_malformed_message_stays_on_the_queue(table, s3):
+    files = submitted_batch(table, s3, 1)
+    w = watcher(table, s3, files)
+    result = w.record_messages([message("definitely not json", 0), message(json.dumps({"Type": "Other"}), 1)])
+    assert result.malformed == 2 and result.delete == []
+    assert not w.done
+
+
+def test_refresh_sees_what_other_sensors_recorded(table, s3):
+    files = submitted_batch(table, s3, 3)
+    w = watcher(table, s3, files)
+    table.apply([Transition(files[0]["uri"], files[0]["inference_id"], Status.COMPLETED)])
+    w.refresh()
+    assert set(w.pending) == {files[1]["uri"], files[2]["uri"]}
+
+
+def test_lost_notification_is_reconciled_from_s3(table, s3):
+    files = submitted_batch(table, s3, 3)
+    s3.put_object(Bucket=OUT, Key=f"transcripts/{files[0]['inference_id']}.out", Body=b'{"text": "hi"}')
+    s3.put_object(Bucket=OUT, Key=f"failures/{files[1]['inference_id']}-error.out", Body=b"model exploded")
+    w = watcher(table, s3, files)
+    w.reconcile()
+    items = table.get_many(f["uri"] for f in files)
+    assert items[files[0]["uri"]]["status"] == "completed"
+    assert items[files[1]["uri"]]["status"] == "failed"
+    assert "model exploded" in items[files[1]["uri"]]["failure_reason"]
+    assert list(w.pending) == [files[2]["uri"]]
+
+
+def test_silent_file_fails_at_its_deadline(table, s3):
+    files = submitted_batch(table, s3, 1, deadline=100)
+    now = [50.0]
+    w = watcher(table, s3, files, clock=lambda: now[0])
+    w.expire()
+    assert not w.done
+    now[0] = 101.0
+    w.expire()
+    assert w.done
+    reason = table.get_many([files[0]["uri"]])[files[0]["uri"]]["failure_reason"]
+    assert "no result notification" in reason and "deadline" in reason
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_tick_reconciles_only_when_the_queue_is_quiet(table, s3, quiet):
+    files = submitted_batch(table, s3, 1)
+    s3.put_object(Bucket=OUT, Key=f"transcripts/{files[0]['inference_id']}.out", Body=b"{}")
+    now = [0.0]
+    w = BatchWatcher(table, s3, files, fallback_deadline=1e9, clock=lambda: now[0], reconcile_interval_seconds=60)
+    w.refresh()
+    now[0] = 61.0
+    w.tick(quiet=quiet)
+    assert w.done is quiet

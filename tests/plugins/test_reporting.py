@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import json
+
+from audio_pipeline.reporting import settle_run
+from audio_pipeline.status import Status, Transition, inference_id_for
+
+
+def test_settle_run_fails_leftovers_and_reports_every_file(table):
+    files = []
+    for name in ("done", "failed", "stuck-processing", "stuck-submitted"):
+        uri = f"s3://audio-in/{name}.wav"
+        files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")})
+    table.claim(files, "run-1")
+    done, failed, _, stuck = files
+    table.apply([Transition(f["uri"], f["inference_id"], Status.SUBMITTED) for f in (done, failed, stuck)])
+    table.apply(
+        [
+            Transition(done["uri"], done["inference_id"], Status.COMPLETED, {"output_location": "s3://o/d.out"}),
+            Transition(failed["uri"], failed["inference_id"], Status.FAILED, {"failure_reason": "bad audio"}),
+        ]
+    )
+    report = settle_run(table, "run-1", "s3://audio-in/", reason="run run-1 ended")
+    assert report.abandoned == 2
+    assert report.counts == {"completed": 1, "failed": 3}
+    by_uri = {f["uri"]: f for f in report.files}
+    assert by_uri[stuck["uri"]]["failure_reason"] == "run run-1 ended"
+    lines = report.lines()
+    assert lines[0].startswith("run run-1 over s3://audio-in/: 1 completed, 3 failed")
+    assert sum(1 for line in lines if "s3://audio-in/" in line and not line.startswith("run ")) == 4
+    manifest = json.loads(report.to_json())
+    assert manifest["counts"] == {"completed": 1, "failed": 3} and len(manifest["files"]) == 4
+    assert not [i for i in table.run_items("run-1") if i["status"] in ("processing", "submitted")]
+
+
+def test_empty_run(table):
+    report = settle_run(table, "run-empty", None, reason="x")
+    assert report.files == [] and "no files" in report.lines()[0]

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import pytest
+
+from audio_pipeline.status import (
+    TRANSITIONS,
+    Status,
+    StatusTable,
+    Transition,
+    inference_id_for,
+)
+
+
+def claimed(uri: str, etag: str = "e1", run_id: str = "run-1") -> dict:
+    return {"uri": uri, "etag": etag, "size": 10, "inference_id": inference_id_for(uri, etag, run_id)}
+
+
+def test_inference_id_is_deterministic_per_claim_and_fits_sagemaker_limit():
+    a = inference_id_for("s3://b/k.wav", "e1", "run-1")
+    assert a == inference_id_for("s3://b/k.wav", "e1", "run-1")
+    assert a != inference_id_for("s3://b/k.wav", "e2", "run-1")
+    assert a != inference_id_for("s3://b/k.wav", "e1", "run-2")
+    assert 1 <= len(a) <= 64
+
+
+def test_claim_is_exclusive_between_runs(table):
+    first = table.claim([claimed("s3://b/a.wav")], "run-1")
+    second = table.claim([claimed("s3://b/a.wav", run_id="run-2")], "run-2")
+    assert first.applied == ["s3://b/a.wav"]
+    assert second.rejected == ["s3://b/a.wav"] and not second.applied
+    assert table.get_many(["s3://b/a.wav"])["s3://b/a.wav"]["run_id"] == "run-1"
+
+
+def test_claim_more_than_one_transaction_of_files(table):
+    files = [claimed(f"s3://b/{i:04d}.wav") for i in range(250)]
+    result = table.claim(files, "run-1")
+    assert len(result.applied) == 250
+    assert len(table.get_many(f["uri"] for f in files)) == 250
+
+
+def test_claim_mixed_chunk_keeps_the_claimable_ones(table):
+    table.claim([claimed("s3://b/taken.wav")], "run-1")
+    files = [claimed("s3://b/taken.wav", run_id="run-2"), claimed("s3://b/new.wav", run_id="run-2")]
+    result = table.claim(files, "run-2")
+    assert result.applied == ["s3://b/new.wav"]
+    assert result.rejected == ["s3://b/taken.wav"]
+
+
+def settle(table, file, to, **attrs):
+    return table.apply([Transition(file["uri"], file["inference_id"], to, attrs)])
+
+
+def test_changed_etag_is_claimable_once_settled_but_not_in_flight(table):
+    old = claimed("s3://b/a.wav", etag="e1")
+    table.claim([old], "run-1")
+    changed = claimed("s3://b/a.wav", etag="e2", run_id="run-2")
+    assert table.claim([changed], "run-2").rejected, "in flight: a new ETag must wait"
+    settle(table, old, Status.SUBMITTED)
+    settle(table, old, Status.COMPLETED)
+    assert table.claim([claimed("s3://b/a.wav", etag="e1", run_id="run-2")], "run-2").rejected
+    assert table.claim([changed], "run-2").applied == ["s3://b/a.wav"]
+
+
+def test_failed_files_need_reprocess_failed(table):
+    f = claimed("s3://b/a.wav")
+    table.claim([f], "run-1")
+    settle(table, f, Status.FAILED, failure_reason="boom")
+    again = claimed("s3://b/a.wav", run_id="run-2")
+    assert table.claim([again], "run-2").rejected
+    assert table.claim([again], "run-2", reprocess_failed=True).applied
+    item = table.get_many([f["uri"]])[f["uri"]]
+    assert item["status"] == "processing" and "failure_reason" not in item, "a new claim starts clean"
+
+
+def test_transitions_follow_the_state_machine_and_the_claim(table):
+    f = claimed("s3://b/a.wav")
+    table.claim([f], "run-1")
+    assert settle(table, f, Status.SUMMARIZED).rejected, "processing cannot jump to summarized"
+    stale = dict(f, inference_id="someone-else")
+    assert settle(table, stale, Status.COMPLETED).rejected, "a different claim cannot settle it"
+    assert settle(table, f, Status.SUBMITTED, output_location="s3://o/x.out").applied
+    assert settle(table, f, Status.COMPLETED).applied
+    assert settle(table, f, Status.COMPLETED).rejected, "a duplicate is rejected"
+    assert settle(table, f, Status.FAILED, failure_reason="late").rejected, "completed never becomes failed"
+    assert settle(table, f, Status.SUMMARIZED, summary_location="s3://o/x.summary.json").applied
+    item = table.get_many([f["uri"]])[f["uri"]]
+    assert item["status"] == "summarized" and item["output_location"] == "s3://o/x.out"
+
+
+def test_notification_may_overtake_the_submission_record(table):
+    f = claimed("s3://b/a.wav")
+    table.claim([f], "run-1")
+    assert settle(table, f, Status.COMPLETED).applied
+    assert settle(table, f, Status.SUBMITTED).rejected, "the late submission record must not undo it"
+
+
+def test_transitions_on_missing_items_never_create_them(table):
+    ghost = claimed("s3://b/ghost.wav")
+    assert settle(table, ghost, Status.COMPLETED).rejected
+    assert table.get_many([ghost["uri"]]) == {}
+
+
+def test_duplicate_uris_in_one_write_are_rejected_not_fatal(table):
+    f = claimed("s3://b/a.wav")
+    table.claim([f], "run-1")
+    t = Transition(f["uri"], f["inference_id"], Status.FAILED, {"failure_reason": "x"})
+    result = table.apply([t, t])
+    assert result.applied == [f["uri"]] and result.rejected == [f["uri"]]
+
+
+def test_get_many_reads_every_chunk_and_retries_unprocessed_keys(table, monkeypatch):
+    files = [claimed(f"s3://b/{i:03d}.wav") for i in range(230)]
+    table.claim(files, "run-1")
+    real = table.client.batch_get_item
+    calls = []
+
+    def flaky(RequestItems):
+        calls.append(len(RequestItems[table.table_name]["Keys"]))
+        request = RequestItems[table.table_name]
+        keys = request["Keys"]
+        if len(calls) == 1:  # first call: DynamoDB hands back half as unprocessed
+            response = real(RequestItems={table.table_name: {**request, "Keys": keys[:50]}})
+            response["UnprocessedKeys"] = {table.table_name: {**request, "Keys": keys[50:]}}
+            return response
+        return real(RequestItems=RequestItems)
+
+    monkeypatch.setattr(table.client, "batch_get_item", flaky)
+    found = table.get_many([f["uri"] for f in files], ("status",))
+    assert len(found) == 230
+    assert calls[0] == 100 and calls[1] == 50 and max(calls) <= 100
+
+
+def test_run_index_lists_what_a_run_claimed(table):
+    table.claim([claimed("s3://b/a.wav"), claimed("s3://b/b.wav")], "run-1")
+    table.claim([claimed("s3://b/c.wav", run_id="run-2")], "run-2")
+    items = list(table.run_items("run-1"))
+    assert sorted(i["uri"] for i in items) == ["s3://b/a.wav", "s3://b/b.wav"]
+    assert {i["status"] for i in items} == {"processing"}
+
+
+def test_throttled_transaction_is_retried(table, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    f = claimed("s3://b/a.wav")
+    real = table.client.transact_write_items
+    attempts = []
+
+    def throttled(**kwargs):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
+        return real(**kwargs)
+
+    monkeypatch.setattr(table.client, "transact_write_items", throttled)
+    assert table.claim([f], "run-1").applied == [f["uri"]]
+    assert len(attempts) == 2
+
+
+def test_state_machine_has_no_way_out_of_terminal_states():
+    assert TRANSITIONS[Status.SUMMARIZED] == ()
+    assert TRANSITIONS[Status.FAILED] == ()
+
+
+@pytest.mark.parametrize("code", ["ValidationException", "ResourceNotFoundException"])
+def test_other_errors_surface(table, monkeypatch, code):
+    from botocore.exceptions import ClientError
+
+    def broken(**kwargs):
+        raise ClientError({"Error": {"Code": code, "Message": "nope"}}, "TransactWriteItems")
+
+    monkeypatch.setattr(table.client, "transact_write_items", broken)
+    with pytest.raises(ClientError):
+        table.claim([claimed("s3://b/a.wav")], "run-1")
+
+
+def test_status_table_backoff_gives_up(monkeypatch):
+    table = StatusTable(client=None, table_name="t", backoff_base=0)
+    with pytest.raises(RuntimeError, match="gave up"):
+        table._sleep(99, "test")

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from audio_pipeline.status import Status, Transition, inference_id_for
+from audio_pipeline.submission import BatchSubmitter, InvocationSettings, content_type_for
+
+SETTINGS = InvocationSettings("audio-transcription-async", 3600, 600, 60)
+
+
+class FakeRuntime:
+    """Stands in for sagemaker-runtime, whose moto version is a static fake (see aws-contracts.md)."""
+
+    def __init__(self, fail_for=()):
+        self.calls = []
+        self.fail_for = set(fail_for)
+
+    def invoke_endpoint_async(self, **kwargs):
+        self.calls.append(kwargs)
+        if kwargs["InputLocation"] in self.fail_for:
+            raise ClientError({"Error": {"Code": "ValidationError", "Message": "bad input"}}, "InvokeEndpointAsync")
+        iid = kwargs["InferenceId"]
+        return {
+            "InferenceId": iid,
+            "OutputLocation": f"s3://out/transcripts/{iid}.out",
+            "FailureLocation": f"s3://out/failures/{iid}-error.out",
+        }
+
+
+def claim(table, n, run_id="run-1"):
+    files = [
+        {"uri": f"s3://audio-in/{i}.wav", "etag": "e", "size": 1, "inference_id": inference_id_for(f"s3://audio-in/{i}.wav", "e", run_id)}
+        for i in range(n)
+    ]
+    table.claim(files, run_id)
+    return files
+
+
+def test_submits_each_file_and_records_where_results_go(table):
+    files = claim(table, 30)
+    runtime = FakeRuntime()
+    report = BatchSubmitter(table, runtime, SETTINGS, flush_every=7, clock=lambda: 1000.0).submit(files)
+    assert report.submitted == 30 and not report.failed
+    assert [c["InferenceId"] for c in runtime.calls] == [f["inference_id"] for f in files]
+    call = runtime.calls[0]
+    assert call["EndpointName"] == "audio-transcription-async" and call["ContentType"] == "audio/wav"
+    assert call["RequestTTLSeconds"] == 3600 and call["InvocationTimeoutSeconds"] == 600
+    item = table.get_many([files[0]["uri"]])[files[0]["uri"]]
+    assert item["status"] == "submitted"
+    assert item["output_location"].endswith(".out") and item["failure_location"].endswith("-error.out")
+    assert int(item["deadline"]) == 1000 + 3600 + 600 + 60
+
+
+def test_a_failed_submission_fails_that_file_only(table):
+    files = claim(table, 3)
+    runtime = FakeRuntime(fail_for={files[1]["uri"]})
+    report = BatchSubmitter(table, runtime, SETTINGS).submit(files)
+    assert report.submitted == 2 and [u for u, _ in report.failed] == [files[1]["uri"]]
+    items = table.get_many(f["uri"] for f in files)
+    assert items[files[1]["uri"]]["status"] == "failed"
+    assert "ValidationError" in items[files[1]["uri"]]["failure_reason"]
+    assert items[files[2]["uri"]]["status"] == "submitted"
+
+
+def test_rerun_never_submits_twice(table):
+    files = claim(table, 5)
+    runtime = FakeRuntime()
+    BatchSubmitter(table, runtime, SETTINGS).submit(files[:3])
+    report = BatchSubmitter(table, runtime, SETTINGS).submit(files)
+    assert report.already_done == 3 and report.submitted == 2
+    assert len(runtime.calls) == 5
+
+
+def test_kill_midway_still_records_what_was_invoked(table):
+    files = claim(table, 10)
+
+    class Killed(BaseException):
+        pass
+
+    class DyingRuntime(FakeRuntime):
+        def invoke_endpoint_async(self, **kwargs):
+            if len(self.calls) == 6:
+                raise Killed()  # what Airflow's SIGTERM handler raises into the task
+            return super().invoke_endpoint_async(**kwargs)
+
+    runtime = DyingRuntime()
+    with pytest.raises(Killed):
+        BatchSubmitter(table, runtime, SETTINGS, flush_every=25).submit(files)
+    statuses = [table.get_many([f["uri"]])[f["uri"]]["status"] for f in files]
+    assert statuses == ["submitted"] * 6 + ["processing"] * 4
+    retry = FakeRuntime()
+    BatchSubmitter(table, retry, SETTINGS).submit(files)
+    assert [c["InputLocation"] for c in retry.calls] == [f["uri"] for f in files[6:]]
+
+
+def test_fast_notification_is_not_undone(table):
+    files = claim(table, 1)
+    table.apply([Transition(files[0]["uri"], files[0]["inference_id"], Status.COMPLETED)])
+    # the file is already settled, so it is not submitted again
+    runtime = FakeRuntime()
+    report = BatchSubmitter(table, runtime, SETTINGS).submit(files)
+    assert report.already_done == 1 and runtime.calls == []
+
+
+def test_request_is_valid_for_the_real_sagemaker_runtime_api(table):
+    """Run the submitter on a real boto3 client: botocore validates names, types and ranges."""
+    from botocore.stub import Stubber
+
+    files = claim(table, 1)
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1")
+    stub = Stubber(client)
+    expected = {
+        "EndpointName": SETTINGS.endpoint_name,
+        "InputLocation": files[0]["uri"],
+        "ContentType": "audio/wav",
+        "InferenceId": files[0]["inference_id"],
+        "RequestTTLSeconds": SETTINGS.request_ttl_seconds,
+        "InvocationTimeoutSeconds": SETTINGS.invocation_timeout_seconds,
+    }
+    stub.add_response(
+        "invoke_endpoint_async",
+        {"InferenceId": files[0]["inference_id"], "OutputLocation": "s3://o/i.out", "FailureLocation": "s3://o/i-error.out"},
+        expected,
+    )
+    with stub:
+        report = BatchSubmitter(table, client, SETTINGS).submit(files)
+    stub.assert_no_pending_responses()
+    assert report.submitted == 1
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [("s3://b/a.WAV", "audio/wav"), ("s3://b/a.mp3", "audio/mpeg"), ("s3://b/a.opus", "audio/ogg"), ("s3://b/a.xyz", "application/octet-stream")],
+)
+def test_content_types(uri, expected):
+    assert content_type_for(uri) == expected
