@@ -18,7 +18,6 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
-from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
@@ -28,11 +27,11 @@ from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.batch_summaries import BatchSummarizer
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket, parse_bucket_uri
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.reporting import settle_run
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
-from audio_pipeline.status import StatusTable
 from audio_pipeline.summaries import Summarizer
 
 AWS_CONN_ID = "aws_default"
@@ -59,7 +58,7 @@ def claim_new_audio(bucket_uri: str, params: dict | None = None, run_id: str | N
     """Claim the new audio files under the bucket URI and split them into batch manifests."""
     config = PipelineConfig.from_variables()
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
-    table = StatusTable(DynamoDBHook(aws_conn_id=AWS_CONN_ID).client, config.status_table)
+    table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = claim_new_files(
         s3,
         table,
@@ -89,7 +88,7 @@ def summarise(batch: BatchRef, params: dict | None = None) -> dict[str, int]:
         chunk_chars=config.summary_chunk_chars,
         max_tokens=config.summary_max_tokens,
     )
-    table = StatusTable(DynamoDBHook(aws_conn_id=AWS_CONN_ID).client, config.status_table)
+    table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = BatchSummarizer(table, s3, summarizer, concurrency=config.summary_concurrency).run(
         read_manifest(s3, batch["manifest"])
     )
@@ -137,7 +136,7 @@ def transcribe(batch: BatchRef) -> None:
 def report_run(bucket_uri: str | None = None, run_id: str | None = None) -> dict[str, int]:
     """Settle what is still in flight, log a line per file, and write the run manifest to S3."""
     config = PipelineConfig.from_variables()
-    table = StatusTable(DynamoDBHook(aws_conn_id=AWS_CONN_ID).client, config.status_table)
+    table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = settle_run(table, run_id, bucket_uri, reason=f"run {run_id} ended before a result was recorded")
     for line in report.lines():
         print(line)

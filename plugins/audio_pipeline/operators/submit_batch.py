@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from audio_pipeline.batches import BatchRef, read_manifest
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
-from audio_pipeline.status import StatusTable
+from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.submission import BatchSubmitter, InvocationSettings
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
     def execute(self, context: Context) -> dict[str, int]:
         aws = {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify}
         files = read_manifest(S3Hook(**aws).conn, self.batch["manifest"])
-        table = StatusTable(DynamoDBHook(**aws).client, self.status_table)
+        table = StatusTableHook(status_table=self.status_table, **aws).table
         settings = InvocationSettings(
             endpoint_name=self.endpoint_name,
             request_ttl_seconds=int(self.request_ttl_seconds),

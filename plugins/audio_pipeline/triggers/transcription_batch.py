@@ -6,14 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from audio_pipeline.batches import read_manifest
+from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.outcomes import BatchWatcher
-from audio_pipeline.status import StatusTable
 
 
 def build_batch_watcher(
@@ -30,7 +29,7 @@ def build_batch_watcher(
     aws = {"aws_conn_id": aws_conn_id, "region_name": region_name}
     s3 = S3Hook(**aws).conn
     watcher = BatchWatcher(
-        StatusTable(DynamoDBHook(**aws).client, status_table),
+        StatusTableHook(status_table=status_table, **aws).table,
         s3,
         read_manifest(s3, manifest),
         fallback_deadline=fallback_deadline,

@@ -1,0 +1,33 @@
+"""A hook for the pipeline's DynamoDB status table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+from audio_pipeline.status import StatusTable
+
+
+class StatusTableHook(AwsBaseHook):
+    """
+    The status table on a low-level ``boto3.client("dynamodb")``.
+
+    The provider's ``DynamoDBHook`` is built on the resource API, whose client rewrites
+    attribute values; the conditional transactions in :class:`StatusTable` need the
+    plain client.
+
+    :param status_table: name of the status table
+
+    Additional arguments (such as ``aws_conn_id``) may be specified and
+    are passed down to the underlying AwsBaseHook.
+    """
+
+    def __init__(self, *args: Any, status_table: str, **kwargs: Any) -> None:
+        kwargs["client_type"] = "dynamodb"
+        super().__init__(*args, **kwargs)
+        self.status_table = status_table
+
+    @property
+    def table(self) -> StatusTable:
+        return StatusTable(self.conn, self.status_table)

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import boto3
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from audio_pipeline.batches import BatchManifests
+from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
+from audio_pipeline.hooks.status_table import StatusTableHook
+from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
+from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
+from audio_pipeline.status import inference_id_for
+from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
+
+from .conftest import CONFIG, REGION, notification, sns_envelope
+from .test_submission import FakeRuntime
+
+
+@pytest.fixture
+def batch(s3, table):
+    files = []
+    for i in range(3):
+        uri = f"s3://audio-in/calls/{i}.flac"
+        files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")})
+    table.claim(files, "run-1")
+    (ref,) = BatchManifests(s3, CONFIG.output_bucket, "runs/run-1/").write(files, 10, 1)
+    return files, ref
+
+
+@pytest.fixture
+def runtime(monkeypatch):
+    fake = FakeRuntime()
+    monkeypatch.setattr(SageMakerAsyncInferenceHook, "conn", property(lambda self: fake))
+    return fake
+
+
+def submit_operator(ref):
+    return SubmitTranscriptionBatchOperator(
+        task_id="submit",
+        batch=ref,
+        endpoint_name="audio-transcription-async",
+        status_table=CONFIG.status_table,
+        request_ttl_seconds="600",  # rendered templates arrive as strings
+        invocation_timeout_seconds="60",
+        result_grace_seconds="30",
+    )
+
+
+def test_hooks_use_the_clients_the_pipeline_needs(aws):
+    assert SageMakerAsyncInferenceHook().conn.meta.service_model.service_name == "sagemaker-runtime"
+    assert SageMakerAsyncInferenceHook().conn.meta.config.retries["mode"] == "adaptive"
+    table = StatusTableHook(status_table="t").table
+    assert table.client.meta.service_model.service_name == "dynamodb" and table.table_name == "t"
+
+
+def test_operator_submits_the_batch(batch, runtime, table):
+    files, ref = batch
+    result = submit_operator(ref).execute({})
+    assert result == {"submitted": 3, "failed": 0, "already_done": 0}
+    assert [c["InputLocation"] for c in runtime.calls] == [f["uri"] for f in files]
+    assert {c["ContentType"] for c in runtime.calls} == {"audio/flac"}
+    assert {i["status"] for i in table.get_many(f["uri"] for f in files).values()} == {"submitted"}
+
+
+def test_operator_template_fields():
+    assert {"batch", "endpoint_name", "status_table", "aws_conn_id"} <= set(
+        SubmitTranscriptionBatchOperator.template_fields
+    )
+
+
+def sensor(ref, **kwargs):
+    return TranscriptionBatchSensor(
+        task_id="await_transcripts",
+        batch=ref,
+        status_table=CONFIG.status_table,
+        notification_queue=CONFIG.notification_queue,
+        request_ttl_seconds="600",
+        invocation_timeout_seconds="60",
+        result_grace_seconds="30",
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def queue_url(aws):
+    return boto3.client("sqs", region_name=REGION).create_queue(QueueName=CONFIG.notification_queue)["QueueUrl"]
+
+
+def test_sensor_defers_to_its_trigger(batch, runtime, queue_url):
+    files, ref = batch
+    submit_operator(ref).execute({})
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(ref).execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, TranscriptionBatchTrigger)
+    assert trigger.queue_url == queue_url and trigger.manifest == ref["manifest"]
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout >= timedelta(seconds=690)
+
+
+def test_sensor_returns_at_once_when_nothing_is_pending(batch, runtime, table, queue_url):
+    files, ref = batch
+    runtime.fail_for = {f["uri"] for f in files}
+    submit_operator(ref).execute({})
+    assert sensor(ref).execute({}) == {"failed": 3}
+
+
+def test_sensor_in_poke_mode_records_notifications(batch, runtime, table, queue_url):
+    files, ref = batch
+    submit_operator(ref).execute({})
+    sqs = boto3.client("sqs", region_name=REGION)
+    for f in files:
+        doc = notification("success", inference_id=f["inference_id"], input_location=f["uri"])
+        sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
+    s = sensor(ref, deferrable=False, wait_time_seconds=0)
+    for _ in range(5):
+        if s.poke({}):
+            break
+    else:
+        pytest.fail("the sensor never saw its batch settle")
+    assert {i["status"] for i in table.get_many(f["uri"] for f in files).values()} == {"completed"}
+
+
+def test_execute_complete(batch):
+    _, ref = batch
+    assert sensor(ref).execute_complete({}, {"status": "success", "settled": {"completed": 3}}) == {"completed": 3}
+    with pytest.raises(RuntimeError, match="batch 1 of 1 failed: boom"):
+        sensor(ref).execute_complete({}, {"status": "error", "message": "boom"})
+
+
+def test_sensor_accepts_a_queue_url(batch, queue_url):
+    _, ref = batch
+    s = TranscriptionBatchSensor(
+        task_id="t", batch=ref, status_table="t", notification_queue=queue_url
+    )
+    assert s.queue_url == queue_url
+    json.dumps(s.batch)

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+
+import boto3
+import pytest
+
+from audio_pipeline.batches import BatchManifests
+from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
+from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
+
+from .conftest import CONFIG, REGION, notification, sns_envelope
+from .moto_server import moto_server
+
+
+@pytest.fixture
+def endpoint(monkeypatch):
+    """moto over HTTP: the trigger's aiobotocore client cannot use moto's in-process mock."""
+    with moto_server() as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}))
+        yield url
+
+
+@pytest.fixture
+def stack(endpoint):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=CONFIG.output_bucket)
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb.create_table(TableName=CONFIG.status_table, **table_definition())
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName=CONFIG.notification_queue)["QueueUrl"]
+    return s3, StatusTable(ddb, CONFIG.status_table), sqs, queue_url
+
+
+def submitted_batch(s3, table, n, **attributes):
+    files = []
+    for i in range(n):
+        uri = f"s3://audio-in/{i}.wav"
+        files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")})
+    table.claim(files, "run-1")
+    table.apply(
+        [Transition(f["uri"], f["inference_id"], Status.SUBMITTED, {"deadline": int(time.time()) + 3600, **attributes})
+         for f in files]
+    )
+    (ref,) = BatchManifests(s3, CONFIG.output_bucket, "runs/run-1/").write(files, 100, 1)
+    return files, ref
+
+
+def trigger_for(ref, queue_url, **overrides):
+    kwargs = {
+        "manifest": ref["manifest"],
+        "status_table": CONFIG.status_table,
+        "queue_url": queue_url,
+        "fallback_deadline": time.time() + 3600,
+        "wait_time_seconds": 1,
+        "refresh_interval_seconds": 1,
+    }
+    kwargs.update(overrides)
+    return TranscriptionBatchTrigger(**kwargs)
+
+
+def import_string(path: str):
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_serialize_round_trip():
+    trigger = TranscriptionBatchTrigger(
+        manifest="s3://o/runs/r/batches/1.json", status_table="t", queue_url="https://q", fallback_deadline=1.5
+    )
+    classpath, kwargs = trigger.serialize()
+    assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
+    json.dumps(kwargs)  # stored in the metadata database as JSON
+
+
+async def test_fires_once_every_notification_is_recorded(stack):
+    s3, table, sqs, queue_url = stack
+    files, ref = submitted_batch(s3, table, 3)
+    for f in files[:2]:
+        doc = notification("success", inference_id=f["inference_id"], input_location=f["uri"])
+        sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
+    sqs.send_message(QueueUrl=queue_url, MessageBody="garbage for the dead-letter queue")
+    failure = notification("failure", inference_id=files[2]["inference_id"], input_location=files[2]["uri"])
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(failure))  # raw delivery
+
+    event = await asyncio.wait_for(trigger_for(ref, queue_url).run().asend(None), timeout=30)
+
+    assert event.payload["status"] == "success"
+    assert event.payload["settled"] == {"completed": 2, "failed": 1}
+    items = table.get_many(f["uri"] for f in files)
+    assert [items[f["uri"]]["status"] for f in files] == ["completed", "completed", "failed"]
+    # the malformed message was left for SQS to redrive; the recorded ones were deleted
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 1
+
+
+async def test_settles_from_s3_when_the_notification_is_lost(stack):
+    s3, table, sqs, queue_url = stack
+    files, ref = submitted_batch(s3, table, 1, output_location=f"s3://{CONFIG.output_bucket}/transcripts/x.out")
+    s3.put_object(Bucket=CONFIG.output_bucket, Key="transcripts/x.out", Body=b"{}")
+    trigger = trigger_for(ref, queue_url, reconcile_interval_seconds=0)
+    event = await asyncio.wait_for(trigger.run().asend(None), timeout=30)
+    assert event.payload["settled"] == {"completed": 1}
+
+
+async def test_fails_silent_files_at_the_deadline(stack):
+    s3, table, sqs, queue_url = stack
+    files, ref = submitted_batch(s3, table, 1)
+    table.client.update_item(
+        TableName=CONFIG.status_table,
+        Key={"uri": {"S": files[0]["uri"]}},
+        UpdateExpression="SET deadline = :d",
+        ExpressionAttributeValues={":d": {"N": str(int(time.time()) - 1)}},
+    )
+    event = await asyncio.wait_for(trigger_for(ref, queue_url).run().asend(None), timeout=30)
+    assert event.payload["settled"] == {"failed": 1}
+
+
+async def test_reports_errors_as_an_event(stack):
+    s3, table, sqs, queue_url = stack
+    trigger = trigger_for({"manifest": f"s3://{CONFIG.output_bucket}/missing.json"}, queue_url)
+    event = await asyncio.wait_for(trigger.run().asend(None), timeout=30)
+    assert event.payload["status"] == "error" and "NoSuchKey" in event.payload["message"]
