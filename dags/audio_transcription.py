@@ -23,8 +23,8 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
-from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.batch_summaries import BatchSummarizer
+from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.hooks.status_table import StatusTableHook
@@ -32,6 +32,7 @@ from audio_pipeline.listing import check_bucket, parse_bucket_uri
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.reporting import settle_run
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
+from audio_pipeline.submission import check_endpoint
 from audio_pipeline.summaries import Summarizer
 
 AWS_CONN_ID = "aws_default"
@@ -46,9 +47,7 @@ def resolve_bucket_uri(params: dict | None = None) -> str:
     config = PipelineConfig.from_variables()
     location = parse_bucket_uri(params.get("bucket_uri") or config.schedule_bucket_uri)
     check_bucket(S3Hook(aws_conn_id=AWS_CONN_ID).conn, location)
-    endpoint = SageMakerHook(aws_conn_id=AWS_CONN_ID).describe_endpoint(config.endpoint_name)
-    if endpoint["EndpointStatus"] not in ("InService", "Updating"):
-        raise RuntimeError(f"SageMaker endpoint {config.endpoint_name!r} is {endpoint['EndpointStatus']}")
+    check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name)
     print(f"Processing {location.uri} with endpoint {config.endpoint_name}")
     return location.uri
 

@@ -50,12 +50,8 @@ class PipelineConfig:
         "us.anthropic.claude-haiku-4-5-20251001-v1:0",
         "Bedrock model id or inference profile id used through Converse",
     )
-    audio_extensions: str = _doc(
-        ",".join(DEFAULT_AUDIO_EXTENSIONS), "comma-separated file extensions treated as audio"
-    )
-    max_batches: int = _doc(
-        64, "upper bound on mapped batches per run; batches grow beyond batch_size to respect it"
-    )
+    audio_extensions: str = _doc(",".join(DEFAULT_AUDIO_EXTENSIONS), "comma-separated file extensions treated as audio")
+    max_batches: int = _doc(64, "upper bound on mapped batches per run; batches grow beyond batch_size to respect it")
     request_ttl_seconds: int = _doc(21600, "RequestTTLSeconds sent with each InvokeEndpointAsync")
     invocation_timeout_seconds: int = _doc(900, "InvocationTimeoutSeconds sent with each InvokeEndpointAsync")
     result_grace_seconds: int = _doc(
@@ -107,9 +103,7 @@ class PipelineConfig:
         """Read every field from its Airflow Variable, falling back to the default."""
         from airflow.sdk import Variable
 
-        return cls.from_mapping(
-            {f.name: Variable.get(cls.variable_name(f.name), default=None) for f in cls.fields()}
-        )
+        return cls.from_mapping({f.name: Variable.get(cls.variable_name(f.name), default=None) for f in cls.fields()})
 
     @property
     def extensions(self) -> frozenset[str]:

@@ -34,7 +34,7 @@ def parse_bucket_uri(value: Any) -> S3Location:
     """Parse ``s3://bucket/prefix/``; a prefix without a trailing slash is taken as a folder."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise BucketUriError(
-            "no bucket URI: trigger the DAG with conf {\"bucket_uri\": \"s3://bucket/prefix/\"} "
+            'no bucket URI: trigger the DAG with conf {"bucket_uri": "s3://bucket/prefix/"} '
             "or set the Airflow Variable audio_pipeline_schedule_bucket_uri for scheduled runs"
         )
     if not isinstance(value, str):

@@ -150,7 +150,9 @@ class BatchWatcher:
                 )
             elif failure and self._exists(failure):
                 reason = f"endpoint wrote a failure object ({failure}): {self._excerpt(failure)}"
-                transitions.append(Transition(uri, iid, Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()}))
+                transitions.append(
+                    Transition(uri, iid, Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
+                )
         self._apply(transitions, "reconciled from S3")
 
     def expire(self) -> None:

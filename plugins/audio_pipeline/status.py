@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -91,7 +91,7 @@ _deserializer = TypeDeserializer()
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def inference_id_for(uri: str, etag: str, run_id: str) -> str:
@@ -200,9 +200,7 @@ class StatusTable:
         A file is claimable when it has no item, when its content changed (new ETag) and
         it is not in flight, or when it failed and ``reprocess_failed`` is set.
         """
-        condition = (
-            "attribute_not_exists(#uri) OR (#etag <> :etag AND NOT #status IN (:processing, :submitted))"
-        )
+        condition = "attribute_not_exists(#uri) OR (#etag <> :etag AND NOT #status IN (:processing, :submitted))"
         if reprocess_failed:
             condition += " OR #status = :failed"
         now = utcnow()
@@ -307,15 +305,19 @@ class StatusTable:
                             self._transact_chunk([single], result)
                         return
                     retry = []
-                    for (uri, op), reason in zip(pending, reasons):
+                    for (uri, op), reason in zip(pending, reasons, strict=True):
                         if reason.get("Code") == "ConditionalCheckFailed":
                             result.rejected.append(uri)
                         else:
                             retry.append((uri, op))
                     pending = retry
-                elif code not in ("ThrottlingException", "ProvisionedThroughputExceededException",
-                                  "TransactionInProgressException", "InternalServerError",
-                                  "RequestLimitExceeded"):
+                elif code not in (
+                    "ThrottlingException",
+                    "ProvisionedThroughputExceededException",
+                    "TransactionInProgressException",
+                    "InternalServerError",
+                    "RequestLimitExceeded",
+                ):
                     raise
                 attempt += 1
                 if pending:

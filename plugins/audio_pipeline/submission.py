@@ -27,6 +27,19 @@ CONTENT_TYPES = {
 }
 
 
+def check_endpoint(sagemaker_client: Any, endpoint_name: str) -> None:
+    """Fail fast, naming the endpoint, when it does not exist or cannot take requests."""
+    try:
+        status = sagemaker_client.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"]
+    except ClientError as err:
+        raise RuntimeError(
+            f"SageMaker endpoint {endpoint_name!r} cannot be described ({err}); set the Airflow Variable "
+            "audio_pipeline_endpoint_name to an asynchronous inference endpoint in this region"
+        ) from err
+    if status not in ("InService", "Updating", "SystemUpdating"):
+        raise RuntimeError(f"SageMaker endpoint {endpoint_name!r} is {status}, not InService")
+
+
 def content_type_for(uri: str) -> str:
     extension = uri.rsplit(".", 1)[-1].lower()
     return CONTENT_TYPES.get(extension, "application/octet-stream")
@@ -112,7 +125,9 @@ class BatchSubmitter:
             reason = f"InvokeEndpointAsync failed: {err}"
             log.warning("%s: %s", f["uri"], reason)
             report.failed.append((f["uri"], reason))
-            return Transition(f["uri"], f["inference_id"], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
+            return Transition(
+                f["uri"], f["inference_id"], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()}
+            )
         if response.get("InferenceId") not in (None, f["inference_id"]):
             log.warning("%s: endpoint answered inference id %s", f["uri"], response.get("InferenceId"))
         report.submitted += 1

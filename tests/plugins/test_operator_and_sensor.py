@@ -133,8 +133,6 @@ def test_execute_complete(batch):
 
 def test_sensor_accepts_a_queue_url(batch, queue_url):
     _, ref = batch
-    s = TranscriptionBatchSensor(
-        task_id="t", batch=ref, status_table="t", notification_queue=queue_url
-    )
+    s = TranscriptionBatchSensor(task_id="t", batch=ref, status_table="t", notification_queue=queue_url)
     assert s.queue_url == queue_url
     json.dumps(s.batch)

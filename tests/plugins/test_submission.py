@@ -31,7 +31,12 @@ class FakeRuntime:
 
 def claim(table, n, run_id="run-1"):
     files = [
-        {"uri": f"s3://audio-in/{i}.wav", "etag": "e", "size": 1, "inference_id": inference_id_for(f"s3://audio-in/{i}.wav", "e", run_id)}
+        {
+            "uri": f"s3://audio-in/{i}.wav",
+            "etag": "e",
+            "size": 1,
+            "inference_id": inference_id_for(f"s3://audio-in/{i}.wav", "e", run_id),
+        }
         for i in range(n)
     ]
     table.claim(files, run_id)
@@ -121,7 +126,11 @@ def test_request_is_valid_for_the_real_sagemaker_runtime_api(table):
     }
     stub.add_response(
         "invoke_endpoint_async",
-        {"InferenceId": files[0]["inference_id"], "OutputLocation": "s3://o/i.out", "FailureLocation": "s3://o/i-error.out"},
+        {
+            "InferenceId": files[0]["inference_id"],
+            "OutputLocation": "s3://o/i.out",
+            "FailureLocation": "s3://o/i-error.out",
+        },
         expected,
     )
     with stub:
@@ -132,7 +141,12 @@ def test_request_is_valid_for_the_real_sagemaker_runtime_api(table):
 
 @pytest.mark.parametrize(
     ("uri", "expected"),
-    [("s3://b/a.WAV", "audio/wav"), ("s3://b/a.mp3", "audio/mpeg"), ("s3://b/a.opus", "audio/ogg"), ("s3://b/a.xyz", "application/octet-stream")],
+    [
+        ("s3://b/a.WAV", "audio/wav"),
+        ("s3://b/a.mp3", "audio/mpeg"),
+        ("s3://b/a.opus", "audio/ogg"),
+        ("s3://b/a.xyz", "application/octet-stream"),
+    ],
 )
 def test_content_types(uri, expected):
     assert content_type_for(uri) == expected

@@ -24,7 +24,9 @@ def endpoint(monkeypatch):
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}})
+        )
         yield url
 
 
@@ -46,8 +48,12 @@ def submitted_batch(s3, table, n, **attributes):
         files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")})
     table.claim(files, "run-1")
     table.apply(
-        [Transition(f["uri"], f["inference_id"], Status.SUBMITTED, {"deadline": int(time.time()) + 3600, **attributes})
-         for f in files]
+        [
+            Transition(
+                f["uri"], f["inference_id"], Status.SUBMITTED, {"deadline": int(time.time()) + 3600, **attributes}
+            )
+            for f in files
+        ]
     )
     (ref,) = BatchManifests(s3, CONFIG.output_bucket, "runs/run-1/").write(files, 100, 1)
     return files, ref

@@ -133,6 +133,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
                     self.log.debug("%s: %d files pending", self.manifest, len(watcher.pending))
         except Exception as err:
             self.log.exception("Waiting for batch %s failed", self.manifest)
-            yield TriggerEvent({"status": "error", "manifest": self.manifest, "message": f"{type(err).__name__}: {err}"})
+            yield TriggerEvent(
+                {"status": "error", "manifest": self.manifest, "message": f"{type(err).__name__}: {err}"}
+            )
             return
         yield TriggerEvent({"status": "success", "manifest": self.manifest, "settled": dict(watcher.settled)})

@@ -1,0 +1,50 @@
+# One entry point for local work. Everything runs from the project's own virtualenv.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell scripts/find-python)
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-fast demo up down status bench lint plugins-zip clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements/dev.txt requirements/constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt -c requirements/constraints.txt
+	@touch $@
+
+## make test: the whole suite, the end-to-end run through real Airflow processes included
+test: venv
+	$(PY) -m pytest
+
+## make test-fast: everything but the end-to-end run
+test-fast: venv
+	$(PY) -m pytest -m "not e2e"
+
+## make demo [AUDIO_DIR=dir] [REPORT=file.json]: the pipeline end to end on the local stack
+demo: venv
+	$(PY) -m local.stack demo $(if $(AUDIO_DIR),--audio-dir "$(AUDIO_DIR)") $(if $(REPORT),--report "$(REPORT)")
+
+## make up / make down: the long-running local stack, Airflow UI at http://localhost:8080
+up: venv
+	$(PY) -m local.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m local.stack down; fi
+
+status: venv
+	$(PY) -m local.stack status
+
+bench: venv
+	$(PY) -m benchmarks.run
+
+lint: venv
+	$(PY) -m ruff check .
+
+## make plugins-zip: the plugins.zip MWAA gets (dist/plugins.zip)
+plugins-zip: venv
+	$(PY) -m infra.plugins_zip --out dist/plugins.zip
+
+clean:
+	rm -rf .local dist .pytest_cache

@@ -1,0 +1,119 @@
+"""The DAG as Airflow parses it: imports cleanly, reads like the design, and fails fast on bad input."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+def dagbag():
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.2
+        from airflow.models.dagbag import DagBag
+    kwargs = {"dag_folder": str(DAGS)}
+    if "include_examples" in inspect.signature(DagBag).parameters:
+        kwargs["include_examples"] = False
+    return DagBag(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def dag():
+    bag = dagbag()
+    assert bag.import_errors == {}
+    return bag.dags["audio_transcription"]
+
+
+def test_parsing_reads_no_variables_and_no_aws(monkeypatch):
+    from airflow.sdk import Variable
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("top-level DAG code must not read Variables")
+
+    monkeypatch.setattr(Variable, "get", forbidden)
+    with mock_aws():
+        bag = dagbag()
+    assert bag.import_errors == {}
+
+
+def test_schedule_and_params(dag):
+    assert dag.timetable.summary == "0 2 * * *"
+    assert dag.catchup is False
+    params = dag.params
+    assert set(params.keys()) == {"bucket_uri", "batch_size", "max_files", "reprocess_failed", "summarize"}
+    for name in params:
+        assert params.get_param(name).description, f"param {name} needs a description for the trigger form"
+    assert params["batch_size"] == 100 and params["max_files"] == 0
+    assert params["reprocess_failed"] is False and params["summarize"] is True
+
+
+def test_task_graph(dag):
+    assert {t.task_id for t in dag.tasks} == {
+        "resolve_bucket_uri",
+        "claim_new_audio",
+        "transcribe.submit",
+        "transcribe.await_transcripts",
+        "transcribe.summarise",
+        "report_run",
+    }
+    assert dag.get_task("transcribe.submit").upstream_task_ids == {"claim_new_audio"}
+    assert dag.get_task("transcribe.await_transcripts").upstream_task_ids == {"transcribe.submit"}
+    assert dag.get_task("transcribe.summarise").upstream_task_ids == {"transcribe.await_transcripts"}
+    report = dag.get_task("report_run")
+    assert report.is_teardown and "transcribe.summarise" in report.upstream_task_ids
+
+
+def test_batches_are_mapped_with_readable_names(dag):
+    for task_id in ("transcribe.submit", "transcribe.await_transcripts", "transcribe.summarise"):
+        task = dag.get_task(task_id)
+        assert task.map_index_template, f"{task_id} needs a map_index_template"
+    sensor = dag.get_task("transcribe.await_transcripts")
+    assert sensor.partial_kwargs.get("deferrable", True) is True
+
+
+# -------------------------------------------------------- the first task, on moto
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}})
+    )
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="audio-in")
+        yield
+
+
+def resolve(dag, bucket_uri):
+    return dag.get_task("resolve_bucket_uri").python_callable(params={"bucket_uri": bucket_uri})
+
+
+@pytest.mark.parametrize(
+    ("bucket_uri", "message"),
+    [
+        (None, "no bucket URI"),
+        ("audio-in/calls/", "must start with s3://"),
+        ("s3://Bad_Bucket/", "not a valid S3 bucket name"),
+        ("s3://missing-bucket/calls/", "bucket 'missing-bucket' does not exist"),
+    ],
+)
+def test_first_task_fails_with_a_clear_message(dag, aws, bucket_uri, message):
+    with pytest.raises(Exception, match=message):
+        resolve(dag, bucket_uri)
+
+
+def test_first_task_names_a_missing_endpoint(dag, aws):
+    with pytest.raises(Exception, match="audio-transcription-async"):
+        resolve(dag, "s3://audio-in/calls/")
