@@ -1,0 +1,193 @@
+"""Summaries with Amazon Bedrock through Converse, so any model id or inference profile works.
+
+A transcript longer than one request is split on sentence boundaries, each part is
+summarised, and the part summaries are combined (repeatedly, if they are themselves too
+long): nothing is ever truncated. Prompts are package data under ``prompts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_ERRORS = frozenset(
+    {
+        "ThrottlingException",
+        "ServiceUnavailableException",
+        "ModelNotReadyException",
+        "ModelTimeoutException",
+        "InternalServerException",
+    }
+)
+MAX_REDUCE_LEVELS = 8
+NO_SPEECH = "The recording contained no speech."
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+class SummaryError(RuntimeError):
+    """Bedrock did not produce a summary; the message names the model and the AWS error."""
+
+
+@cache
+def prompt(name: str) -> str:
+    return files("audio_pipeline").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
+
+
+@dataclass
+class Summary:
+    summary: str
+    key_points: list[str]
+    model_id: str
+    chunks: int
+    input_chars: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def to_json(self) -> str:
+        """The document stored in S3 next to the transcript."""
+        return json.dumps(
+            {
+                "summary": self.summary,
+                "key_points": self.key_points,
+                "model_id": self.model_id,
+                "chunks": self.chunks,
+                "input_chars": self.input_chars,
+                "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
+                "created_at": self.created_at,
+            },
+            ensure_ascii=False,
+            indent=1,
+        )
+
+
+def summary_location(output_location: str) -> str:
+    """Where a transcript's summary goes: next to it, ``x.out`` -> ``x.summary.json``."""
+    base = output_location[: -len(".out")] if output_location.endswith(".out") else output_location
+    return f"{base}.summary.json"
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split ``text`` into parts of at most ``limit`` characters, at sentence ends where possible."""
+    if limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        while len(sentence) > limit:  # a sentence longer than a part: cut at the last space
+            cut = sentence.rfind(" ", 0, limit + 1)
+            cut = cut if cut > 0 else limit
+            pieces.append(sentence[:cut])
+            sentence = sentence[cut:].lstrip()
+        if sentence:
+            pieces.append(sentence)
+    parts: list[str] = []
+    for piece in pieces:
+        if parts and len(parts[-1]) + 1 + len(piece) <= limit:
+            parts[-1] = f"{parts[-1]} {piece}"
+        else:
+            parts.append(piece)
+    return parts
+
+
+def parse_answer(text: str) -> tuple[str, list[str]]:
+    """``(summary, key_points)`` from a model's answer: JSON, fenced or wrapped JSON, or plain text."""
+    match = _JSON_OBJECT.search(text)
+    if match:
+        try:
+            doc = json.loads(match.group(0))
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("summary"), str):
+            points = doc.get("key_points") or []
+            return doc["summary"].strip(), [str(p).strip() for p in points if str(p).strip()]
+    return text.strip(), []
+
+
+class Summarizer:
+    """Summarise transcripts with one Bedrock model through Converse."""
+
+    def __init__(
+        self,
+        client: Any,
+        model_id: str,
+        *,
+        chunk_chars: int = 12000,
+        max_tokens: int = 1024,
+        max_attempts: int = 6,
+        backoff_base: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.model_id = model_id
+        self.chunk_chars = chunk_chars
+        self.max_tokens = max_tokens
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+
+    def summarize(self, transcript: str) -> Summary:
+        text = transcript.strip()
+        result = Summary(NO_SPEECH, [], self.model_id, chunks=0, input_chars=len(text))
+        if not text:
+            return result
+        if len(text) <= self.chunk_chars:
+            result.chunks = 1
+            result.summary, result.key_points = self._ask("summarize_chunk", text, result, part="")
+            return result
+        parts = split_text(text, self.chunk_chars)
+        result.chunks = len(parts)
+        answers = [
+            self._ask("summarize_chunk", p, result, part=f" (part {i} of {len(parts)})")
+            for i, p in enumerate(parts, start=1)
+        ]
+        for _ in range(MAX_REDUCE_LEVELS):
+            combined = "\n\n".join(f"Part {i}: {s}" for i, (s, _) in enumerate(answers, start=1))
+            if len(combined) <= self.chunk_chars:
+                result.summary, result.key_points = self._ask("combine", combined, result)
+                return result
+            answers = [self._ask("combine", group, result) for group in split_text(combined, self.chunk_chars)]
+        raise SummaryError(f"part summaries by {self.model_id} did not shrink after {MAX_REDUCE_LEVELS} levels")
+
+    def _ask(self, template: str, text: str, result: Summary, part: str = "") -> tuple[str, list[str]]:
+        response = self._converse(prompt(template).format(text=text, part=part))
+        usage = response.get("usage", {})
+        result.input_tokens += usage.get("inputTokens", 0)
+        result.output_tokens += usage.get("outputTokens", 0)
+        if response.get("stopReason") == "max_tokens":
+            log.warning("%s stopped at maxTokens=%d; the summary may be cut short", self.model_id, self.max_tokens)
+        blocks = response["output"]["message"]["content"]
+        return parse_answer("".join(b.get("text", "") for b in blocks))
+
+    def _converse(self, user_text: str) -> dict[str, Any]:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return self.client.converse(
+                    modelId=self.model_id,
+                    system=[{"text": prompt("summarize_system")}],
+                    messages=[{"role": "user", "content": [{"text": user_text}]}],
+                    inferenceConfig={"maxTokens": self.max_tokens, "temperature": 0.2},
+                )
+            except ClientError as err:
+                code = err.response.get("Error", {}).get("Code", "")
+                message = err.response.get("Error", {}).get("Message", "")
+                if code not in RETRYABLE_ERRORS:
+                    raise SummaryError(f"Bedrock model {self.model_id}: {code}: {message}") from err
+                if attempt == self.max_attempts:
+                    raise SummaryError(
+                        f"Bedrock model {self.model_id}: {code} after {attempt} attempts: {message}"
+                    ) from err
+                delay = self.backoff_base * 2 ** (attempt - 1) * (0.5 + random.random())
+                log.info("Bedrock %s (%s); retrying in %.1fs", code, message, delay)
+                time.sleep(delay)
+        raise SummaryError(f"max_attempts must be at least 1, got {self.max_attempts}")

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from audio_pipeline.summaries import (
+    NO_SPEECH,
+    Summarizer,
+    SummaryError,
+    parse_answer,
+    split_text,
+    summary_location,
+)
+
+PROFILE = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+def answer(text: str, stop: str = "end_turn") -> dict:
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": stop,
+        "usage": {"inputTokens": 100, "outputTokens": 20, "totalTokens": 120},
+        "metrics": {"latencyMs": 5},
+    }
+
+
+@pytest.fixture
+def bedrock():
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
+
+
+def test_request_shape_and_json_answer(bedrock):
+    client, stub = bedrock
+    expected = {
+        "modelId": PROFILE,
+        "system": [{"text": ANY}],
+        "messages": [{"role": "user", "content": [{"text": ANY}]}],
+        "inferenceConfig": {"maxTokens": 512, "temperature": 0.2},
+    }
+    stub.add_response("converse", answer('{"summary": "A short call.", "key_points": ["one", "two"]}'), expected)
+    summary = Summarizer(client, PROFILE, max_tokens=512).summarize("Hello. This is a short call.")
+    assert summary.summary == "A short call." and summary.key_points == ["one", "two"]
+    assert summary.model_id == PROFILE and summary.chunks == 1
+    doc = json.loads(summary.to_json())
+    assert doc["model_id"] == PROFILE and doc["usage"] == {"input_tokens": 100, "output_tokens": 20}
+
+
+def test_transcript_reaches_the_prompt_inside_tags(bedrock):
+    client, stub = bedrock
+    seen = {}
+    client.meta.events.register(
+        "before-parameter-build.bedrock-runtime.Converse", lambda params, **kw: seen.update(params)
+    )
+    stub.add_response("converse", answer('{"summary": "s", "key_points": []}'))
+    Summarizer(client, PROFILE).summarize("The budget was approved.")
+    text = seen["messages"][0]["content"][0]["text"]
+    assert "<transcript>\nThe budget was approved.\n</transcript>" in text
+    assert "topP" not in seen["inferenceConfig"], "never temperature and topP together"
+
+
+@pytest.mark.parametrize(
+    ("text", "summary", "points"),
+    [
+        ('```json\n{"summary": "Fenced.", "key_points": ["a"]}\n```', "Fenced.", ["a"]),
+        ('Here you go: {"summary": "Wrapped.", "key_points": []} Hope it helps.', "Wrapped.", []),
+        ("Just prose, no JSON at all.", "Just prose, no JSON at all.", []),
+        ('{"summary": broken json', '{"summary": broken json', []),
+    ],
+)
+def test_parse_answer(text, summary, points):
+    assert parse_answer(text) == (summary, points)
+
+
+def test_retries_throttling_then_succeeds(bedrock):
+    client, stub = bedrock
+    stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    stub.add_client_error("converse", "ServiceUnavailableException", "busy", 503)
+    stub.add_response("converse", answer('{"summary": "ok", "key_points": []}'))
+    assert Summarizer(client, PROFILE, backoff_base=0).summarize("words").summary == "ok"
+
+
+def test_gives_up_after_max_attempts(bedrock):
+    client, stub = bedrock
+    for _ in range(3):
+        stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    with pytest.raises(SummaryError, match="ThrottlingException after 3 attempts"):
+        Summarizer(client, PROFILE, max_attempts=3, backoff_base=0).summarize("words")
+
+
+def test_does_not_retry_a_bad_request(bedrock):
+    client, stub = bedrock
+    stub.add_client_error("converse", "ValidationException", "The provided model identifier is invalid.", 400)
+    with pytest.raises(SummaryError, match=f"{PROFILE}: ValidationException"):
+        Summarizer(client, PROFILE, backoff_base=0).summarize("words")
+
+
+def test_long_transcript_is_summarised_hierarchically_never_truncated(bedrock):
+    client, stub = bedrock
+    sentences = [f"Sentence number {i} talks about topic {i % 7}." for i in range(400)]
+    transcript = " ".join(sentences)
+    requests = []
+    client.meta.events.register(
+        "before-parameter-build.bedrock-runtime.Converse",
+        lambda params, **kw: requests.append(params["messages"][0]["content"][0]["text"]),
+    )
+    chunk_chars = 2000
+    parts = split_text(transcript, chunk_chars)
+    for i in range(len(parts)):
+        stub.add_response(
+            "converse", answer(json.dumps({"summary": f"Summary of part {i + 1}. " * 12, "key_points": []}))
+        )
+    # part summaries (~300 chars each) exceed one request together: one more level, then the final combine
+    combined = "\n\n".join(f"Part {i + 1}: " + (f"Summary of part {i + 1}. " * 12).strip() for i in range(len(parts)))
+    groups = split_text(combined, chunk_chars)
+    assert len(groups) > 1
+    for _ in groups:
+        stub.add_response("converse", answer('{"summary": "Group summary.", "key_points": []}'))
+    stub.add_response("converse", answer('{"summary": "The whole recording.", "key_points": ["k"]}'))
+
+    summary = Summarizer(client, PROFILE, chunk_chars=chunk_chars, backoff_base=0).summarize(transcript)
+
+    assert summary.summary == "The whole recording." and summary.chunks == len(parts)
+    assert len(requests) == len(parts) + len(groups) + 1
+    for sentence in sentences:
+        assert any(sentence in r for r in requests[: len(parts)]), f"{sentence!r} never reached Bedrock"
+    assert all(len(p) <= chunk_chars for p in parts)
+
+
+def test_empty_transcript_makes_no_call(bedrock):
+    client, _ = bedrock
+    summary = Summarizer(client, PROFILE).summarize("   ")
+    assert summary.summary == NO_SPEECH and summary.chunks == 0
+
+
+def test_split_text_cuts_overlong_sentences():
+    parts = split_text("word " * 100, 42)
+    assert all(len(p) <= 42 for p in parts) and " ".join(parts).split() == ["word"] * 100
+
+
+def test_summary_location():
+    assert summary_location("s3://b/transcripts/abc.out") == "s3://b/transcripts/abc.summary.json"
+    assert summary_location("s3://b/transcripts/abc") == "s3://b/transcripts/abc.summary.json"
