@@ -1,0 +1,55 @@
+"""Speech-recognition backends behind one interface."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+
+class BadAudio(ValueError):
+    """The request body is not audio the backend can decode (answered with HTTP 400)."""
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class Transcription:
+    text: str
+    language: str
+    duration_seconds: float
+    model: str
+    segments: list[Segment] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Backend(Protocol):
+    name: str
+
+    def load(self) -> None:
+        """Load the model; called once at start-up, before the server answers /ping."""
+
+    def transcribe(self, audio: bytes) -> Transcription:
+        """Transcribe one request body; raise :class:`BadAudio` for input that is not audio."""
+
+
+def create_backend(name: str) -> Backend:
+    if name == "whisper":
+        from model_server.backends.whisper import WhisperBackend
+
+        return WhisperBackend.from_env()
+    if name == "benchmark":
+        from model_server.backends.benchmark import BenchmarkBackend
+
+        return BenchmarkBackend.from_env()
+    if name == "parakeet":
+        from model_server.backends.parakeet import ParakeetBackend
+
+        return ParakeetBackend.from_env()
+    raise ValueError(f"unknown backend {name!r}: choose whisper, parakeet or benchmark")

@@ -1,0 +1,40 @@
+"""A fixed-latency backend for pipeline benchmarks: the model's cost is a known constant."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from model_server.backends import BadAudio, Segment, Transcription
+
+FIXED_TRANSCRIPT = (
+    "Thanks everyone for joining. The release is on track for Friday. "
+    "Maria will finish the migration and Tom will update the runbook. "
+    "We agreed to review the error budget again next week."
+)
+
+
+@dataclass
+class BenchmarkBackend:
+    service_seconds: float = 0.5
+    name: str = "benchmark"
+
+    @classmethod
+    def from_env(cls) -> BenchmarkBackend:
+        return cls(service_seconds=float(os.environ.get("BENCHMARK_SERVICE_SECONDS", "0.5")))
+
+    def load(self) -> None:
+        pass
+
+    def transcribe(self, audio: bytes) -> Transcription:
+        if not audio:
+            raise BadAudio("empty request body: send the audio file's bytes")
+        time.sleep(self.service_seconds)
+        return Transcription(
+            text=FIXED_TRANSCRIPT,
+            language="en",
+            duration_seconds=self.service_seconds,
+            model=f"benchmark:{self.service_seconds}s",
+            segments=[Segment(0.0, self.service_seconds, FIXED_TRANSCRIPT)],
+        )
