@@ -16,7 +16,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from model_server.backends import BadAudio, Backend
+from model_server.backends import Backend, BadAudio
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,9 @@ class InvocationHandler(BaseHTTPRequestHandler):
             log.error("crash marker found: exiting abruptly (fault injection)")
             os._exit(3)
         if self.server.fail_marker and self.server.fail_marker in audio:
-            self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "model failure injected by MODEL_FAULT_FAIL_MARKER"})
+            self._reply(
+                HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "model failure injected by MODEL_FAULT_FAIL_MARKER"}
+            )
             return
         started = time.monotonic()
         try:

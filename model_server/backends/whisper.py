@@ -64,9 +64,7 @@ class WhisperBackend:
     def load(self) -> None:
         from faster_whisper import WhisperModel
 
-        self._model = WhisperModel(
-            str(self.model_dir), device="cpu", compute_type="int8", cpu_threads=self.cpu_threads
-        )
+        self._model = WhisperModel(str(self.model_dir), device="cpu", compute_type="int8", cpu_threads=self.cpu_threads)
         self._label = f"faster-whisper:{self.model_dir.name}"
 
     def transcribe(self, audio: bytes) -> Transcription:

@@ -37,7 +37,9 @@ def start(backend):
 
 
 def post(url, body, content_type="audio/wav"):
-    request = urllib.request.Request(f"{url}/invocations", data=body, method="POST", headers={"Content-Type": content_type})
+    request = urllib.request.Request(
+        f"{url}/invocations", data=body, method="POST", headers={"Content-Type": content_type}
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())

@@ -27,5 +27,15 @@ def test_edit_distance(reference, hypothesis, expected):
 
 def test_normalise():
     assert normalise("On-call runbook: 2,500 users & 12%") == [
-        "on", "call", "runbook", "two", "thousand", "five", "hundred", "users", "and", "twelve", "percent",
+        "on",
+        "call",
+        "runbook",
+        "two",
+        "thousand",
+        "five",
+        "hundred",
+        "users",
+        "and",
+        "twelve",
+        "percent",
     ]

@@ -11,9 +11,9 @@ import pytest
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
+from tests.moto_server import moto_server
 
 from .conftest import CONFIG, REGION, notification, sns_envelope
-from .moto_server import moto_server
 
 
 @pytest.fixture

@@ -1,0 +1,84 @@
+"""The sagemaker-runtime HTTP surface: routing, headers, and errors as botocore parses them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+from local.sagemaker_async.endpoints import ValidationError
+from local.sagemaker_async.service import AsyncInferenceService
+
+log = logging.getLogger(__name__)
+
+_INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/async-invocations/?$")
+
+
+class RuntimeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], service: AsyncInferenceService) -> None:
+        super().__init__(address, RuntimeHandler)
+        self.service = service
+
+
+class RuntimeHandler(BaseHTTPRequestHandler):
+    server: RuntimeServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def _send(self, status: int, doc: dict, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", "local-emulator")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        self._send(status, {"message": message}, {"x-amzn-ErrorType": code})
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/_emulator/health":
+            self._send(HTTPStatus.OK, {"status": "ok", "endpoints": self.server.service.health()})
+        else:
+            self._error(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at GET {self.path}")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        match = _INVOKE_PATH.match(self.path.split("?", 1)[0])
+        if not match:
+            self._error(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at POST {self.path}")
+            return
+        headers = {k.lower(): _header_text(v) for k, v in self.headers.items()}
+        try:
+            request = self.server.service.accept(unquote(match["name"]), headers)
+        except ValidationError as err:
+            self._error(HTTPStatus.BAD_REQUEST, "ValidationError", str(err))
+            return
+        except Exception as err:
+            log.exception("InvokeEndpointAsync failed")
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalFailure", f"{type(err).__name__}: {err}")
+            return
+        location_headers = {"X-Amzn-SageMaker-OutputLocation": request.output_location}
+        if request.failure_location:
+            location_headers["X-Amzn-SageMaker-FailureLocation"] = request.failure_location
+        self._send(HTTPStatus.ACCEPTED, {"InferenceId": request.inference_id}, location_headers)
+
+
+def _header_text(value: str) -> str:
+    """http.server decodes header bytes as latin-1; a client that sent UTF-8 gets its text back."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value

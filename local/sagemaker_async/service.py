@@ -1,0 +1,250 @@
+"""Queues, workers and the work SageMaker does for each asynchronous request."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from local.sagemaker_async.endpoints import AsyncEndpoint, EndpointDirectory
+from local.sagemaker_async.notifications import notification
+from local.sagemaker_async.requests import AsyncRequest, Journal, build_request
+
+log = logging.getLogger(__name__)
+
+MODEL_CONNECT_RETRIES = 5
+INPUT_LIMIT_BYTES = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Faults:
+    duplicate_notifications: float = 0.0
+    drop_notifications: float = 0.0
+
+    @staticmethod
+    def _chosen(inference_id: str, rate: float, salt: str) -> bool:
+        if rate <= 0:
+            return False
+        digest = hashlib.sha256(f"{salt}:{inference_id}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < rate
+
+
+@dataclass
+class EndpointStats:
+    accepted: int = 0
+    completed: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    model_busy_seconds: float = 0.0
+    first_accepted_at: float | None = None
+    last_finished_at: float | None = None
+    notifications_published: int = 0
+
+
+class ModelError(Exception):
+    def __init__(self, reason: str, body: bytes) -> None:
+        super().__init__(reason)
+        self.body = body
+
+
+@dataclass
+class _EndpointQueue:
+    endpoint: AsyncEndpoint
+    requests: queue.Queue = field(default_factory=queue.Queue)
+    stats: EndpointStats = field(default_factory=EndpointStats)
+
+
+class AsyncInferenceService:
+    def __init__(
+        self,
+        *,
+        sagemaker: Any,
+        s3: Any,
+        sns: Any,
+        region: str,
+        model_url: str,
+        journal: Journal,
+        faults: Faults = Faults(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoints = EndpointDirectory(sagemaker)
+        self.s3 = s3
+        self.sns = sns
+        self.region = region
+        self.model_url = model_url.rstrip("/")
+        self.journal = journal
+        self.faults = faults
+        self.clock = clock
+        self._queues: dict[str, _EndpointQueue] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------- accepting
+
+    def accept(self, endpoint_name: str, headers: dict[str, str]) -> AsyncRequest:
+        endpoint = self.endpoints.get(endpoint_name)
+        request = build_request(endpoint, headers, received_at=self.clock())
+        self.journal.add(request)
+        self._enqueue(endpoint, request)
+        return request
+
+    def resume(self) -> int:
+        """Re-queue what the journal holds (requests accepted before a restart)."""
+        pending = self.journal.pending()
+        for request in pending:
+            self._enqueue(self.endpoints.get(request.endpoint_name), request)
+        if pending:
+            log.info("resumed %d journaled requests", len(pending))
+        return len(pending)
+
+    def _enqueue(self, endpoint: AsyncEndpoint, request: AsyncRequest) -> None:
+        with self._lock:
+            q = self._queues.get(endpoint.name)
+            if q is None:
+                q = self._queues[endpoint.name] = _EndpointQueue(endpoint)
+                for i in range(endpoint.concurrency):
+                    threading.Thread(target=self._work, args=(q,), name=f"{endpoint.name}-{i}", daemon=True).start()
+            q.stats.accepted += 1
+            if q.stats.first_accepted_at is None:
+                q.stats.first_accepted_at = request.received_at
+        q.requests.put(request)
+
+    def health(self) -> dict:
+        with self._lock:
+            return {
+                name: {"queued": q.requests.qsize(), "concurrency": q.endpoint.concurrency, **vars(q.stats)}
+                for name, q in self._queues.items()
+            }
+
+    # ------------------------------------------------------------ processing
+
+    def _work(self, q: _EndpointQueue) -> None:
+        while True:
+            request = q.requests.get()
+            try:
+                self._process(q, request)
+            except Exception:  # a broken request must not kill the worker
+                log.exception("request %s could not be finished; it stays in the journal", request.request_id)
+
+    def _process(self, q: _EndpointQueue, request: AsyncRequest) -> None:
+        waited = self.clock() - request.received_at
+        if waited > request.request_ttl_seconds:
+            self._fail(
+                q,
+                request,
+                f"Request expired: it waited {waited:.0f}s in the queue, over RequestTTLSeconds "
+                f"({request.request_ttl_seconds}s).",
+                b"",
+            )
+            return
+        try:
+            payload, content_type = self._read_input(request.input_location)
+        except ModelError as err:
+            self._fail(q, request, str(err), err.body)
+            return
+        with self._lock:
+            q.stats.in_flight += 1
+            q.stats.max_in_flight = max(q.stats.max_in_flight, q.stats.in_flight)
+        started = time.monotonic()
+        try:
+            body, response_type = self._invoke_model(request, payload, content_type)
+        except ModelError as err:
+            self._fail(q, request, str(err), err.body)
+            return
+        finally:
+            with self._lock:
+                q.stats.in_flight -= 1
+                q.stats.model_busy_seconds += time.monotonic() - started
+        bucket, key = _split(request.output_location)
+        self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=response_type)
+        inline = body if q.endpoint.success_topic in q.endpoint.include_response_in else None
+        self._notify(q, request, q.endpoint.success_topic, response_content_type=response_type, response_body=inline)
+        self._finish(q, request, failed=False)
+
+    def _read_input(self, location: str) -> tuple[bytes, str | None]:
+        bucket, key = _split(location)
+        try:
+            obj = self.s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code")
+            raise ModelError(f"ClientError: Failed to download input from {location}: {code}.", b"") from err
+        if obj["ContentLength"] > INPUT_LIMIT_BYTES:
+            raise ModelError(f"ClientError: Input {location} is larger than 1 GB.", b"")
+        return obj["Body"].read(), obj.get("ContentType")
+
+    def _invoke_model(self, request: AsyncRequest, payload: bytes, stored_type: str | None) -> tuple[bytes, str]:
+        headers = {"Content-Type": request.content_type or stored_type or "application/octet-stream"}
+        if request.accept:
+            headers["Accept"] = request.accept
+        if request.custom_attributes:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = request.custom_attributes
+        http = urllib.request.Request(f"{self.model_url}/invocations", data=payload, headers=headers, method="POST")
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with urllib.request.urlopen(http, timeout=request.invocation_timeout_seconds) as response:
+                    return response.read(), response.headers.get("Content-Type", "application/json")
+            except urllib.error.HTTPError as err:
+                body = err.read()
+                kind = "client" if err.code < 500 else "server"
+                message = body.decode("utf-8", "replace")[:1000]
+                raise ModelError(
+                    f'ClientError: Received {kind} error ({err.code}) from primary with message "{message}". '
+                    f"See the endpoint's CloudWatch logs in account 123456789012 for more information.",
+                    body,
+                ) from err
+            except TimeoutError as err:
+                raise ModelError(
+                    "ClientError: The model container did not respond within InvocationTimeoutSeconds "
+                    f"({request.invocation_timeout_seconds}s).",
+                    b"",
+                ) from err
+            except (urllib.error.URLError, ConnectionError) as err:
+                if attempt == MODEL_CONNECT_RETRIES:
+                    raise ModelError(f"ClientError: An error occurred when calling the model: {err}.", b"") from err
+                time.sleep(min(0.5 * 2**attempt, 8))
+
+    def _fail(self, q: _EndpointQueue, request: AsyncRequest, reason: str, body: bytes) -> None:
+        log.info("request %s (%s) failed: %s", request.inference_id, request.input_location, reason)
+        if request.failure_location:
+            bucket, key = _split(request.failure_location)
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body or reason.encode(), ContentType="text/plain")
+        self._notify(q, request, q.endpoint.error_topic, failure_reason=reason)
+        self._finish(q, request, failed=True)
+
+    def _notify(self, q: _EndpointQueue, request: AsyncRequest, topic: str | None, **kwargs: Any) -> None:
+        if not topic:
+            return
+        if Faults._chosen(request.inference_id, self.faults.drop_notifications, "drop"):
+            log.warning("fault injection: notification for %s dropped", request.inference_id)
+            return
+        message = notification(request, self.region, finished_at=self.clock(), **kwargs)
+        copies = 2 if Faults._chosen(request.inference_id, self.faults.duplicate_notifications, "dup") else 1
+        for _ in range(copies):
+            self.sns.publish(TopicArn=topic, Message=message)
+        with self._lock:
+            q.stats.notifications_published += copies
+
+    def _finish(self, q: _EndpointQueue, request: AsyncRequest, *, failed: bool) -> None:
+        self.journal.remove(request)
+        with self._lock:
+            if failed:
+                q.stats.failed += 1
+            else:
+                q.stats.completed += 1
+            q.stats.last_finished_at = self.clock()
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
