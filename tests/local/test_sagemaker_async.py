@@ -16,7 +16,7 @@ from local.sagemaker_async.service import AsyncInferenceService, Faults
 from .conftest import REGION, drain
 
 
-def start_emulator(model_server, state_dir, faults=Faults()):
+def start_emulator(model_server, state_dir, faults=None):
     service = AsyncInferenceService(
         sagemaker=boto3.client("sagemaker"),
         s3=boto3.client("s3"),
@@ -24,7 +24,7 @@ def start_emulator(model_server, state_dir, faults=Faults()):
         region=REGION,
         model_url=f"http://127.0.0.1:{model_server.server_address[1]}",
         journal=Journal(state_dir / "journal"),
-        faults=faults,
+        faults=faults or Faults(),
     )
     server = RuntimeServer(("127.0.0.1", 0), service)
     service.resume()
