@@ -1,0 +1,207 @@
+"""The bedrock-runtime HTTP surface: Converse, InvokeModel, errors as botocore parses them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+from local.bedrock_runtime.models import Model
+
+log = logging.getLogger(__name__)
+
+_ROUTE = re.compile(r"^/model/(?P<model>.+)/(?P<action>converse|invoke)$")
+_MODEL_ID = re.compile(
+    r"^(arn:aws[\w-]*:bedrock:[\w-]*:\d*:(foundation-model|inference-profile|application-inference-profile)/)?"
+    r"((us|eu|apac|us-gov|jp|au|global)\.)?[a-z0-9-]+\.[\w.:-]+$"
+)
+_NO_TEMPERATURE_WITH_TOP_P = re.compile(r"anthropic\.claude-(opus|sonnet|haiku)-4")
+
+
+class BedrockError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _validation(message: str) -> BedrockError:
+    return BedrockError(HTTPStatus.BAD_REQUEST, "ValidationException", message)
+
+
+@dataclass(frozen=True)
+class Faults:
+    throttle_rate: float = 0.0
+    fail_marker: str | None = None
+    seed: int = 7
+
+
+class BedrockServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], model: Model, faults: Faults = Faults()) -> None:
+        super().__init__(address, BedrockHandler)
+        self.model = model
+        self.faults = faults
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._random = random.Random(faults.seed)
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            self.counts[what] += 1
+
+    def throttled(self) -> bool:
+        with self._lock:
+            return self.faults.throttle_rate > 0 and self._random.random() < self.faults.throttle_rate
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content if isinstance(block, dict))
+
+
+def _check_messages(messages: Any) -> str:
+    """The last user message's text, after Bedrock's checks on the conversation."""
+    if not isinstance(messages, list) or not messages:
+        raise _validation(
+            "A conversation must start with a user message. Try again with a conversation that starts with a user message."
+        )  # noqa: E501
+    if messages[0].get("role") != "user":
+        raise _validation(
+            "A conversation must start with a user message. Try again with a conversation that starts with a user message."
+        )  # noqa: E501
+    last = messages[-1]
+    if last.get("role") != "user":
+        raise _validation("The last message must come from the user.")
+    return _text_of(last.get("content", []))
+
+
+def _check_model(model_id: str) -> None:
+    if not _MODEL_ID.match(model_id):
+        raise _validation("The provided model identifier is invalid.")
+
+
+def _check_sampling(model_id: str, temperature: Any, top_p: Any) -> None:
+    if temperature is not None and top_p is not None and _NO_TEMPERATURE_WITH_TOP_P.search(model_id):
+        raise _validation("temperature and top_p cannot both be specified for this model. Please use only one.")
+
+
+def _check_max_tokens(value: Any) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise _validation(f"maxTokens must be a positive integer, got {value!r}.")
+    return value
+
+
+class BedrockHandler(BaseHTTPRequestHandler):
+    server: BedrockServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def _send(self, status: int, doc: dict, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/_emulator/health":
+            self._send(HTTPStatus.OK, {"status": "ok", "requests": dict(self.server.counts)})
+        else:
+            self._send(
+                HTTPStatus.NOT_FOUND,
+                {"message": f"no operation at GET {self.path}"},
+                {"x-amzn-ErrorType": "UnknownOperationException"},
+            )
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        match = _ROUTE.match(self.path.split("?", 1)[0])
+        try:
+            if not match:
+                raise BedrockError(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at {self.path}")
+            model_id = unquote(match["model"])
+            _check_model(model_id)
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                raise _validation("Malformed input request, please reformat your input and try again.") from None
+            self.server.count(match["action"])
+            if self.server.throttled():
+                raise BedrockError(
+                    HTTPStatus.TOO_MANY_REQUESTS,
+                    "ThrottlingException",
+                    "Too many requests, please wait before trying again.",
+                )  # noqa: E501
+            marker = self.server.faults.fail_marker
+            if marker and marker in raw.decode("utf-8", "replace"):
+                raise _validation("The request was rejected (fault injected by --fault-fail-marker).")
+            if match["action"] == "converse":
+                self._send(HTTPStatus.OK, self._converse(model_id, body))
+            else:
+                self._send(HTTPStatus.OK, self._invoke(model_id, body))
+        except BedrockError as err:
+            self.server.count(err.code)
+            self._send(err.status, {"message": err.message}, {"x-amzn-ErrorType": f"{err.code}:"})
+
+    def _converse(self, model_id: str, body: dict) -> dict:
+        prompt = _check_messages(body.get("messages"))
+        config = body.get("inferenceConfig") or {}
+        _check_sampling(model_id, config.get("temperature"), config.get("topP"))
+        max_tokens = _check_max_tokens(config.get("maxTokens", 4096))
+        system = "".join(block.get("text", "") for block in body.get("system") or [])
+        started = time.monotonic()
+        reply = self.server.model.reply(system, prompt, max_tokens)
+        input_tokens = max(1, (len(system) + len(prompt)) // 4)
+        output_tokens = max(1, len(reply.text) // 4)
+        return {
+            "output": {"message": {"role": "assistant", "content": [{"text": reply.text}]}},
+            "stopReason": reply.stop_reason,
+            "usage": {
+                "inputTokens": input_tokens,
+                "outputTokens": output_tokens,
+                "totalTokens": input_tokens + output_tokens,
+            },  # noqa: E501
+            "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)},
+        }
+
+    def _invoke(self, model_id: str, body: dict) -> dict:
+        if "anthropic" not in model_id:
+            raise _validation(f"This emulator's InvokeModel speaks the Anthropic messages body only, not {model_id}.")
+        if body.get("anthropic_version") != "bedrock-2023-05-31":
+            raise _validation("anthropic_version: bedrock-2023-05-31 is required.")
+        prompt = _check_messages(body.get("messages"))
+        _check_sampling(model_id, body.get("temperature"), body.get("top_p"))
+        max_tokens = _check_max_tokens(body.get("max_tokens"))
+        system = _text_of(body.get("system") or "")
+        reply = self.server.model.reply(system, prompt, max_tokens)
+        return {
+            "id": f"msg_bdrk_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": model_id,
+            "content": [{"type": "text", "text": reply.text}],
+            "stop_reason": reply.stop_reason,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": max(1, (len(system) + len(prompt)) // 4),
+                "output_tokens": max(1, len(reply.text) // 4),
+            },  # noqa: E501
+        }
