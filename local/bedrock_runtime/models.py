@@ -13,7 +13,8 @@ NOTE = "extractive summary by the local Bedrock emulator"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[a-z']+")
 _STOPWORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "has", "have", "he", "her", "his", "i", "in", "into", "is", "it", "its", "of", "on", "or", "our", "she", "so", "that", "the", "their", "them", "there", "they", "this", "to", "was", "we", "were", "will", "with", "you", "your"]
+    """a an and are as at be been but by for from has have he her his i in into is it its of on or our she so
+    that the their them there they this to was we were will with you your""".split()
 )
 
 

@@ -71,16 +71,15 @@ def _text_of(content: Any) -> str:
     return "".join(block.get("text", "") for block in content if isinstance(block, dict))
 
 
+_FIRST_MESSAGE = (
+    "A conversation must start with a user message. Try again with a conversation that starts with a user message."
+)
+
+
 def _check_messages(messages: Any) -> str:
     """The last user message's text, after Bedrock's checks on the conversation."""
-    if not isinstance(messages, list) or not messages:
-        raise _validation(
-            "A conversation must start with a user message. Try again with a conversation that starts with a user message."
-        )  # noqa: E501
-    if messages[0].get("role") != "user":
-        raise _validation(
-            "A conversation must start with a user message. Try again with a conversation that starts with a user message."
-        )  # noqa: E501
+    if not isinstance(messages, list) or not messages or messages[0].get("role") != "user":
+        raise _validation(_FIRST_MESSAGE)
     last = messages[-1]
     if last.get("role") != "user":
         raise _validation("The last message must come from the user.")
