@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= $(shell scripts/find-python)
 STAMP := $(VENV)/.installed
+# the DAG's package, importable as on MWAA (where plugins/ is on sys.path)
+export PYTHONPATH := $(CURDIR)/plugins
 
 .PHONY: venv test test-fast demo up down status bench lint plugins-zip clean
 

@@ -1,0 +1,87 @@
+"""``python -m local.stack up|down|status|demo [--audio-dir DIR] [--report FILE] [--timeout S]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from local.stack.airflow_api import AirflowApi
+from local.stack.demo import SAMPLES, failed_tasks, results, run_pipeline, table, upload, write_report
+from local.stack.launcher import Stack
+from local.stack.services import Settings
+
+log = logging.getLogger("local.stack")
+
+
+def demo(stack: Stack, audio_dir: Path, report: Path | None, timeout: float) -> int:
+    started = time.monotonic()
+    owned = not stack.running()
+    try:
+        if owned:
+            resources = stack.up()
+            bucket = resources.input_bucket
+        else:
+            log.info("using the stack that already runs")
+            bucket = "audio-transcription-input"
+        session = stack.aws_session()
+        prefix = f"demo-{time.strftime('%Y%m%d-%H%M%S')}/"
+        keys = upload(session.client("s3"), audio_dir, bucket, prefix)
+        log.info("uploaded %d files from %s to s3://%s/%s", len(keys), audio_dir, bucket, prefix)
+        api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
+        run_id, state, seconds = run_pipeline(api, f"s3://{bucket}/{prefix}", timeout)
+        rows = results(session, bucket, keys)
+        print(table(rows))
+        print(f"\nrun {run_id}: {state} in {seconds:.0f}s ({time.monotonic() - started:.0f}s in all)")
+        if state != "success":
+            for line in failed_tasks(api, run_id, stack.settings.state_dir / "airflow" / "logs"):
+                print(f"  {line}")
+        if report:
+            write_report(rows, report)
+            print(f"report: {report}")
+        ok = state == "success" and rows and all(r.status == "summarized" for r in rows)
+        return 0 if ok else 1
+    finally:
+        if owned:
+            stack.down()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.stack")
+    parser.add_argument("command", choices=["up", "down", "status", "demo"])
+    parser.add_argument("--audio-dir", type=Path, default=SAMPLES)
+    parser.add_argument("--report", type=Path)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--state-dir", type=Path, default=Settings().state_dir)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    stack = Stack(Settings(state_dir=args.state_dir.resolve()))
+    if args.command == "up":
+        resources = stack.up()
+        url = stack.settings.url(stack.settings.ports.airflow)
+        print(
+            f"Airflow UI: {url.replace('127.0.0.1', 'localhost')}  (source {args.state_dir}/stack.env for the AWS CLI)"
+        )
+        print(
+            f"Upload audio to s3://{resources.input_bucket}/<prefix>/ and trigger audio_transcription with "
+            f'{{"bucket_uri": "s3://{resources.input_bucket}/<prefix>/"}}'
+        )
+        return 0
+    if args.command == "down":
+        stopped = stack.down()
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return 0
+    if args.command == "status":
+        running = stack.running()
+        print("\n".join(f"{name}: pid {pid}" for name, pid in running.items()) or "nothing runs")
+        return 0
+    if not args.audio_dir.is_dir():
+        parser.error(f"--audio-dir {args.audio_dir} is not a directory")
+    return demo(stack, args.audio_dir.resolve(), args.report, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

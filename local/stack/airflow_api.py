@@ -1,0 +1,68 @@
+"""The Airflow 3 REST API, as a user's script would call it."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+DAG_ID = "audio_transcription"
+TERMINAL = ("success", "failed")
+
+
+class AirflowApi:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token: str | None = None
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        if self._token is None:
+            with urllib.request.urlopen(f"{self.base_url}/auth/token", timeout=30) as response:
+                self._token = json.loads(response.read())["access_token"]
+        request = urllib.request.Request(
+            f"{self.base_url}{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def wait_for_dag(self, timeout: float = 180) -> None:
+        """The DAG processor has parsed the DAG (and it has no import errors)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._call("GET", f"/api/v2/dags/{DAG_ID}")
+                return
+            except urllib.error.HTTPError as err:
+                if err.code != 404:
+                    raise
+            errors = self._call("GET", "/api/v2/importErrors").get("import_errors", [])
+            if errors:
+                raise RuntimeError("DAG import errors:\n" + "\n".join(e["stack_trace"] for e in errors))
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"DAG {DAG_ID} was not parsed within {timeout:.0f}s")
+            time.sleep(1)
+
+    def trigger(self, conf: dict[str, Any]) -> str:
+        self._call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        run = self._call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
+        return run["dag_run_id"]
+
+    def wait_for_run(self, run_id: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}"
+        while True:
+            state = self._call("GET", path)["state"]
+            if state in TERMINAL:
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {state} after {timeout:.0f}s")
+            time.sleep(2)
+
+    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
+        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances?limit=1000"
+        return self._call("GET", path)["task_instances"]

@@ -1,0 +1,95 @@
+"""Bringing the whole stack up and down."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import boto3
+
+from local.bootstrap import Resources, bootstrap
+from local.stack.processes import Processes
+from local.stack.services import (
+    Settings,
+    airflow_services,
+    aws_environment,
+    emulator_services,
+    environment,
+    runtime_service,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stack:
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        self.env = environment(self.settings)
+        self.processes = Processes(self.settings.state_dir, self.env)
+
+    def aws_session(self) -> boto3.session.Session:
+        env = aws_environment(self.settings)
+        for key, value in env.items():
+            os.environ[key] = value  # boto3 reads per-service endpoint URLs from the environment only
+        return boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+
+    def running(self) -> dict[str, int]:
+        return self.processes.running()
+
+    def up(self) -> Resources:
+        started = time.monotonic()
+        if self.running():
+            raise RuntimeError(
+                f"a stack already runs from {self.settings.state_dir} ({', '.join(self.running())}): "
+                "`make down` first, or use it as it is"
+            )
+        log.info("starting moto, the model server (%s) and the Bedrock emulator", self.settings.model_backend)
+        first = emulator_services(self.settings)
+        for service in first:
+            self.processes.start(service)
+        airflow = airflow_services(self.settings)
+        with ThreadPoolExecutor(2) as pool:
+            migrated = pool.submit(self.processes.run_once, "airflow-db-migrate", [airflow[0].argv[0], "db", "migrate"])
+            self.processes.wait_healthy(first[:1])
+            resources = bootstrap(self.aws_session())
+            log.info(
+                "bootstrapped: bucket %s, table %s, endpoint %s",
+                resources.input_bucket,
+                resources.status_table,
+                resources.endpoint_name,
+            )
+            runtime = runtime_service(self.settings)
+            self.processes.start(runtime)
+            migrated.result()
+        for service in airflow:
+            self.processes.start(service)
+        self.processes.wait_healthy([*first, runtime, *airflow])
+        self._write_env(resources)
+        log.info("stack up in %.0fs", time.monotonic() - started)
+        return resources
+
+    def down(self) -> list[str]:
+        return self.processes.stop_all()
+
+    def _write_env(self, resources: Resources) -> None:
+        values = {
+            **aws_environment(self.settings),
+            "AUDIO_BUCKET": resources.input_bucket,
+            "OUTPUT_BUCKET": resources.output_bucket,
+            "STATUS_TABLE": resources.status_table,
+            "NOTIFICATION_QUEUE_URL": resources.queue_url,
+            "SAGEMAKER_ENDPOINT_NAME": resources.endpoint_name,
+            "AIRFLOW_URL": self.settings.url(self.settings.ports.airflow),
+        }
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+        (self.settings.state_dir / "stack.env").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,176 @@
+"""The stack's services as data: one list the launcher runs and docker-compose.yaml mirrors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+JWT_SECRET = "local-stack-jwt-secret-not-for-production"
+
+
+@dataclass(frozen=True)
+class Ports:
+    moto: int = 5000
+    sagemaker_runtime: int = 5001
+    bedrock_runtime: int = 5002
+    model: int = 8081
+    airflow: int = 8080
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = REPO / ".local"
+    ports: Ports = Ports()
+    host: str = "127.0.0.1"
+    model_backend: str = "whisper"
+    emulator_flags: tuple[str, ...] = ()
+    """Extra flags for the SageMaker-async emulator (fault injection)."""
+    bedrock_flags: tuple[str, ...] = ()
+    variables: dict[str, str] = field(default_factory=lambda: {"reconcile_interval_seconds": "15"})
+    """Airflow Variables (``audio_pipeline_<name>``) set for the local stack through the environment."""
+
+    def url(self, port: int) -> str:
+        return f"http://{self.host}:{port}"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    port: int | None
+    health: str | None
+    """URL that answers 200 once the service is ready."""
+
+
+def aws_environment(settings: Settings) -> dict[str, str]:
+    p = settings.ports
+    return {
+        "AWS_ENDPOINT_URL": settings.url(p.moto),
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": settings.url(p.sagemaker_runtime),
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": settings.url(p.bedrock_runtime),
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    home = settings.state_dir / "airflow"
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.url(settings.ports.airflow)}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__PORT": str(settings.ports.airflow),
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}),
+        # MWAA puts plugins/ on sys.path; so does this, for every process a task runs in
+        "PYTHONPATH": str(REPO / "plugins"),
+    }
+    env.update({f"AIRFLOW_VAR_AUDIO_PIPELINE_{k.upper()}": v for k, v in settings.variables.items()})
+    return env
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The whole environment every process of the stack runs with."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+    env.update(aws_environment(settings))
+    env.update(airflow_environment(settings))
+    env["MODEL_CACHE_DIR"] = str(settings.state_dir / "models")
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def emulator_services(settings: Settings) -> list[Service]:
+    p, python = settings.ports, sys.executable
+    return [
+        Service(
+            "moto",
+            [python, "-m", "moto.server", "-H", settings.host, "-p", str(p.moto)],
+            p.moto,
+            f"{settings.url(p.moto)}/moto-api/",
+        ),
+        Service(
+            "model-server",
+            [
+                python,
+                "-m",
+                "model_server",
+                "--host",
+                settings.host,
+                "--port",
+                str(p.model),
+                "--backend",
+                settings.model_backend,
+            ],
+            p.model,
+            f"{settings.url(p.model)}/ping",
+        ),
+        Service(
+            "bedrock-runtime",
+            [
+                python,
+                "-m",
+                "local.bedrock_runtime",
+                "--host",
+                settings.host,
+                "--port",
+                str(p.bedrock_runtime),
+                *settings.bedrock_flags,
+            ],
+            p.bedrock_runtime,
+            f"{settings.url(p.bedrock_runtime)}/_emulator/health",
+        ),
+    ]
+
+
+def runtime_service(settings: Settings) -> Service:
+    p = settings.ports
+    return Service(
+        "sagemaker-runtime",
+        [
+            sys.executable,
+            "-m",
+            "local.sagemaker_async",
+            "--host",
+            settings.host,
+            "--port",
+            str(p.sagemaker_runtime),
+            "--model-url",
+            settings.url(p.model),
+            "--state-dir",
+            str(settings.state_dir / "sagemaker-async"),
+            *settings.emulator_flags,
+        ],
+        p.sagemaker_runtime,
+        f"{settings.url(p.sagemaker_runtime)}/_emulator/health",
+    )
+
+
+def airflow_services(settings: Settings) -> list[Service]:
+    airflow = _bin("airflow")
+    health = f"{settings.url(settings.ports.airflow)}/api/v2/monitor/health"
+    return [
+        Service(
+            "api-server", [airflow, "api-server", "--port", str(settings.ports.airflow)], settings.ports.airflow, health
+        ),
+        Service("scheduler", [airflow, "scheduler"], None, None),
+        Service("dag-processor", [airflow, "dag-processor"], None, None),
+        Service("triggerer", [airflow, "triggerer"], None, None),
+    ]

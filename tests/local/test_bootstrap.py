@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from audio_pipeline.config import PipelineConfig, StackNames
+from audio_pipeline.status import KEY_SCHEMA, RUN_INDEX
+from local.bootstrap import bootstrap
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield
+
+
+def test_bootstrap_is_idempotent_and_matches_the_pipelines_names(aws):
+    first = bootstrap()
+    second = bootstrap()
+    assert first == second
+    config, names = PipelineConfig(), StackNames()
+    table = boto3.client("dynamodb").describe_table(TableName=config.status_table)["Table"]
+    assert table["KeySchema"] == KEY_SCHEMA
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [RUN_INDEX]
+    sqs = boto3.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=first.queue_url, AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"].endswith(names.dead_letter_queue)
+    assert int(redrive["maxReceiveCount"]) == names.max_receive_count
+    sns = boto3.client("sns")
+    for topic in (first.success_topic_arn, first.error_topic_arn):
+        (sub,) = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        assert sub["Protocol"] == "sqs"
+        raw = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])["Attributes"]
+        assert raw.get("RawMessageDelivery", "false") == "false"
+    sm = boto3.client("sagemaker")
+    endpoint = sm.describe_endpoint(EndpointName=config.endpoint_name)
+    async_config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])[
+        "AsyncInferenceConfig"
+    ]
+    assert async_config["OutputConfig"]["S3OutputPath"] == config.output_path
+    assert async_config["OutputConfig"]["S3FailurePath"] == config.failure_path
+    assert async_config["OutputConfig"]["NotificationConfig"] == {
+        "SuccessTopic": first.success_topic_arn,
+        "ErrorTopic": first.error_topic_arn,
+    }
+    assert (
+        async_config["ClientConfig"]["MaxConcurrentInvocationsPerInstance"]
+        == names.max_concurrent_invocations_per_instance
+    )
+    buckets = {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]}
+    assert {first.input_bucket, config.output_bucket} <= buckets
+
+
+def test_notifications_reach_the_queue_in_an_sns_envelope(aws):
+    resources = bootstrap()
+    boto3.client("sns").publish(TopicArn=resources.error_topic_arn, Message='{"inferenceId": "x"}')
+    (message,) = boto3.client("sqs").receive_message(QueueUrl=resources.queue_url)["Messages"]
+    envelope = json.loads(message["Body"])
+    assert envelope["Type"] == "Notification" and json.loads(envelope["Message"]) == {"inferenceId": "x"}
