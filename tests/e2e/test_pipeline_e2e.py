@@ -1,0 +1,105 @@
+"""The whole pipeline through real processes: moto server, the emulators, the model server
+(faster-whisper) and Airflow's api-server, scheduler, dag-processor and triggerer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from local.stack.airflow_api import AirflowApi
+from local.stack.demo import SAMPLES, results, run_pipeline, upload
+from local.stack.launcher import Stack
+from local.stack.services import Ports, Settings
+from model_server.wer import word_error_rate
+from tests.moto_server import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REFERENCES = json.loads((SAMPLES / "references.json").read_text())
+WER_BOUND = 0.35  # measured 0.00-0.12 per clip (docs/asr-quality.md)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    state = tmp_path_factory.mktemp("stack")
+    models = Path(__file__).resolve().parents[2] / ".local" / "models"
+    if models.is_dir():  # reuse the assembled Whisper model rather than rebuilding 140 MB
+        shutil.copytree(models, state / "models")
+    ports = Ports(*(free_port() for _ in range(5)))
+    stack = Stack(Settings(state_dir=state, ports=ports))
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stopped = stack.down()
+        assert "triggerer" in stopped and not stack.running()
+
+
+@pytest.fixture(scope="module")
+def outcome(stack, tmp_path_factory):
+    audio = tmp_path_factory.mktemp("audio")
+    for clip in REFERENCES:
+        shutil.copy(SAMPLES / clip, audio / clip)
+    (audio / "broken").mkdir()
+    (audio / "broken" / "not-really.wav").write_bytes(b"this is not audio at all, only text\n" * 50)
+    (audio / "notes.txt").write_text("meeting notes, not audio")
+    session = stack.aws_session()
+    keys = upload(session.client("s3"), audio, "audio-transcription-input", "e2e/")
+    api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
+    run_id, state, _ = run_pipeline(api, "s3://audio-transcription-input/e2e/", timeout=600)
+    rows = {r.uri.rsplit("/", 1)[-1]: r for r in results(session, "audio-transcription-input", keys)}
+    return {"run_id": run_id, "state": state, "rows": rows, "session": session, "api": api}
+
+
+def test_the_run_succeeds(outcome):
+    assert outcome["state"] == "success"
+
+
+@pytest.mark.parametrize("clip", sorted(REFERENCES))
+def test_each_clip_is_transcribed_and_summarised(outcome, clip):
+    row = outcome["rows"][clip]
+    assert row.status == "summarized", row.failure_reason
+    assert word_error_rate(REFERENCES[clip], row.transcript) < WER_BOUND, row.transcript
+    assert row.summary
+
+
+def test_summary_documents_sit_next_to_the_transcripts(outcome):
+    from audio_pipeline.status import StatusTable
+
+    table = StatusTable(outcome["session"].client("dynamodb"), "audio-transcription-status")
+    s3 = outcome["session"].client("s3")
+    for uri in (r.uri for r in outcome["rows"].values() if r.status == "summarized"):
+        item = table.get_many([uri])[uri]
+        assert item["summary_location"] == item["output_location"].removesuffix(".out") + ".summary.json"
+        bucket, key = item["summary_location"][len("s3://") :].split("/", 1)
+        doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert doc["summary"] and doc["model_id"] and isinstance(doc["key_points"], list)
+
+
+def test_broken_audio_fails_with_a_reason_and_text_files_are_skipped(outcome):
+    broken = outcome["rows"]["not-really.wav"]
+    assert broken.status == "failed"
+    assert "400" in broken.failure_reason and "not decodable audio" in broken.failure_reason
+    assert "notes.txt" not in outcome["rows"]
+
+
+def test_nothing_is_left_in_flight_and_the_run_manifest_is_written(outcome):
+    from audio_pipeline.status import StatusTable
+
+    table = StatusTable(outcome["session"].client("dynamodb"), "audio-transcription-status")
+    statuses = {i["status"] for i in table.run_items(outcome["run_id"])}
+    assert statuses == {"summarized", "failed"}
+    s3 = outcome["session"].client("s3")
+    manifest = json.loads(
+        s3.get_object(Bucket="audio-transcription-output", Key=f"runs/{outcome['run_id']}/manifest.json")["Body"].read()
+    )
+    assert manifest["counts"] == {"summarized": len(REFERENCES), "failed": 1}
+
+
+def test_mapped_tasks_have_readable_names(outcome):
+    tis = outcome["api"].task_instances(outcome["run_id"])
+    mapped = [ti for ti in tis if ti["task_id"].startswith("transcribe.")]
+    assert mapped and all(ti.get("rendered_map_index") == "batch 1 of 1" for ti in mapped), mapped
