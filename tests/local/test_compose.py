@@ -1,0 +1,79 @@
+"""docker-compose.yaml runs what the native launcher runs (no Docker engine here: checked statically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from local.stack.services import (
+    REPO,
+    Settings,
+    airflow_environment,
+    airflow_services,
+    emulator_services,
+    runtime_service,
+)
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())["services"]
+SETTINGS = Settings(state_dir=Path("/state"))
+COMPOSE_NAME = {
+    "api-server": "airflow-apiserver",
+    "scheduler": "airflow-scheduler",
+    "dag-processor": "airflow-dag-processor",
+    "triggerer": "airflow-triggerer",
+}
+HOSTS = {5000: "moto", 5001: "sagemaker-runtime", 5002: "bedrock-runtime", 8081: "model-server"}
+
+
+def in_container(argv: list[str]) -> list[str]:
+    """The launcher's argv as a container runs it: plain executables, all interfaces, service names."""
+    out = []
+    for arg in argv:
+        if arg.endswith(("/python", "/python3")) or "/python3." in arg:
+            arg = "python"
+        elif arg.endswith("/airflow"):
+            arg = "airflow"
+        elif arg == SETTINGS.host:
+            arg = "0.0.0.0"
+        for port, host in HOSTS.items():
+            arg = arg.replace(f"http://{SETTINGS.host}:{port}", f"http://{host}:{port}")
+        out.append(arg)
+    return out
+
+
+LAUNCHED = [*emulator_services(SETTINGS), runtime_service(SETTINGS), *airflow_services(SETTINGS)]
+
+
+@pytest.mark.parametrize("service", LAUNCHED, ids=lambda s: s.name)
+def test_same_command_and_port(service):
+    compose = COMPOSE[COMPOSE_NAME.get(service.name, service.name)]
+    assert compose["command"] == in_container(service.argv)
+    if service.port:
+        assert f"{service.port}:{service.port}" in compose["ports"]
+
+
+def test_airflow_services_mount_the_dag_package_and_share_one_configuration():
+    native = airflow_environment(SETTINGS)
+    for name in COMPOSE_NAME.values():
+        service = COMPOSE[name]
+        assert {"./dags:/opt/airflow/dags", "./plugins:/opt/airflow/plugins"} <= set(service["volumes"])
+        env = service["environment"]
+        for key in (
+            "AIRFLOW__API_AUTH__JWT_SECRET",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS",
+            "AIRFLOW_CONN_AWS_DEFAULT",
+        ):
+            assert env[key] == native[key], key
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+        assert env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] == "http://sagemaker-runtime:5001"
+        for key, value in native.items():
+            if key.startswith("AIRFLOW_VAR_"):
+                assert env[key] == value
+
+
+def test_official_layout_pieces():
+    assert {"postgres", "airflow-init", "bootstrap"} <= set(COMPOSE)
+    assert COMPOSE["airflow-init"]["command"] == ["airflow", "db", "migrate"]
+    assert COMPOSE["bootstrap"]["command"] == ["python", "-m", "local.bootstrap"]
