@@ -1,0 +1,1 @@
+"""The stack and its constructs, one per concern."""

@@ -1,0 +1,198 @@
+"""The MWAA environment: network, least-privilege execution role, Variables, deployed code."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from aws_cdk import Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_mwaa as mwaa
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as deployment
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from audio_pipeline.config import PipelineConfig
+from infra.plugins_zip import build as build_plugins_zip
+from infra.settings import AIRFLOW_VERSION, InfraSettings
+
+REPO = Path(__file__).resolve().parents[2]
+VARIABLES_PREFIX = "/airflow/variables"
+CONNECTIONS_PREFIX = "/airflow/connections"
+ENVIRONMENT_NAME = "audio-transcription"
+PROFILE_PREFIXES = ("us", "eu", "apac", "us-gov", "jp", "au", "global")
+"""Model ids with these prefixes are cross-region inference profiles."""
+
+
+def bedrock_resources(partition: str, region: str, account: str, model_id: str) -> list[str]:
+    """The ARNs ``bedrock:InvokeModel`` needs for a model id or a cross-region inference profile id."""
+    prefix, _, base = model_id.partition(".")
+    if prefix in PROFILE_PREFIXES:
+        return [
+            f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{model_id}",
+            f"arn:{partition}:bedrock:*::foundation-model/{base}",  # the profile routes to any of its regions
+        ]
+    return [f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}"]
+
+
+class Mwaa(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        settings: InfraSettings,
+        variables: dict[str, str],
+        source_bucket: s3.Bucket,
+    ) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=1,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
+            ],
+            flow_logs={"all": ec2.FlowLogOptions(traffic_type=ec2.FlowLogTrafficType.ALL)},
+        )
+        self.security_group = ec2.SecurityGroup(
+            self, "SecurityGroup", vpc=self.vpc, description="MWAA workers, schedulers and web server"
+        )
+        self.security_group.add_ingress_rule(self.security_group, ec2.Port.all_traffic(), "MWAA components")
+        self.role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.CompositePrincipal(
+                iam.ServicePrincipal("airflow.amazonaws.com"), iam.ServicePrincipal("airflow-env.amazonaws.com")
+            ),
+            description="MWAA execution role of the audio transcription pipeline",
+        )
+        self._grant_mwaa_basics(stack, source_bucket)
+        self._variables(variables)
+        self._deploy_code(source_bucket)
+        self.environment = mwaa.CfnEnvironment(
+            self,
+            "Environment",
+            name=ENVIRONMENT_NAME,
+            airflow_version=AIRFLOW_VERSION,
+            environment_class=settings.environment_class,
+            execution_role_arn=self.role.role_arn,
+            source_bucket_arn=source_bucket.bucket_arn,
+            dag_s3_path="dags",
+            plugins_s3_path="plugins.zip",
+            requirements_s3_path="requirements.txt",
+            webserver_access_mode=settings.webserver_access_mode,
+            network_configuration=mwaa.CfnEnvironment.NetworkConfigurationProperty(
+                security_group_ids=[self.security_group.security_group_id],
+                subnet_ids=[s.subnet_id for s in self.vpc.private_subnets[:2]],
+            ),
+            logging_configuration=mwaa.CfnEnvironment.LoggingConfigurationProperty(
+                **{
+                    name: mwaa.CfnEnvironment.ModuleLoggingConfigurationProperty(enabled=True, log_level="INFO")
+                    for name in ("dag_processing_logs", "scheduler_logs", "task_logs", "webserver_logs", "worker_logs")
+                }
+            ),
+            airflow_configuration_options={
+                "secrets.backend": "airflow.providers.amazon.aws.secrets.systems_manager.SystemsManagerParameterStoreBackend",
+                "secrets.backend_kwargs": json.dumps(
+                    {"variables_prefix": VARIABLES_PREFIX, "connections_prefix": CONNECTIONS_PREFIX}
+                ),
+            },
+        )
+        self.environment.node.add_dependency(self.code)
+        self.environment.node.add_dependency(self.code_root)
+        self.environment.node.add_dependency(self.role)
+
+    def _grant_mwaa_basics(self, stack: Stack, source_bucket: s3.Bucket) -> None:
+        """What MWAA itself needs (AWS's documented execution-role policy, scoped to this environment)."""
+        arn = f"arn:{stack.partition}"
+        source_bucket.grant_read(self.role)
+        statements = [
+            iam.PolicyStatement(
+                actions=["airflow:PublishMetrics"],
+                resources=[f"{arn}:airflow:{stack.region}:{stack.account}:environment/{ENVIRONMENT_NAME}"],
+            ),
+            iam.PolicyStatement(actions=["s3:GetAccountPublicAccessBlock"], resources=["*"]),
+            iam.PolicyStatement(
+                actions=[
+                    "logs:CreateLogStream",
+                    "logs:CreateLogGroup",
+                    "logs:PutLogEvents",
+                    "logs:GetLogEvents",
+                    "logs:GetLogRecord",
+                    "logs:GetLogGroupFields",
+                    "logs:GetQueryResults",
+                ],
+                resources=[f"{arn}:logs:{stack.region}:{stack.account}:log-group:airflow-{ENVIRONMENT_NAME}-*"],
+            ),
+            iam.PolicyStatement(actions=["logs:DescribeLogGroups"], resources=["*"]),
+            iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"]),
+            iam.PolicyStatement(
+                actions=[
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl",
+                    "sqs:ReceiveMessage",
+                    "sqs:SendMessage",
+                ],
+                resources=[f"{arn}:sqs:{stack.region}:*:airflow-celery-*"],
+            ),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey*", "kms:Encrypt"],
+                not_resources=[f"{arn}:kms:*:{stack.account}:key/*"],
+                conditions={"StringLike": {"kms:ViaService": [f"sqs.{stack.region}.amazonaws.com"]}},
+            ),
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+                resources=[
+                    f"{arn}:ssm:{stack.region}:{stack.account}:parameter{VARIABLES_PREFIX}/*",
+                    f"{arn}:ssm:{stack.region}:{stack.account}:parameter{CONNECTIONS_PREFIX}/*",
+                ],
+            ),
+        ]
+        for statement in statements:
+            self.role.add_to_policy(statement)
+
+    def _variables(self, variables: dict[str, str]) -> None:
+        """Every Variable the DAG reads, as SSM parameters behind MWAA's secrets backend."""
+        self.parameters = {}
+        for name, value in variables.items():
+            variable = PipelineConfig.variable_name(name)
+            self.parameters[variable] = ssm.StringParameter(
+                self,
+                f"Var{name.title().replace('_', '')}",
+                parameter_name=f"{VARIABLES_PREFIX}/{variable}",
+                string_value=value,
+                description=f"Airflow Variable {variable}",
+            )
+
+    def _deploy_code(self, source_bucket: s3.Bucket) -> None:
+        staging = Path(tempfile.mkdtemp(prefix="plugins-zip-"))
+        build_plugins_zip(staging / "plugins.zip")
+        self.code = deployment.BucketDeployment(
+            self,
+            "Code",
+            destination_bucket=source_bucket,
+            sources=[
+                deployment.Source.asset(str(REPO / "dags"), exclude=["__pycache__", "*.pyc"]),
+            ],
+            destination_key_prefix="dags",
+            prune=True,
+        )
+        self.code_root = deployment.BucketDeployment(
+            self,
+            "PluginsAndRequirements",
+            destination_bucket=source_bucket,
+            sources=[
+                deployment.Source.asset(str(staging)),
+                deployment.Source.data("requirements.txt", (REPO / "requirements.txt").read_text()),
+            ],
+            prune=False,
+        )

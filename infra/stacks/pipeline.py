@@ -1,0 +1,144 @@
+"""The whole AWS side of the pipeline, and its MWAA environment, in one stack."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from audio_pipeline.config import PipelineConfig, StackNames
+from infra.settings import InfraSettings
+from infra.stacks.inference import AsyncEndpoint
+from infra.stacks.mwaa import PROFILE_PREFIXES, Mwaa, bedrock_resources
+from infra.stacks.notifications import Notifications
+from infra.stacks.status_table import StatusTable
+from infra.stacks.storage import Storage
+
+BUCKET_GRANT = "CDK's bucket grants: object-level actions on the objects of this stack's own buckets"
+
+
+def nag_findings(stack: Stack, *, table, buckets, input_bucket: str) -> dict[str, str]:
+    """Every wildcard cdk-nag reports, each acknowledged with the reason it is needed."""
+    arn = lambda construct: f"<{stack.get_logical_id(construct.node.default_child)}.Arn>"  # noqa: E731
+    findings = {
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]": "CDK's BucketDeployment Lambda (deploys dags/ and plugins.zip) logs with the AWS basic execution role.",
+        "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "CDK's KMS grants for the encrypted topics and queues.",
+        "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "CDK's KMS grants for the encrypted topics and queues.",
+        "AwsSolutions-IAM5[Resource::*]": "Actions AWS offers only on '*': ecr:GetAuthorizationToken, "
+        "logs:DescribeLogGroups, cloudwatch:PutMetricData (namespace-conditioned), s3:GetAccountPublicAccessBlock.",
+        f"AwsSolutions-IAM5[Resource::{arn(table)}/index/*]": "The DAG queries the table's run_id-index.",
+        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{input_bucket}/*]": "Read-only access to the audio objects of the user's input bucket.",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+        "/aws/sagemaker/*]": "The endpoint's container logs.",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+        "airflow-audio-transcription-*]": "The MWAA environment's own log groups.",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
+        "<AWS::Region>/*]": "BucketDeployment reads its source assets from the CDK bootstrap bucket.",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:*:airflow-celery-*]": "MWAA's Celery queues, named by the service (AWS's documented execution-role policy).",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/airflow/"
+        "variables/*]": "The secrets backend reads the pipeline's Airflow Variables.",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/airflow/"
+        "connections/*]": "The secrets backend looks connections up under their prefix.",
+    }
+    findings["AwsSolutions-L1"] = "The BucketDeployment Lambda's runtime is chosen by aws-cdk-lib, not by us."
+    for action in ("s3:Abort*", "s3:DeleteObject*", "s3:GetBucket*", "s3:GetObject*", "s3:List*"):
+        findings[f"AwsSolutions-IAM5[Action::{action}]"] = BUCKET_GRANT
+    for bucket in buckets:
+        findings[f"AwsSolutions-IAM5[Resource::{arn(bucket)}/*]"] = BUCKET_GRANT
+    return findings
+
+
+class AudioPipelineStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, settings: InfraSettings, **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        config, names = PipelineConfig(), StackNames()
+        input_bucket = s3.Bucket.from_bucket_name(self, "Input", settings.input_bucket_name)
+        storage = Storage(self, "Storage")
+        table = StatusTable(self, "Status", table_name=config.status_table).table
+        notifications = Notifications(self, "Notifications", config=config, names=names)
+
+        if settings.existing_endpoint_name:
+            endpoint_name = settings.existing_endpoint_name
+        else:
+            endpoint = AsyncEndpoint(
+                self,
+                "Inference",
+                settings=settings,
+                config=config,
+                names=names,
+                output_bucket=storage.output,
+                input_bucket=input_bucket,
+                notifications=notifications,
+            )
+            endpoint_name = config.endpoint_name
+
+        variables = {
+            f.name: str(getattr(config, f.name)) for f in PipelineConfig.fields() if getattr(config, f.name) != ""
+        }
+        variables.update(
+            endpoint_name=endpoint_name,
+            status_table=table.table_name,
+            notification_queue=notifications.queue.queue_url,
+            output_bucket=storage.output.bucket_name,
+            bedrock_model_id=settings.bedrock_model_id,
+            schedule_bucket_uri=settings.schedule_bucket_uri or f"s3://{settings.input_bucket_name}/",
+        )
+        airflow = Mwaa(self, "Airflow", settings=settings, variables=variables, source_bucket=storage.mwaa)
+        self._grant_pipeline(airflow.role, settings, input_bucket, storage, table, notifications, endpoint_name)
+        self._acknowledge(table, storage, settings)
+
+        for name, value in {
+            "StatusTable": table.table_name,
+            "NotificationQueueUrl": notifications.queue.queue_url,
+            "SuccessTopicArn": notifications.success_topic.topic_arn,
+            "ErrorTopicArn": notifications.error_topic.topic_arn,
+            "EndpointName": endpoint_name,
+            "OutputBucket": storage.output.bucket_name,
+            "MwaaBucket": storage.mwaa.bucket_name,
+            "AirflowUiUrl": f"https://{airflow.environment.attr_webserver_url}",
+        }.items():
+            CfnOutput(self, name, value=value)
+
+    def _grant_pipeline(self, role, settings, input_bucket, storage, table, notifications, endpoint_name) -> None:
+        """Exactly what the DAG's tasks call, on exactly these resources."""
+        input_bucket.grant_read(role)
+        storage.output.grant_read_write(role)
+        table.grant(
+            role,
+            "dynamodb:BatchGetItem",
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DescribeTable",
+        )
+        notifications.queue.grant_consume_messages(role)
+        notifications.queue.grant(role, "sqs:GetQueueUrl")
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:InvokeEndpointAsync", "sagemaker:DescribeEndpoint"],
+                resources=[
+                    f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/{endpoint_name.lower()}"
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["bedrock:InvokeModel"],
+                resources=bedrock_resources(self.partition, self.region, self.account, settings.bedrock_model_id),
+            )
+        )
+
+    def _acknowledge(self, table, storage: Storage, settings: InfraSettings) -> None:
+        findings = nag_findings(
+            self, table=table, buckets=[storage.output, storage.mwaa], input_bucket=settings.input_bucket_name
+        )
+        prefix, _, base = settings.bedrock_model_id.partition(".")
+        if prefix in PROFILE_PREFIXES:
+            findings[f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{base}]"] = (
+                "A cross-region inference profile routes to the model in any of its regions."
+            )
+        for rule, reason in findings.items():
+            Validations.of(self).acknowledge(Acknowledgment(id=f"AwsSolutions::{rule}", reason=reason))
