@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 VARIABLES_PREFIX = "/airflow/variables"
 CONNECTIONS_PREFIX = "/airflow/connections"
 ENVIRONMENT_NAME = "audio-transcription"
+SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.systems_manager.SystemsManagerParameterStoreBackend"
 PROFILE_PREFIXES = ("us", "eu", "apac", "us-gov", "jp", "au", "global")
 """Model ids with these prefixes are cross-region inference profiles."""
 
@@ -99,7 +100,7 @@ class Mwaa(Construct):
                 }
             ),
             airflow_configuration_options={
-                "secrets.backend": "airflow.providers.amazon.aws.secrets.systems_manager.SystemsManagerParameterStoreBackend",
+                "secrets.backend": SECRETS_BACKEND,
                 "secrets.backend_kwargs": json.dumps(
                     {"variables_prefix": VARIABLES_PREFIX, "connections_prefix": CONNECTIONS_PREFIX}
                 ),

@@ -61,7 +61,7 @@ class AudioPipelineStack(Stack):
         if settings.existing_endpoint_name:
             endpoint_name = settings.existing_endpoint_name
         else:
-            endpoint = AsyncEndpoint(
+            AsyncEndpoint(
                 self,
                 "Inference",
                 settings=settings,

@@ -26,7 +26,7 @@ def test_plugins_zip_holds_the_package_at_its_root(tmp_path):
     names = build(tmp_path / "plugins.zip")
     assert "audio_pipeline/__init__.py" in names and "audio_pipeline/prompts/summarize_system.txt" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    again = build(tmp_path / "again.zip")
+    build(tmp_path / "again.zip")
     assert (tmp_path / "plugins.zip").read_bytes() == (tmp_path / "again.zip").read_bytes(), "reproducible"
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from aws_cdk.assertions import Match
 
 from audio_pipeline.config import PipelineConfig, StackNames
 from audio_pipeline.status import KEY_SCHEMA, RUN_INDEX
 from infra.settings import AIRFLOW_VERSION
+from infra.stacks.mwaa import SECRETS_BACKEND
 
 CONFIG, NAMES = PipelineConfig(), StackNames()
 
@@ -110,7 +112,7 @@ def test_async_endpoint_with_scaling_from_zero(template):
 
 
 def test_mwaa_environment_matches_requirements_and_reads_variables_from_ssm(template):
-    requirements = open("requirements.txt").read()
+    requirements = (Path(__file__).resolve().parents[2] / "requirements.txt").read_text()
     assert f"constraints-{AIRFLOW_VERSION}/" in requirements
     template.has_resource_properties(
         "AWS::MWAA::Environment",
@@ -121,7 +123,7 @@ def test_mwaa_environment_matches_requirements_and_reads_variables_from_ssm(temp
             "DagS3Path": "dags",
             "AirflowConfigurationOptions": Match.object_like(
                 {
-                    "secrets.backend": "airflow.providers.amazon.aws.secrets.systems_manager.SystemsManagerParameterStoreBackend",
+                    "secrets.backend": SECRETS_BACKEND,
                 }
             ),
         },
