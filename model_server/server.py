@@ -29,7 +29,8 @@ class InferenceServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], backend: Backend) -> None:
         super().__init__(address, InvocationHandler)
         self.backend = backend
-        self.model_lock = threading.Lock()  # one inference at a time: the CPU is the model's
+        # how many requests the backend serves at once (the CPU model: one; a sleeping benchmark: many)
+        self.slots = threading.BoundedSemaphore(getattr(backend, "max_concurrency", 1))
         self.fail_marker = os.environ.get("MODEL_FAULT_FAIL_MARKER", "").encode() or None
         self.crash_marker = os.environ.get("MODEL_FAULT_CRASH_MARKER", "").encode() or None
 
@@ -74,7 +75,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
             return
         started = time.monotonic()
         try:
-            with self.server.model_lock:
+            with self.server.slots:
                 result = self.server.backend.transcribe(audio)
         except BadAudio as err:
             log.info("rejected %d bytes: %s", len(audio), err)

@@ -49,6 +49,8 @@ class EndpointStats:
     first_accepted_at: float | None = None
     last_finished_at: float | None = None
     notifications_published: int = 0
+    duplicate_inputs: int = 0
+    """Requests whose InputLocation was already accepted once: files processed twice."""
 
 
 class ModelError(Exception):
@@ -86,6 +88,8 @@ class AsyncInferenceService:
         self.faults = faults
         self.clock = clock
         self._queues: dict[str, _EndpointQueue] = {}
+        self._inputs: set[tuple[str, str]] = set()
+        self._resumed: set[str] = set()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------- accepting
@@ -100,6 +104,7 @@ class AsyncInferenceService:
     def resume(self) -> int:
         """Re-queue what the journal holds (requests accepted before a restart)."""
         pending = self.journal.pending()
+        self._resumed.update(r.request_id for r in pending)
         for request in pending:
             self._enqueue(self.endpoints.get(request.endpoint_name), request)
         if pending:
@@ -114,6 +119,10 @@ class AsyncInferenceService:
                 for i in range(endpoint.concurrency):
                     threading.Thread(target=self._work, args=(q,), name=f"{endpoint.name}-{i}", daemon=True).start()
             q.stats.accepted += 1
+            seen = (endpoint.name, request.input_location)
+            if seen in self._inputs and request.request_id not in self._resumed:
+                q.stats.duplicate_inputs += 1
+            self._inputs.add(seen)
             if q.stats.first_accepted_at is None:
                 q.stats.first_accepted_at = request.received_at
         q.requests.put(request)

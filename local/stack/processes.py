@@ -70,6 +70,14 @@ class Processes:
                 out[pid_file.stem] = pid
         return out
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one service, as a crash would (the stack's other processes go on)."""
+        pid = self._pid(name)
+        if pid is not None:
+            _signal_group(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+
     def stop_all(self, grace: float = 15) -> list[str]:
         stopped = []
         pids = {p.stem: int(p.read_text()) for p in self.run.glob("*.pid")}

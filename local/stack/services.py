@@ -32,6 +32,8 @@ class Settings:
     """Extra flags for the SageMaker-async emulator (fault injection)."""
     bedrock_flags: tuple[str, ...] = ()
     variables: dict[str, str] = field(default_factory=lambda: {"reconcile_interval_seconds": "15"})
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More environment for every process (for example BENCHMARK_SERVICE_SECONDS)."""
     """Airflow Variables (``audio_pipeline_<name>``) set for the local stack through the environment."""
 
     def url(self, port: int) -> str:
@@ -90,6 +92,7 @@ def environment(settings: Settings) -> dict[str, str]:
     env.update(airflow_environment(settings))
     env["MODEL_CACHE_DIR"] = str(settings.state_dir / "models")
     env["HF_HUB_OFFLINE"] = "1"
+    env.update(settings.extra_env)
     return env
 
 
@@ -102,7 +105,7 @@ def emulator_services(settings: Settings) -> list[Service]:
     return [
         Service(
             "moto",
-            [python, "-m", "moto.server", "-H", settings.host, "-p", str(p.moto)],
+            [python, "-m", "local.moto_server", "-H", settings.host, "-p", str(p.moto)],
             p.moto,
             f"{settings.url(p.moto)}/moto-api/",
         ),

@@ -19,6 +19,8 @@ FIXED_TRANSCRIPT = (
 class BenchmarkBackend:
     service_seconds: float = 0.5
     name: str = "benchmark"
+    max_concurrency: int = 64
+    """A sleep models an instance's parallel slots; the endpoint's concurrency bounds it."""
 
     @classmethod
     def from_env(cls) -> BenchmarkBackend:

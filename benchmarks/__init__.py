@@ -1,0 +1,1 @@
+"""Scale figures of the pipeline on the local stack (``make bench``)."""

@@ -1,0 +1,129 @@
+"""``python -m benchmarks.run [--files N ...]``: the pipeline at scale on the local stack.
+
+The model server runs its fixed-latency ``benchmark`` backend (a set service time per file,
+a fixed transcript), so the pipeline is measured, not the model. For each N it reports:
+AWS API calls per file made by the DAG (counted at the moto server, by operation; the
+InvokeEndpointAsync and Bedrock calls go to the emulators and are not in it), Airflow task
+instances and XCom bytes per run, endpoint utilisation (model busy time / (concurrency x
+wall time from first submission to last completion)) against the ideal
+N x service time / concurrency, and the run's end-to-end wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from local.stack.airflow_api import AirflowApi
+from local.stack.launcher import Stack
+from local.stack.services import Ports, Settings
+from tests.moto_server import free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BUCKET = "audio-transcription-input"
+
+
+def _get(url: str, method: str = "GET") -> dict:
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def upload(s3, n: int, prefix: str) -> None:
+    body = b"RIFF" + b"\0" * 1020  # the benchmark backend does not decode audio
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: s3.put_object(Bucket=BUCKET, Key=f"{prefix}{i:06d}.wav", Body=body), range(n)))
+
+
+def xcom_bytes(db: Path, run_id: str) -> int:
+    with sqlite3.connect(db) as connection:
+        row = connection.execute(
+            "SELECT COALESCE(SUM(LENGTH(value)), 0), COUNT(*) FROM xcom WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    return int(row[0])
+
+
+def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> dict:
+    settings = stack.settings
+    session = stack.aws_session()
+    prefix = f"bench-{n}-{int(time.time())}/"
+    upload(session.client("s3"), n, prefix)
+    moto = settings.url(settings.ports.moto)
+    _get(f"{moto}/_emulator/calls/reset", "POST")
+    api = AirflowApi(settings.url(settings.ports.airflow))
+    api.wait_for_dag()
+    started = time.monotonic()
+    run_id = api.trigger({"bucket_uri": f"s3://{BUCKET}/{prefix}", "batch_size": batch_size})
+    state = api.wait_for_run(run_id, timeout=3600)
+    end_to_end = time.monotonic() - started
+    calls = _get(f"{moto}/_emulator/calls").get("airflow", {})
+    endpoint = _get(f"{settings.url(settings.ports.sagemaker_runtime)}/_emulator/health")["endpoints"]
+    stats = next(iter(endpoint.values()))
+    wall = stats["last_finished_at"] - stats["first_accepted_at"]
+    concurrency = stats["concurrency"]
+    statuses = api.task_instances(run_id)
+    return {
+        "N": n,
+        "state": state,
+        "utilisation": round(stats["model_busy_seconds"] / (concurrency * wall), 3),
+        "calls_per_file": round(sum(calls.values()) / n, 2),
+        "task_instances": len(statuses),
+        "xcom_bytes": xcom_bytes(settings.state_dir / "airflow" / "airflow.db", run_id),
+        "wall_s": round(wall, 1),
+        "ideal_s": round(n * service_seconds / concurrency, 1),
+        "end_to_end_s": round(end_to_end, 1),
+        "completed": stats["completed"],
+        "failed": stats["failed"],
+        "processed_twice": stats["duplicate_inputs"],
+        "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
+        "concurrency": concurrency,
+        "service_seconds": service_seconds,
+        "batch_size": batch_size,
+    }
+
+
+def line(r: dict) -> str:
+    return (
+        f"N={r['N']} utilisation={r['utilisation']:.2f} calls_per_file={r['calls_per_file']:.1f} "
+        f"task_instances={r['task_instances']} xcom_bytes={r['xcom_bytes']} wall_s={r['wall_s']:.1f} "
+        f"ideal_s={r['ideal_s']:.1f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, nargs="+", default=[1000])
+    parser.add_argument("--service-seconds", type=float, default=0.2)
+    parser.add_argument("--batch-size", type=int, default=100)
+    args = parser.parse_args(argv)
+    state = Path(tempfile.mkdtemp(prefix="bench-"))
+    settings = Settings(
+        state_dir=state,
+        ports=Ports(*(free_port() for _ in range(5))),
+        model_backend="benchmark",
+        extra_env={"BENCHMARK_SERVICE_SECONDS": str(args.service_seconds)},
+    )
+    stack = Stack(settings)
+    results = []
+    try:
+        stack.up()
+        for n in args.files:
+            result = measure(stack, n, args.batch_size, args.service_seconds)
+            results.append(result)
+            print(json.dumps(result, indent=1))
+    finally:
+        stack.down()
+    RESULTS.mkdir(exist_ok=True)
+    for r in results:
+        (RESULTS / f"N{r['N']}.json").write_text(json.dumps(r, indent=1) + "\n")
+    print(line(max(results, key=lambda r: r["N"])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from local.moto_server import CountingApp, operation
+
+AUTH = "AWS4-HMAC-SHA256 Credential=AKID/20261124/us-east-1/{}/aws4_request, SignedHeaders=host, Signature=x"
+
+
+def environ(service, method="POST", path="/", query="", target=None, form=None, agent="Boto3/1.43"):
+    body = form.encode() if form else b""
+    env = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "HTTP_AUTHORIZATION": AUTH.format(service),
+        "HTTP_USER_AGENT": agent,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    if target:
+        env["HTTP_X_AMZ_TARGET"] = target
+    if form:
+        env["CONTENT_TYPE"] = "application/x-www-form-urlencoded; charset=utf-8"
+    return env
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (environ("dynamodb", target="DynamoDB_20120810.TransactWriteItems"), "dynamodb:TransactWriteItems"),
+        (environ("sqs", target="AmazonSQS.ReceiveMessage"), "sqs:ReceiveMessage"),
+        (environ("sns", form="Action=Publish&TopicArn=x"), "sns:Publish"),
+        (environ("s3", "GET", "/bucket", "list-type=2&prefix=a"), "s3:ListObjectsV2"),
+        (environ("s3", "GET", "/bucket/key/with/slashes.wav"), "s3:GetObject"),
+        (environ("s3", "PUT", "/bucket/k.json"), "s3:PutObject"),
+        (environ("s3", "HEAD", "/bucket"), "s3:HeadBucket"),
+    ],
+)
+def test_operation_names(env, expected):
+    assert operation(env) == expected
+
+
+def test_counts_by_caller_and_leaves_the_body_readable():
+    seen = []
+
+    def app(env, start_response):
+        seen.append(env["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b""]
+
+    counting = CountingApp(app)
+    counting(environ("sns", form="Action=Publish", agent="Boto3/1.43 Airflow/3.3.1 AmPP/9.34.0"), lambda *a: None)
+    counting(environ("sns", form="Action=Publish"), lambda *a: None)
+    assert seen == [b"Action=Publish", b"Action=Publish"]
+    assert counting.calls == {"airflow": {"sns:Publish": 1}, "other": {"sns:Publish": 1}}
