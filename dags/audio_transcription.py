@@ -115,6 +115,9 @@ def transcribe(batch: BatchRef) -> None:
         result_grace_seconds=cfg("result_grace_seconds"),
         aws_conn_id=AWS_CONN_ID,
         map_index_template=BATCH_LABEL,
+        # batches go in nearly in order, so the first ones finish (and get summarised) while
+        # later ones are still in the endpoint's queue; two at a time keep that queue full
+        max_active_tis_per_dagrun=2,
     )
     wait = TranscriptionBatchSensor(
         task_id="await_transcripts",

@@ -64,6 +64,11 @@ class _EndpointQueue:
     endpoint: AsyncEndpoint
     requests: queue.Queue = field(default_factory=queue.Queue)
     stats: EndpointStats = field(default_factory=EndpointStats)
+    model_slots: threading.BoundedSemaphore | None = None
+    """MaxConcurrentInvocationsPerInstance x instances: concurrent calls into the model container."""
+
+    def __post_init__(self) -> None:
+        self.model_slots = threading.BoundedSemaphore(self.endpoint.concurrency)
 
 
 class AsyncInferenceService:
@@ -116,7 +121,8 @@ class AsyncInferenceService:
             q = self._queues.get(endpoint.name)
             if q is None:
                 q = self._queues[endpoint.name] = _EndpointQueue(endpoint)
-                for i in range(endpoint.concurrency):
+                # twice the model's slots: S3 and SNS work of one request overlaps another's model call
+                for i in range(2 * endpoint.concurrency):
                     threading.Thread(target=self._work, args=(q,), name=f"{endpoint.name}-{i}", daemon=True).start()
             q.stats.accepted += 1
             seen = (endpoint.name, request.input_location)
@@ -160,19 +166,24 @@ class AsyncInferenceService:
         except ModelError as err:
             self._fail(q, request, str(err), err.body)
             return
-        with self._lock:
-            q.stats.in_flight += 1
-            q.stats.max_in_flight = max(q.stats.max_in_flight, q.stats.in_flight)
-        started = time.monotonic()
-        try:
-            body, response_type = self._invoke_model(request, payload, content_type)
-        except ModelError as err:
-            self._fail(q, request, str(err), err.body)
-            return
-        finally:
+        with q.model_slots:
             with self._lock:
-                q.stats.in_flight -= 1
-                q.stats.model_busy_seconds += time.monotonic() - started
+                q.stats.in_flight += 1
+                q.stats.max_in_flight = max(q.stats.max_in_flight, q.stats.in_flight)
+            started = time.monotonic()
+            try:
+                body, response_type = self._invoke_model(request, payload, content_type)
+            except ModelError as err:
+                failure = err
+            else:
+                failure = None
+            finally:
+                with self._lock:
+                    q.stats.in_flight -= 1
+                    q.stats.model_busy_seconds += time.monotonic() - started
+        if failure:
+            self._fail(q, request, str(failure), failure.body)
+            return
         bucket, key = _split(request.output_location)
         self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=response_type)
         inline = body if q.endpoint.success_topic in q.endpoint.include_response_in else None

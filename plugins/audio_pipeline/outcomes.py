@@ -57,7 +57,7 @@ class BatchWatcher:
         self.fallback_deadline = fallback_deadline
         self.refresh_interval_seconds = refresh_interval_seconds
         self.reconcile_interval_seconds = reconcile_interval_seconds
-        self._last_refresh = self._last_reconcile = clock()
+        self._last_refresh = self._last_reconcile = self._last_message = clock()
         self.files = {f["uri"]: f["inference_id"] for f in files}
         self.pending: dict[str, dict[str, Any]] = {uri: {} for uri in self.files}
         self.settled: Counter[str] = Counter()
@@ -112,13 +112,17 @@ class BatchWatcher:
     # ------------------------------------------------------------------ checks
 
     def tick(self, *, quiet: bool) -> None:
-        """Periodic work after each receive: refresh when due, reconcile when due and the queue
-        is quiet (a lost notification shows as silence), and enforce deadlines."""
+        """Periodic work after each receive: refresh when due; reconcile once the queue has been
+        silent for a whole interval (a lost notification shows as silence, and while results
+        flow there is nothing to look for); enforce deadlines."""
         now = self.clock()
+        if not quiet:
+            self._last_message = now
         if now - self._last_refresh >= self.refresh_interval_seconds:
             self.refresh()
             self._last_refresh = now
-        if quiet and now - self._last_reconcile >= self.reconcile_interval_seconds:
+        silent = now - self._last_message >= self.reconcile_interval_seconds
+        if silent and now - self._last_reconcile >= self.reconcile_interval_seconds:
             self.reconcile()
             self._last_reconcile = now
         self.expire()

@@ -60,6 +60,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
     :param reconcile_interval_seconds: minimum time between looks for results in S3
     :param refresh_interval_seconds: how often to re-read the batch's pending files
     :param wait_time_seconds: SQS long-poll wait
+    :param batch_wait_seconds: pause after a receive that was not full, so that the next one
+        collects up to 10 notifications (fewer receive, delete and write calls per file)
     :param aws_conn_id: the Airflow connection used for AWS credentials
     :param region_name: AWS region name; boto3's default when not given
     """
@@ -74,6 +76,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         reconcile_interval_seconds: int = 120,
         refresh_interval_seconds: int = 30,
         wait_time_seconds: int = 10,
+        batch_wait_seconds: float = 2.0,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
     ) -> None:
@@ -85,6 +88,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         self.reconcile_interval_seconds = reconcile_interval_seconds
         self.refresh_interval_seconds = refresh_interval_seconds
         self.wait_time_seconds = wait_time_seconds
+        self.batch_wait_seconds = batch_wait_seconds
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
 
@@ -99,6 +103,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
                 "reconcile_interval_seconds": self.reconcile_interval_seconds,
                 "refresh_interval_seconds": self.refresh_interval_seconds,
                 "wait_time_seconds": self.wait_time_seconds,
+                "batch_wait_seconds": self.batch_wait_seconds,
                 "aws_conn_id": self.aws_conn_id,
                 "region_name": self.region_name,
             },
@@ -130,6 +135,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
                         if result.delete:
                             await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
                     await asyncio.to_thread(watcher.tick, quiet=not messages)
+                    if 0 < len(messages) < 10 and not watcher.done:
+                        await asyncio.sleep(self.batch_wait_seconds)
                     self.log.debug("%s: %d files pending", self.manifest, len(watcher.pending))
         except Exception as err:
             self.log.exception("Waiting for batch %s failed", self.manifest)
