@@ -1,0 +1,26 @@
+"""Rows of the fault matrix (benchmarks/faults.py) as tests: nothing lost, nothing processed twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.faults import SCENARIOS, run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+IN_THE_SUITE = {
+    "lost notifications (30%), settled from S3",
+    "model fails on one file",
+    "SageMaker-async emulator restarted mid-run",
+    "two runs over one prefix at once",
+    "keys with spaces, unicode and 1,000 bytes; a zero-byte object",
+}
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s.name in IN_THE_SUITE], ids=lambda s: s.name)
+def test_fault_scenario_loses_nothing(scenario):
+    row = run(scenario)
+    assert row.lost == 0 and row.processed_twice == 0, row
+    assert row.failed_with_reason == len(scenario.expected_failed), row
+    assert row.summarized == row.files_in - len(scenario.expected_failed), row
+    assert set(row.runs.split("/")) == {"success"}, row
