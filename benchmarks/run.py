@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sqlite3
 import tempfile
+import threading
 import time
 import urllib.request
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import psutil
 
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
@@ -33,6 +38,35 @@ def _get(url: str, method: str = "GET") -> dict:
     request = urllib.request.Request(url, method=method)
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
+
+
+class MemorySampler(threading.Thread):
+    """Peak resident memory of each task process (``airflow worker -- <task instance id>``)
+    and of the triggerer, sampled every half second."""
+
+    _TASK = re.compile(r"^airflow worker -- ([0-9a-f-]{36})$")
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peaks: dict[str, int] = defaultdict(int)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.5):
+            for process in psutil.process_iter(["cmdline", "memory_info"]):
+                cmdline = " ".join(process.info["cmdline"] or [])
+                match = self._TASK.match(cmdline)
+                key = match.group(1) if match else ("triggerer" if cmdline.endswith("airflow triggerer") else None)
+                if key and process.info["memory_info"]:
+                    self.peaks[key] = max(self.peaks[key], process.info["memory_info"].rss)
+
+
+def peak_memory_mb(sampler: MemorySampler, task_instances: list[dict]) -> dict[str, float]:
+    by_task: dict[str, int] = defaultdict(int)
+    for ti in task_instances:
+        by_task[ti["task_id"]] = max(by_task[ti["task_id"]], sampler.peaks.get(ti["id"], 0))
+    by_task["triggerer (all sensors' triggers)"] = sampler.peaks.get("triggerer", 0)
+    return {task: round(rss / 2**20, 1) for task, rss in sorted(by_task.items()) if rss}
 
 
 def upload(s3, n: int, prefix: str) -> None:
@@ -58,10 +92,13 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
     _get(f"{moto}/_emulator/calls/reset", "POST")
     api = AirflowApi(settings.url(settings.ports.airflow))
     api.wait_for_dag()
+    sampler = MemorySampler()
+    sampler.start()
     started = time.monotonic()
     run_id = api.trigger({"bucket_uri": f"s3://{BUCKET}/{prefix}", "batch_size": batch_size})
-    state = api.wait_for_run(run_id, timeout=3600)
+    state = api.wait_for_run(run_id, timeout=7200)
     end_to_end = time.monotonic() - started
+    sampler.stopped.set()
     calls = _get(f"{moto}/_emulator/calls").get("airflow", {})
     endpoint = _get(f"{settings.url(settings.ports.sagemaker_runtime)}/_emulator/health")["endpoints"]
     stats = next(iter(endpoint.values()))
@@ -81,6 +118,7 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
         "completed": stats["completed"],
         "failed": stats["failed"],
         "processed_twice": stats["duplicate_inputs"],
+        "peak_memory_mb": peak_memory_mb(sampler, statuses),
         "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
         "concurrency": concurrency,
         "service_seconds": service_seconds,
