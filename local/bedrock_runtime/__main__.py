@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
+from local.aws_http import configure_logging, serve
 from local.bedrock_runtime.models import ExtractiveModel, GgufModel
 from local.bedrock_runtime.server import BedrockServer, Faults
 
@@ -18,18 +18,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-throttle-rate", type=float, default=0.0, metavar="RATE")
     parser.add_argument("--fault-fail-marker", default=None, metavar="TEXT")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     model = GgufModel(args.gguf) if args.gguf else ExtractiveModel()
     server = BedrockServer((args.host, args.port), model, Faults(args.fault_throttle_rate, args.fault_fail_marker))
-    logging.getLogger("local.bedrock_runtime").info(
-        "bedrock-runtime emulator on http://%s:%d (%s)", args.host, args.port, type(model).__name__
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(server, f"bedrock-runtime emulator ({type(model).__name__})")
 
 
 if __name__ == "__main__":

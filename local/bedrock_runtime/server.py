@@ -12,10 +12,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+from local.aws_http import AwsJsonHandler
 from local.bedrock_runtime.models import Model
 
 log = logging.getLogger(__name__)
@@ -102,33 +103,14 @@ def _check_max_tokens(value: Any) -> int:
     return value
 
 
-class BedrockHandler(BaseHTTPRequestHandler):
+class BedrockHandler(AwsJsonHandler):
     server: BedrockServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def _send(self, status: int, doc: dict, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/_emulator/health":
-            self._send(HTTPStatus.OK, {"status": "ok", "requests": dict(self.server.counts)})
+            self.send_json(HTTPStatus.OK, {"status": "ok", "requests": dict(self.server.counts)})
         else:
-            self._send(
-                HTTPStatus.NOT_FOUND,
-                {"message": f"no operation at GET {self.path}"},
-                {"x-amzn-ErrorType": "UnknownOperationException"},
-            )
+            self.send_error_json(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at GET {self.path}")
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -153,12 +135,12 @@ class BedrockHandler(BaseHTTPRequestHandler):
             if marker and marker in raw.decode("utf-8", "replace"):
                 raise _validation("The request was rejected (fault injected by --fault-fail-marker).")
             if match["action"] == "converse":
-                self._send(HTTPStatus.OK, self._converse(model_id, body))
+                self.send_json(HTTPStatus.OK, self._converse(model_id, body))
             else:
-                self._send(HTTPStatus.OK, self._invoke(model_id, body))
+                self.send_json(HTTPStatus.OK, self._invoke(model_id, body))
         except BedrockError as err:
             self.server.count(err.code)
-            self._send(err.status, {"message": err.message}, {"x-amzn-ErrorType": f"{err.code}:"})
+            self.send_error_json(err.status, err.code, err.message)
 
     def _converse(self, model_id: str, body: dict) -> dict:
         prompt = _check_messages(body.get("messages"))

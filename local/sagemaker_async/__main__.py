@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
 import boto3
 
+from local.aws_http import configure_logging, serve
 from local.sagemaker_async.requests import Journal
 from local.sagemaker_async.server import RuntimeServer
 from local.sagemaker_async.service import AsyncInferenceService, Faults
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-duplicate-notifications", type=float, default=0.0, metavar="RATE")
     parser.add_argument("--fault-drop-notifications", type=float, default=0.0, metavar="RATE")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     session = boto3.session.Session()
     region = session.region_name or "us-east-1"
     service = AsyncInferenceService(
@@ -37,15 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     server = RuntimeServer((args.host, args.port), service)
     service.resume()
-    logging.getLogger("local.sagemaker_async").info(
-        "sagemaker-runtime emulator on http://%s:%d, model at %s", args.host, args.port, args.model_url
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(server, f"sagemaker-runtime emulator (model at {args.model_url})")
 
 
 if __name__ == "__main__":

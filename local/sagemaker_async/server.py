@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import unquote
 
+from local.aws_http import AwsJsonHandler
 from local.sagemaker_async.endpoints import ValidationError
 from local.sagemaker_async.service import AsyncInferenceService
 
@@ -25,32 +25,14 @@ class RuntimeServer(ThreadingHTTPServer):
         self.service = service
 
 
-class RuntimeHandler(BaseHTTPRequestHandler):
+class RuntimeHandler(AwsJsonHandler):
     server: RuntimeServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def _send(self, status: int, doc: dict, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-amzn-RequestId", "local-emulator")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _error(self, status: int, code: str, message: str) -> None:
-        self._send(status, {"message": message}, {"x-amzn-ErrorType": code})
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/_emulator/health":
-            self._send(HTTPStatus.OK, {"status": "ok", "endpoints": self.server.service.health()})
+            self.send_json(HTTPStatus.OK, {"status": "ok", "endpoints": self.server.service.health()})
         else:
-            self._error(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at GET {self.path}")
+            self.send_error_json(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at GET {self.path}")
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -58,22 +40,22 @@ class RuntimeHandler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         match = _INVOKE_PATH.match(self.path.split("?", 1)[0])
         if not match:
-            self._error(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at POST {self.path}")
+            self.send_error_json(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at POST {self.path}")
             return
         headers = {k.lower(): _header_text(v) for k, v in self.headers.items()}
         try:
             request = self.server.service.accept(unquote(match["name"]), headers)
         except ValidationError as err:
-            self._error(HTTPStatus.BAD_REQUEST, "ValidationError", str(err))
+            self.send_error_json(HTTPStatus.BAD_REQUEST, "ValidationError", str(err))
             return
         except Exception as err:
             log.exception("InvokeEndpointAsync failed")
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalFailure", f"{type(err).__name__}: {err}")
+            self.send_error_json(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalFailure", f"{type(err).__name__}: {err}")
             return
         location_headers = {"X-Amzn-SageMaker-OutputLocation": request.output_location}
         if request.failure_location:
             location_headers["X-Amzn-SageMaker-FailureLocation"] = request.failure_location
-        self._send(HTTPStatus.ACCEPTED, {"InferenceId": request.inference_id}, location_headers)
+        self.send_json(HTTPStatus.ACCEPTED, {"InferenceId": request.inference_id}, location_headers)
 
 
 def _header_text(value: str) -> str:
