@@ -103,3 +103,31 @@ def test_mapped_tasks_have_readable_names(outcome):
     tis = outcome["api"].task_instances(outcome["run_id"])
     mapped = [ti for ti in tis if ti["task_id"].startswith("transcribe.")]
     assert mapped and all(ti.get("rendered_map_index") == "batch 1 of 1" for ti in mapped), mapped
+
+
+def test_stack_env_lets_boto3_reach_the_stack(stack):
+    import subprocess
+    import sys
+
+    env_file = stack.settings.state_dir / "stack.env"
+    script = (
+        f"source {env_file} && {sys.executable} -c "
+        '\'import boto3, os; print(boto3.client("s3").head_bucket(Bucket=os.environ["AUDIO_BUCKET"])'
+        '["ResponseMetadata"]["HTTPStatusCode"])\''
+    )
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert result.stdout.strip() == "200", result.stderr
+    text = env_file.read_text()
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AUDIO_BUCKET",
+        "STATUS_TABLE",
+        "NOTIFICATION_QUEUE_URL",
+        "SAGEMAKER_ENDPOINT_NAME",
+    ):
+        assert f"export {name}=" in text, name
