@@ -56,3 +56,48 @@ def test_counts_by_caller_and_leaves_the_body_readable():
     counting(environ("sns", form="Action=Publish"), lambda *a: None)
     assert seen == [b"Action=Publish", b"Action=Publish"]
     assert counting.calls == {"airflow": {"sns:Publish": 1}, "other": {"sns:Publish": 1}}
+
+
+def test_transactions_copy_each_table_once_and_still_roll_back(monkeypatch):
+    import boto3
+    import moto.dynamodb.models as models
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    from local.moto_server import copy_tables_once_per_transaction
+
+    monkeypatch.setattr(models, "copy", models.copy)
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", models.DynamoDBBackend.transact_write_items)
+    copy_tables_once_per_transaction()
+    import copy
+
+    copies = []
+    real = copy.deepcopy
+
+    def counting(value, memo=None, *args):
+        if type(value).__name__ == "Table":
+            copies.append(id(value))
+        return real(value, memo, *args)
+
+    monkeypatch.setattr(copy, "deepcopy", counting)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        put = [{"Put": {"TableName": "t", "Item": {"k": {"S": str(i)}}}} for i in range(50)]
+        ddb.transact_write_items(TransactItems=put)
+        assert len(copies) == 1, "one copy of the table for a 50-item transaction"
+        failing = [
+            {"Put": {"TableName": "t", "Item": {"k": {"S": "new"}}}},
+            {"Put": {"TableName": "t", "Item": {"k": {"S": "0"}}, "ConditionExpression": "attribute_not_exists(k)"}},
+        ]
+        with pytest.raises(ClientError, match="TransactionCanceled"):
+            ddb.transact_write_items(TransactItems=failing)
+        assert "Item" not in ddb.get_item(TableName="t", Key={"k": {"S": "new"}}), "rolled back"
