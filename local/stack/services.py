@@ -31,7 +31,13 @@ class Settings:
     emulator_flags: tuple[str, ...] = ()
     """Extra flags for the SageMaker-async emulator (fault injection)."""
     bedrock_flags: tuple[str, ...] = ()
-    variables: dict[str, str] = field(default_factory=lambda: {"reconcile_interval_seconds": "15"})
+    variables: dict[str, str] = field(
+        default_factory=lambda: {
+            "reconcile_interval_seconds": "15",
+            # unpausing creates the latest nightly run: give it a (quiet) prefix to process
+            "schedule_bucket_uri": "s3://audio-transcription-input/nightly/",
+        }
+    )
     extra_env: dict[str, str] = field(default_factory=dict)
     """More environment for every process (for example BENCHMARK_SERVICE_SECONDS)."""
     """Airflow Variables (``audio_pipeline_<name>``) set for the local stack through the environment."""
