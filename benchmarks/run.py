@@ -44,7 +44,7 @@ class MemorySampler(threading.Thread):
     """Peak resident memory of each task process (``airflow worker -- <task instance id>``)
     and of the triggerer, sampled every half second."""
 
-    _TASK = re.compile(r"^airflow worker -- ([0-9a-f-]{36})$")
+    _TASK = re.compile(r"airflow worker -- (?:LocalExecutor: )?([0-9a-f]{8}-[0-9a-f-]{27})")
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -54,8 +54,8 @@ class MemorySampler(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(0.5):
             for process in psutil.process_iter(["cmdline", "memory_info"]):
-                cmdline = " ".join(process.info["cmdline"] or [])
-                match = self._TASK.match(cmdline)
+                cmdline = " ".join(process.info["cmdline"] or []).strip()
+                match = self._TASK.search(cmdline)
                 key = match.group(1) if match else ("triggerer" if cmdline.endswith("airflow triggerer") else None)
                 if key and process.info["memory_info"]:
                     self.peaks[key] = max(self.peaks[key], process.info["memory_info"].rss)
