@@ -123,6 +123,7 @@ class BatchWatcher:
             self._last_refresh = now
         silent = now - self._last_message >= self.reconcile_interval_seconds
         if silent and now - self._last_reconcile >= self.reconcile_interval_seconds:
+            self.refresh()  # other sensors may have settled some: look in S3 only for the rest
             self.reconcile()
             self._last_reconcile = now
         self.expire()
