@@ -58,25 +58,25 @@ def test_counts_by_caller_and_leaves_the_body_readable():
     assert counting.calls == {"airflow": {"sns:Publish": 1}, "other": {"sns:Publish": 1}}
 
 
-def test_transactions_copy_each_table_once_and_still_roll_back(monkeypatch):
+def test_transactions_copy_only_touched_items_and_still_roll_back(monkeypatch):
+    import copy
+
     import boto3
     import moto.dynamodb.models as models
     from botocore.exceptions import ClientError
     from moto import mock_aws
 
-    from local.moto_server import copy_tables_once_per_transaction
+    from local.moto_server import snapshot_touched_items_in_transactions
 
     monkeypatch.setattr(models, "copy", models.copy)
     monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", models.DynamoDBBackend.transact_write_items)
-    copy_tables_once_per_transaction()
-    import copy
-
-    copies = []
+    snapshot_touched_items_in_transactions()
+    table_copies = []
     real = copy.deepcopy
 
     def counting(value, memo=None, *args):
         if type(value).__name__ == "Table":
-            copies.append(id(value))
+            table_copies.append(id(value))
         return real(value, memo, *args)
 
     monkeypatch.setattr(copy, "deepcopy", counting)
@@ -91,13 +91,23 @@ def test_transactions_copy_each_table_once_and_still_roll_back(monkeypatch):
             AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        put = [{"Put": {"TableName": "t", "Item": {"k": {"S": str(i)}}}} for i in range(50)]
+        put = [{"Put": {"TableName": "t", "Item": {"k": {"S": str(i)}, "v": {"N": "1"}}}} for i in range(50)]
         ddb.transact_write_items(TransactItems=put)
-        assert len(copies) == 1, "one copy of the table for a 50-item transaction"
+        assert table_copies == [], "no whole-table copy"
         failing = [
             {"Put": {"TableName": "t", "Item": {"k": {"S": "new"}}}},
+            {
+                "Update": {
+                    "TableName": "t",
+                    "Key": {"k": {"S": "1"}},
+                    "UpdateExpression": "SET v = :two",
+                    "ExpressionAttributeValues": {":two": {"N": "2"}},
+                }
+            },
             {"Put": {"TableName": "t", "Item": {"k": {"S": "0"}}, "ConditionExpression": "attribute_not_exists(k)"}},
         ]
         with pytest.raises(ClientError, match="TransactionCanceled"):
             ddb.transact_write_items(TransactItems=failing)
-        assert "Item" not in ddb.get_item(TableName="t", Key={"k": {"S": "new"}}), "rolled back"
+        assert "Item" not in ddb.get_item(TableName="t", Key={"k": {"S": "new"}}), "the put is rolled back"
+        assert ddb.get_item(TableName="t", Key={"k": {"S": "1"}})["Item"]["v"] == {"N": "1"}, "so is the update"
+        assert ddb.scan(TableName="t")["Count"] == 50
