@@ -64,5 +64,11 @@ class AirflowApi:
             time.sleep(2)
 
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
-        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances?limit=1000"
-        return self._call("GET", path)["task_instances"]
+        """Every task instance of the run (the API pages them, 100 at a time by default)."""
+        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances"
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self._call("GET", f"{path}?limit=100&offset={len(found)}")
+            found.extend(page["task_instances"])
+            if not page["task_instances"] or len(found) >= page["total_entries"]:
+                return found
