@@ -3,7 +3,9 @@
 Each scenario runs the real DAG in the real Airflow with faults injected by the emulators'
 explicit settings, then counts per file: ``summarized``, ``failed`` with a reason, lost
 (anything else: in flight, missing, failed without a reason) and processed twice (an
-input the endpoint accepted more than once). Lost and processed twice must be 0.
+input the endpoint accepted more than once). Lost and processed twice must be 0. A file
+whose transcript is kept while its summary failed (``completed`` with ``summary_error``) is
+counted as such, not as lost.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tests.moto_server import free_port
 BUCKET = "audio-transcription-input"
 AUDIO = b"RIFF" + b"\0" * 1020
 FAIL_MARKER = "MODEL-FAILS-HERE"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 @dataclass
@@ -37,7 +40,10 @@ class Scenario:
     bedrock_flags: tuple[str, ...] = ()
     runs: int = 1
     during: Callable[[Stack], None] | None = None
+    model_backend: str = "benchmark"
     expected_failed: set[str] = field(default_factory=set)
+    expected_summary_errors: set[str] = field(default_factory=set)
+    expected_run_state: str = "success"
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Row:
     files_in: int
     summarized: int
     failed_with_reason: int
+    summary_errors: int
     lost: int
     processed_twice: int
     runs: str
@@ -71,6 +78,10 @@ def restart_emulator(stack: Stack) -> None:
     stack.processes.kill(service.name)
     stack.processes.start(service)
     stack.processes.wait_healthy([service])
+
+
+def _samples() -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(SAMPLES.iterdir()) if p.suffix != ".json"}
 
 
 def publish_strangers(stack: Stack) -> None:
@@ -103,6 +114,14 @@ SCENARIOS = [
     Scenario("two runs over one prefix at once", _plain(30), runs=2),
     Scenario("Bedrock throttling on 40% of calls", _plain(10), bedrock_flags=("--fault-throttle-rate", "0.4")),
     Scenario(
+        "Bedrock rejects one file's summary (real speech recognition)",
+        _samples(),
+        model_backend="whisper",
+        bedrock_flags=("--fault-fail-marker", "photosynthesis"),
+        expected_summary_errors={"lecture-photosynthesis.ogg"},
+        expected_run_state="failed",
+    ),
+    Scenario(
         "keys with spaces, unicode and 1,000 bytes; a zero-byte object",
         {"with space.wav": AUDIO, "ünïcödé-日本.wav": AUDIO, ("k" * 990) + ".wav": AUDIO, "empty.wav": b""},
     ),
@@ -113,7 +132,7 @@ def run(scenario: Scenario) -> Row:
     settings = Settings(
         state_dir=Path(tempfile.mkdtemp(prefix="faults-")),
         ports=Ports(*(free_port() for _ in range(5))),
-        model_backend="benchmark",
+        model_backend=scenario.model_backend,
         emulator_flags=scenario.emulator_flags,
         bedrock_flags=scenario.bedrock_flags,
         extra_env={"BENCHMARK_SERVICE_SECONDS": "0.05", "MODEL_FAULT_FAIL_MARKER": FAIL_MARKER},
@@ -137,23 +156,24 @@ def run(scenario: Scenario) -> Row:
         items = table.get_many(f"s3://{BUCKET}/{prefix}{k}" for k in audio)
         summarized = sum(1 for i in items.values() if i["status"] == "summarized")
         failed = sum(1 for i in items.values() if i["status"] == "failed" and i.get("failure_reason"))
+        summary_errors = sum(1 for i in items.values() if i["status"] == "completed" and i.get("summary_error"))
         health = f"{settings.url(settings.ports.sagemaker_runtime)}/_emulator/health"
         endpoints = json.loads(urllib.request.urlopen(health, timeout=10).read())["endpoints"]
         twice = sum(e["duplicate_inputs"] for e in endpoints.values())
-        return Row(
-            scenario.name, len(audio), summarized, failed, len(audio) - summarized - failed, twice, "/".join(states)
-        )
+        lost = len(audio) - summarized - failed - summary_errors
+        return Row(scenario.name, len(audio), summarized, failed, summary_errors, lost, twice, "/".join(states))
     finally:
         stack.down()
 
 
 def markdown(rows: list[Row]) -> str:
     out = [
-        "| scenario | files in | summarized | failed with reason | lost | processed twice | run states |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | files in | summarized | failed with reason | completed, summary error | lost | processed twice "
+        "| run states |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     out += [
-        f"| {r.scenario} | {r.files_in} | {r.summarized} | {r.failed_with_reason} | {r.lost} | "
+        f"| {r.scenario} | {r.files_in} | {r.summarized} | {r.failed_with_reason} | {r.summary_errors} | {r.lost} | "
         f"{r.processed_twice} | {r.runs} |"
         for r in rows
     ]

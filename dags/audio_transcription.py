@@ -21,7 +21,7 @@ from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from audio_pipeline.batch_summaries import BatchSummarizer
 from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
@@ -91,14 +91,19 @@ def summarise(batch: BatchRef, params: dict | None = None) -> dict[str, int]:
     report = BatchSummarizer(table, s3, summarizer, concurrency=config.summary_concurrency).run(
         read_manifest(s3, batch["manifest"])
     )
-    for uri, error in report.errors:
-        print(f"summary failed: {uri}: {error}")
+    for failure in report.errors:
+        print(f"summary failed: {failure.uri}: {failure.reason}")
     print(
         f"{batch['label']}: {report.summarized} summarized, {len(report.errors)} summary errors, "
         f"{report.not_completed} without a transcript"
     )
-    if report.errors:
+    if report.retryable:
         raise RuntimeError(f"{len(report.errors)} summaries failed (recorded as summary_error); retrying them")
+    if report.errors:
+        # the transcripts stay completed; clearing this task once the cause is fixed summarises them
+        raise AirflowFailException(
+            f"{len(report.errors)} summaries failed with errors a retry cannot fix (recorded as summary_error)"
+        )
     return {"summarized": report.summarized, "not_completed": report.not_completed}
 
 

@@ -8,10 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.listing import split_s3_uri
 from audio_pipeline.status import Status, StatusTable, Transition, utcnow
-from audio_pipeline.summaries import Summarizer, summary_location
+from audio_pipeline.summaries import Summarizer, SummaryError, summary_location
 from audio_pipeline.transcripts import parse_transcript
 
 log = logging.getLogger(__name__)
@@ -19,11 +21,30 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 20
 
 
+@dataclass(frozen=True)
+class SummaryFailure:
+    uri: str
+    reason: str
+    retryable: bool
+    """A later attempt may succeed: throttling that outlasted the retries, an S3 or network error."""
+
+
 @dataclass
 class BatchSummaryReport:
     summarized: int = 0
-    errors: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[SummaryFailure] = field(default_factory=list)
     not_completed: int = 0
+
+    @property
+    def retryable(self) -> bool:
+        """Whether running the batch again may summarise some of the files that failed."""
+        return any(e.retryable for e in self.errors)
+
+
+def _is_retryable(err: Exception) -> bool:
+    if isinstance(err, SummaryError):
+        return err.retryable
+    return isinstance(err, (ClientError, BotoCoreError))
 
 
 class BatchSummarizer:
@@ -47,11 +68,11 @@ class BatchSummarizer:
                 report.not_completed += 1
         pending: list[Transition] = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="summarise") as pool:
-            for transition in pool.map(lambda pair: self._summarise(*pair), todo):
-                if transition.to == Status.SUMMARIZED:
-                    report.summarized += 1
+            for transition, failure in pool.map(lambda pair: self._summarise(*pair), todo):
+                if failure:
+                    report.errors.append(failure)
                 else:
-                    report.errors.append((transition.uri, transition.attributes["summary_error"]))
+                    report.summarized += 1
                 pending.append(transition)
                 if len(pending) >= FLUSH_EVERY:
                     self.table.apply(pending)
@@ -59,7 +80,7 @@ class BatchSummarizer:
         self.table.apply(pending)
         return report
 
-    def _summarise(self, f: ClaimedFile, item: dict[str, Any]) -> Transition:
+    def _summarise(self, f: ClaimedFile, item: dict[str, Any]) -> tuple[Transition, SummaryFailure | None]:
         output = item.get("output_location")
         try:
             if not output:
@@ -75,14 +96,16 @@ class BatchSummarizer:
         except Exception as err:  # every failure is recorded on the file; the transcript stays completed
             reason = f"{type(err).__name__}: {err}"
             log.warning("summary failed for %s: %s", f["uri"], reason)
-            return Transition(
+            recorded = Transition(
                 f["uri"], f["inference_id"], Status.COMPLETED, {"summary_error": reason}, expect=(Status.COMPLETED,)
             )
+            return recorded, SummaryFailure(f["uri"], reason, _is_retryable(err))
         log.info("summarized %s -> %s", f["uri"], target)
-        return Transition(
+        summarized = Transition(
             f["uri"],
             f["inference_id"],
             Status.SUMMARIZED,
             {"summary_location": target, "summary_model_id": summary.model_id, "summarized_at": utcnow()},
             remove=("summary_error",),
         )
+        return summarized, None

@@ -38,7 +38,15 @@ _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
 class SummaryError(RuntimeError):
-    """Bedrock did not produce a summary; the message names the model and the AWS error."""
+    """Bedrock did not produce a summary; the message names the model and the AWS error.
+
+    ``retryable`` says whether a later attempt may succeed (throttling that outlasted the
+    retries) or not (a request Bedrock rejects, a model without access).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @cache
@@ -185,7 +193,7 @@ class Summarizer:
                     raise SummaryError(f"Bedrock model {self.model_id}: {code}: {message}") from err
                 if attempt == self.max_attempts:
                     raise SummaryError(
-                        f"Bedrock model {self.model_id}: {code} after {attempt} attempts: {message}"
+                        f"Bedrock model {self.model_id}: {code} after {attempt} attempts: {message}", retryable=True
                     ) from err
                 delay = self.backoff_base * 2 ** (attempt - 1) * (0.5 + random.random())
                 log.info("Bedrock %s (%s); retrying in %.1fs", code, message, delay)

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from audio_pipeline.batch_summaries import BatchSummarizer
+from audio_pipeline.status import Status, Transition, inference_id_for
+from audio_pipeline.summaries import Summarizer
+
+from .conftest import CONFIG, REGION
+
+OUT = CONFIG.output_bucket
+MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+
+
+def converse_answer(summary: str) -> dict:
+    text = json.dumps({"summary": summary, "key_points": ["a point"]})
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15},
+        "metrics": {"latencyMs": 1},
+    }
+
+
+def completed_files(table, s3, transcripts: list[bytes], run_id="run-1"):
+    """Claim one file per transcript and record it completed, its .out object in S3."""
+    files = []
+    for i in range(len(transcripts)):
+        uri = f"s3://audio-in/calls/{i}.wav"
+        files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", run_id)})
+    table.claim(files, run_id)
+    moves = []
+    for f, body in zip(files, transcripts, strict=True):
+        key = f"transcripts/{f['inference_id']}.out"
+        s3.put_object(Bucket=OUT, Key=key, Body=body)
+        moves.append(
+            Transition(f["uri"], f["inference_id"], Status.COMPLETED, {"output_location": f"s3://{OUT}/{key}"})
+        )
+    table.apply(moves)
+    return files
+
+
+@pytest.fixture
+def bedrock(aws):
+    client = boto3.client("bedrock-runtime", region_name=REGION)
+    with Stubber(client) as stub:
+        yield client, stub
+
+
+def summarizer(client) -> Summarizer:
+    return Summarizer(client, MODEL, max_attempts=2, backoff_base=0)
+
+
+def test_summary_is_stored_next_to_the_transcript_and_recorded(table, s3, bedrock):
+    client, stub = bedrock
+    files = completed_files(table, s3, [json.dumps(["Hello there. We ship on Friday."]).encode()])
+    stub.add_response("converse", converse_answer("They ship on Friday."))
+
+    report = BatchSummarizer(table, s3, summarizer(client), concurrency=1).run(files)
+
+    assert report.summarized == 1 and report.errors == [] and not report.retryable
+    item = table.get_many([files[0]["uri"]])[files[0]["uri"]]
+    assert item["status"] == Status.SUMMARIZED
+    expected = f"s3://{OUT}/transcripts/{files[0]['inference_id']}.summary.json"
+    assert item["summary_location"] == expected and item["summary_model_id"] == MODEL
+    stored = json.loads(s3.get_object(Bucket=OUT, Key=expected.split("/", 3)[3])["Body"].read())
+    assert stored["summary"] == "They ship on Friday." and stored["model_id"] == MODEL
+
+
+def test_files_without_a_transcript_are_left_alone(table, s3, bedrock):
+    client, _ = bedrock
+    files = completed_files(table, s3, [b'"text"'])
+    table.apply([Transition(files[0]["uri"], files[0]["inference_id"], Status.SUMMARIZED, expect=(Status.COMPLETED,))])
+    stranger = {"uri": "s3://audio-in/never-claimed.wav", "etag": "e", "size": 1, "inference_id": "x"}
+
+    report = BatchSummarizer(table, s3, summarizer(client)).run([*files, stranger])
+
+    assert report.summarized == 0 and report.not_completed == 2 and report.errors == []
+
+
+def test_a_rejected_request_is_recorded_and_not_worth_a_retry(table, s3, bedrock):
+    client, stub = bedrock
+    files = completed_files(table, s3, [b'{"text": "first call"}', b'{"text": "second call"}'])
+    stub.add_client_error("converse", "ValidationException", "Input is too long for requested model.", 400)
+    stub.add_response("converse", converse_answer("A call."))
+
+    report = BatchSummarizer(table, s3, summarizer(client), concurrency=1).run(files)
+
+    assert report.summarized == 1 and len(report.errors) == 1 and not report.retryable
+    failure = report.errors[0]
+    assert failure.uri == files[0]["uri"] and "ValidationException" in failure.reason
+    item = table.get_many([failure.uri])[failure.uri]
+    assert item["status"] == Status.COMPLETED, "the transcript is kept"
+    assert "Input is too long" in item["summary_error"]
+
+
+def test_throttling_that_outlasts_the_retries_is_worth_a_retry(table, s3, bedrock):
+    client, stub = bedrock
+    files = completed_files(table, s3, [b'{"text": "a call"}'])
+    for _ in range(2):
+        stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+
+    report = BatchSummarizer(table, s3, summarizer(client)).run(files)
+
+    assert report.retryable and "ThrottlingException after 2 attempts" in report.errors[0].reason
+    assert table.get_many([files[0]["uri"]])[files[0]["uri"]]["status"] == Status.COMPLETED
+
+
+def test_an_unreadable_transcript_is_recorded_and_not_worth_a_retry(table, s3, bedrock):
+    client, _ = bedrock
+    files = completed_files(table, s3, [b"\x00\x01 not json"])
+
+    report = BatchSummarizer(table, s3, summarizer(client)).run(files)
+
+    assert not report.retryable and "TranscriptFormatError" in report.errors[0].reason
+
+
+def test_a_later_success_clears_the_recorded_error(table, s3, bedrock):
+    client, stub = bedrock
+    files = completed_files(table, s3, [b'{"text": "a call"}'])
+    stub.add_client_error("converse", "AccessDeniedException", "no access to the model", 403)
+    stub.add_response("converse", converse_answer("A call."))
+    batch = BatchSummarizer(table, s3, summarizer(client))
+
+    assert batch.run(files).errors
+    assert batch.run(files).summarized == 1
+
+    item = table.get_many([files[0]["uri"]])[files[0]["uri"]]
+    assert item["status"] == Status.SUMMARIZED and "summary_error" not in item
