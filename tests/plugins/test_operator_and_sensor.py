@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
+from audio_pipeline.hooks.shared_loader import LOADER, SharedLoaderAwsHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
@@ -54,6 +55,15 @@ def test_hooks_use_the_clients_the_pipeline_needs(aws):
     assert SageMakerAsyncInferenceHook().conn.meta.config.retries["mode"] == "adaptive"
     table = StatusTableHook(status_table="t").table
     assert table.client.meta.service_model.service_name == "dynamodb" and table.table_name == "t"
+
+
+def test_blocking_clients_of_many_hooks_share_one_parsed_service_model(aws, s3):
+    hooks = [SharedLoaderAwsHook(client_type="s3") for _ in range(2)] + [StatusTableHook(status_table="t")]
+    loaders = {id(h.get_session()._session.get_component("data_loader")) for h in hooks}
+    assert loaders == {id(LOADER)}
+    clients = [h.conn for h in hooks[:2]]
+    assert clients[0] is not clients[1], "each hook keeps its own client, from its own connection"
+    assert "audio-in" in {b["Name"] for b in clients[1].list_buckets()["Buckets"]}
 
 
 def test_operator_submits_the_batch(batch, runtime, table):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
+from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
 from audio_pipeline.status import StatusTable
 
 
-class StatusTableHook(AwsBaseHook):
+class StatusTableHook(SharedLoaderAwsHook):
     """
     The status table on a low-level ``boto3.client("dynamodb")``.
 

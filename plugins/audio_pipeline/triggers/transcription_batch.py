@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from audio_pipeline.batches import read_manifest
+from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.outcomes import BatchWatcher
 
@@ -25,9 +25,12 @@ def build_batch_watcher(
     aws_conn_id: str | None,
     region_name: str | None,
 ) -> BatchWatcher:
-    """A watcher over one batch, its pending files already read from the table (blocking I/O)."""
+    """A watcher over one batch, its pending files already read from the table (blocking I/O).
+
+    Its clients share the process's service models: a triggerer runs many of these at once.
+    """
     aws = {"aws_conn_id": aws_conn_id, "region_name": region_name}
-    s3 = S3Hook(**aws).conn
+    s3 = SharedLoaderAwsHook(client_type="s3", **aws).conn
     watcher = BatchWatcher(
         StatusTableHook(status_table=status_table, **aws).table,
         s3,
