@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Duration, IgnoreMode, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -22,7 +22,7 @@ VARIANT = "AllTraffic"
 
 
 class AsyncEndpoint(Construct):
-    """The endpoint's names, for ARNs and policies, whether deployed here or existing."""
+    """The endpoint on our own container: model, config, endpoint, its role and its scaling."""
 
     def __init__(
         self,
@@ -44,10 +44,10 @@ class AsyncEndpoint(Construct):
             description="SageMaker async endpoint: reads audio, writes transcripts, publishes notifications",
         )
         input_bucket.grant_read(self.role)
-        output_bucket.grant_read_write(self.role)
-        notifications.success_topic.grant_publish(self.role)
+        for prefix in (config.transcripts_prefix, config.failures_prefix):  # the endpoint only writes results
+            output_bucket.grant_put(self.role, f"{prefix}*")
+        notifications.success_topic.grant_publish(self.role)  # with the topics' KMS key
         notifications.error_topic.grant_publish(self.role)
-        notifications.key.grant_encrypt_decrypt(self.role)
         stack = Stack.of(self)
         self.role.add_to_policy(
             iam.PolicyStatement(
@@ -64,22 +64,27 @@ class AsyncEndpoint(Construct):
         )
         image = self._image(settings)
         environment = {"MODEL_BACKEND": "parakeet"}
-        if not settings.model_data_url:
+        if settings.model_data_url:
+            bucket, _, key = settings.model_data_url.removeprefix("s3://").partition("/")
+            self.role.add_to_policy(
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"arn:{stack.partition}:s3:::{bucket}/{key}"])
+            )
+        else:
             environment["PARAKEET_MODEL"] = settings.parakeet_model
+        # No fixed names for the model and its config: both are replaced whenever they change
+        # (a new image, instance type...), which CloudFormation refuses for named resources.
         model = sagemaker.CfnModel(
             self,
             "Model",
-            model_name=names.model_name,
             execution_role_arn=self.role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image, model_data_url=settings.model_data_url, environment=environment
             ),
         )
-        model.node.add_dependency(self.role)
+        model.node.add_dependency(self.role.node.find_child("DefaultPolicy"))  # the image pull is checked
         config_resource = sagemaker.CfnEndpointConfig(
             self,
             "Config",
-            endpoint_config_name=names.endpoint_config_name,
             production_variants=[
                 sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                     variant_name=VARIANT,
@@ -102,20 +107,12 @@ class AsyncEndpoint(Construct):
                 ),
             ),
         )
-        Validations.of(config_resource).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SM2",
-                reason="GPU instances with local NVMe storage (g4dn, g5) reject a volume KmsKeyId; "
-                "their instance storage is hardware-encrypted.",
-            )
-        )
         endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
             endpoint_name=config.endpoint_name,
             endpoint_config_name=config_resource.attr_endpoint_config_name,
         )
-        self.endpoint_name = endpoint.attr_endpoint_name
         self._scaling(endpoint, settings, names)
 
     def _image(self, settings: InfraSettings) -> str:
@@ -126,7 +123,7 @@ class AsyncEndpoint(Construct):
             self.role.add_to_policy(
                 iam.PolicyStatement(
                     actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                    resources=[f"arn:aws:ecr:{region}:{account}:repository/{name}"],
+                    resources=[f"arn:{Stack.of(self).partition}:ecr:{region}:{account}:repository/{name}"],
                 )
             )
             self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
@@ -136,7 +133,8 @@ class AsyncEndpoint(Construct):
             "Image",
             directory=str(REPO),
             file="infra/container/Dockerfile",
-            exclude=[".venv", ".local", ".git", "infra/cdk.out", "dist", "tests", "samples"],
+            exclude=["*", "!model_server", "!infra/container/Dockerfile", "**/__pycache__"],
+            ignore_mode=IgnoreMode.DOCKER,
         )
         asset.repository.grant_pull(self.role)
         return asset.image_uri
@@ -151,7 +149,6 @@ class AsyncEndpoint(Construct):
             min_capacity=0,
             max_capacity=settings.max_instances,
         )
-        target.node.add_dependency(endpoint)
         dimensions = {"EndpointName": endpoint.attr_endpoint_name}
         target.scale_to_track_metric(
             "Backlog",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from aws_cdk import aws_mwaa as mwaa
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as deployment
 from aws_cdk import aws_ssm as ssm
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from audio_pipeline.config import PipelineConfig
@@ -76,7 +78,7 @@ class Mwaa(Construct):
         )
         self._grant_mwaa_basics(stack, source_bucket)
         self._variables(variables)
-        self._deploy_code(source_bucket)
+        versions = self._deploy_code(source_bucket)
         self.environment = mwaa.CfnEnvironment(
             self,
             "Environment",
@@ -87,7 +89,9 @@ class Mwaa(Construct):
             source_bucket_arn=source_bucket.bucket_arn,
             dag_s3_path="dags",
             plugins_s3_path="plugins.zip",
+            plugins_s3_object_version=versions["plugins.zip"],
             requirements_s3_path="requirements.txt",
+            requirements_s3_object_version=versions["requirements.txt"],
             webserver_access_mode=settings.webserver_access_mode,
             network_configuration=mwaa.CfnEnvironment.NetworkConfigurationProperty(
                 security_group_ids=[self.security_group.security_group_id],
@@ -107,8 +111,7 @@ class Mwaa(Construct):
             },
         )
         self.environment.node.add_dependency(self.code)
-        self.environment.node.add_dependency(self.code_root)
-        self.environment.node.add_dependency(self.role)
+        self.environment.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
 
     def _grant_mwaa_basics(self, stack: Stack, source_bucket: s3.Bucket) -> None:
         """What MWAA itself needs (AWS's documented execution-role policy, scoped to this environment)."""
@@ -163,10 +166,9 @@ class Mwaa(Construct):
 
     def _variables(self, variables: dict[str, str]) -> None:
         """Every Variable the DAG reads, as SSM parameters behind MWAA's secrets backend."""
-        self.parameters = {}
         for name, value in variables.items():
             variable = PipelineConfig.variable_name(name)
-            self.parameters[variable] = ssm.StringParameter(
+            ssm.StringParameter(
                 self,
                 f"Var{name.title().replace('_', '')}",
                 parameter_name=f"{VARIABLES_PREFIX}/{variable}",
@@ -174,9 +176,11 @@ class Mwaa(Construct):
                 description=f"Airflow Variable {variable}",
             )
 
-    def _deploy_code(self, source_bucket: s3.Bucket) -> None:
+    def _deploy_code(self, source_bucket: s3.Bucket) -> dict[str, str]:
+        """Upload dags/, plugins.zip and requirements.txt; return the S3 versions of the last two."""
         staging = Path(tempfile.mkdtemp(prefix="plugins-zip-"))
         build_plugins_zip(staging / "plugins.zip")
+        requirements = (REPO / "requirements.txt").read_text()
         self.code = deployment.BucketDeployment(
             self,
             "Code",
@@ -187,13 +191,37 @@ class Mwaa(Construct):
             destination_key_prefix="dags",
             prune=True,
         )
-        self.code_root = deployment.BucketDeployment(
+        upload = deployment.BucketDeployment(
             self,
             "PluginsAndRequirements",
             destination_bucket=source_bucket,
-            sources=[
-                deployment.Source.asset(str(staging)),
-                deployment.Source.data("requirements.txt", (REPO / "requirements.txt").read_text()),
-            ],
+            sources=[deployment.Source.asset(str(staging)), deployment.Source.data("requirements.txt", requirements)],
             prune=False,
         )
+        contents = {"plugins.zip": (staging / "plugins.zip").read_bytes(), "requirements.txt": requirements.encode()}
+        return {key: self._object_version(source_bucket, key, content, upload) for key, content in contents.items()}
+
+    def _object_version(self, bucket: s3.Bucket, key: str, content: bytes, upload: Construct) -> str:
+        """The S3 version of ``key`` after ``upload``, read again whenever its content changes.
+
+        MWAA installs a new plugins.zip or requirements.txt only when the environment names a
+        new version of it; without one, a redeploy would leave the old code running.
+        """
+        call = cr.AwsSdkCall(
+            service="S3",
+            action="headObject",
+            parameters={"Bucket": bucket.bucket_name, "Key": key},
+            physical_resource_id=cr.PhysicalResourceId.of(hashlib.sha256(content).hexdigest()),
+        )
+        version = cr.AwsCustomResource(
+            self,
+            f"Version{key.title().replace('.', '')}",
+            on_create=call,
+            on_update=call,
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(key)])]
+            ),
+            install_latest_aws_sdk=False,
+        )
+        version.node.add_dependency(upload)
+        return version.get_response_field("VersionId")

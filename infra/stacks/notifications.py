@@ -17,15 +17,15 @@ class Notifications(Construct):
     def __init__(self, scope: Construct, id: str, *, config: PipelineConfig, names: StackNames) -> None:
         super().__init__(scope, id)
         self.key = kms.Key(self, "Key", enable_key_rotation=True, description="audio pipeline notifications")
-        for service in ("sagemaker.amazonaws.com", "sns.amazonaws.com"):
-            # SageMaker publishes to the encrypted topics; SNS delivers to the encrypted queue
-            self.key.add_to_resource_policy(
-                iam.PolicyStatement(
-                    principals=[iam.ServicePrincipal(service)],
-                    actions=["kms:GenerateDataKey*", "kms:Decrypt"],
-                    resources=["*"],
-                )
+        # SageMaker publishes to the encrypted topics (the SQS subscriptions below add SNS's
+        # own statement, to deliver to the encrypted queue)
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("sagemaker.amazonaws.com")],
+                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                resources=["*"],
             )
+        )
         self.success_topic = sns.Topic(
             self, "Success", topic_name=names.success_topic, master_key=self.key, enforce_ssl=True
         )

