@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 _ROUTE = re.compile(r"^/model/(?P<model>.+)/(?P<action>converse|invoke)$")
 _MODEL_ID = re.compile(
-    r"^(arn:aws[\w-]*:bedrock:[\w-]*:\d*:(foundation-model|inference-profile|application-inference-profile)/)?"
-    r"((us|eu|apac|us-gov|jp|au|global)\.)?[a-z0-9-]+\.[\w.:-]+$"
+    r"^(arn:aws[\w-]*:bedrock:[\w-]*:\d{12}:application-inference-profile/[a-z0-9]+"  # its id has no dot
+    r"|(arn:aws[\w-]*:bedrock:[\w-]*:\d*:(foundation-model|inference-profile)/)?"
+    r"((us|eu|apac|us-gov|jp|au|global)\.)?[a-z0-9-]+\.[\w.:-]+)$"
 )
 _NO_TEMPERATURE_WITH_TOP_P = re.compile(r"anthropic\.claude-(opus|sonnet|haiku)-4")
 
@@ -33,6 +34,9 @@ class BedrockError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+_MALFORMED = "Malformed input request, please reformat your input and try again."
 
 
 def _validation(message: str) -> BedrockError:
@@ -69,6 +73,8 @@ class BedrockServer(ThreadingHTTPServer):
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
+    if not isinstance(content, list):
+        raise _validation(_MALFORMED)
     return "".join(block.get("text", "") for block in content if isinstance(block, dict))
 
 
@@ -79,7 +85,10 @@ _FIRST_MESSAGE = (
 
 def _check_messages(messages: Any) -> str:
     """The last user message's text, after Bedrock's checks on the conversation."""
-    if not isinstance(messages, list) or not messages or messages[0].get("role") != "user":
+    messages = messages or []
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise _validation(_MALFORMED)
+    if not messages or messages[0].get("role") != "user":
         raise _validation(_FIRST_MESSAGE)
     last = messages[-1]
     if last.get("role") != "user":
@@ -123,7 +132,9 @@ class BedrockHandler(AwsJsonHandler):
             try:
                 body = json.loads(raw or b"{}")
             except ValueError:
-                raise _validation("Malformed input request, please reformat your input and try again.") from None
+                raise _validation(_MALFORMED) from None
+            if not isinstance(body, dict):
+                raise _validation(_MALFORMED)
             self.server.count(match["action"])
             if self.server.throttled():
                 raise BedrockError(
@@ -141,6 +152,11 @@ class BedrockHandler(AwsJsonHandler):
         except BedrockError as err:
             self.server.count(err.code)
             self.send_error_json(err.status, err.code, err.message)
+        except Exception as err:  # an answer, not a dropped connection that botocore would retry
+            log.exception("request to %s failed", self.path)
+            self.send_error_json(
+                HTTPStatus.INTERNAL_SERVER_ERROR, "InternalServerException", f"{type(err).__name__}: {err}"
+            )
 
     def _converse(self, model_id: str, body: dict) -> dict:
         prompt = _check_messages(body.get("messages"))

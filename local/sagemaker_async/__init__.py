@@ -6,12 +6,15 @@
 reaches it through ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``. Behind it, it does what
 SageMaker does: reads the endpoint and its ``AsyncInferenceConfig`` from the SageMaker
 control plane (moto), queues requests with the endpoint's concurrency
-(``MaxConcurrentInvocationsPerInstance`` x instances), fetches the input from S3, calls the
-model server over the container contract (``POST /invocations``), writes ``<id>.out`` to
-``S3OutputPath`` or ``<id>-error.out`` to ``S3FailurePath``, and publishes the documented
-success or error notification to the endpoint's SNS topics. ``RequestTTLSeconds`` bounds
-the wait in the queue, ``InvocationTimeoutSeconds`` the model call. Accepted requests are
-journaled on disk, so a restart resumes them. ``GET /_emulator/health`` reports counters.
+(``MaxConcurrentInvocationsPerInstance`` x instances), fetches the input from S3 (or takes
+the inline ``Body``), calls the model server over the container contract (``POST /invocations``),
+writes ``<id>.out`` (or ``Filename``, under ``S3OutputPathExtension``) to ``S3OutputPath`` or
+``<id>-error.out`` to ``S3FailurePath``, and publishes the documented success or error
+notification to the endpoint's SNS topics, with the response inline where
+``IncludeInferenceResponseIn`` asks. ``RequestTTLSeconds`` bounds the wait for a model slot,
+``InvocationTimeoutSeconds`` the model call; a request the model drops (a crash) fails and is
+not sent again. Accepted requests are journaled on disk, so a restart resumes them.
+``GET /_emulator/health`` reports counters.
 
 Fault injection (off unless set; chosen from the inference id, so runs repeat):
 

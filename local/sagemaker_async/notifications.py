@@ -26,7 +26,9 @@ def notification(
     request_parameters = {"contentType": request.content_type or "application/octet-stream"}
     if request.accept:
         request_parameters["accept"] = request.accept
-    request_parameters.update({"endpointName": request.endpoint_name, "inputLocation": request.input_location})
+    request_parameters["endpointName"] = request.endpoint_name
+    if request.input_location:  # not for a payload sent inline
+        request_parameters["inputLocation"] = request.input_location
     doc: dict = {
         "awsRegion": region,
         "eventTime": _iso(finished_at),

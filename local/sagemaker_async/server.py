@@ -36,15 +36,14 @@ class RuntimeHandler(AwsJsonHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length else b""
         match = _INVOKE_PATH.match(self.path.split("?", 1)[0])
         if not match:
             self.send_error_json(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at POST {self.path}")
             return
         headers = {k.lower(): _header_text(v) for k, v in self.headers.items()}
         try:
-            request = self.server.service.accept(unquote(match["name"]), headers)
+            request = self.server.service.accept(unquote(match["name"]), headers, body)
         except ValidationError as err:
             self.send_error_json(HTTPStatus.BAD_REQUEST, "ValidationError", str(err))
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import queue
@@ -15,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from local.sagemaker_async.endpoints import AsyncEndpoint, EndpointDirectory
+from local.sagemaker_async.endpoints import AsyncEndpoint, EndpointDirectory, ValidationError
 from local.sagemaker_async.notifications import notification
 from local.sagemaker_async.requests import AsyncRequest, Journal, build_request
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 MODEL_CONNECT_RETRIES = 5
 INPUT_LIMIT_BYTES = 1_000_000_000
+NOTIFICATION_BODY_LIMIT_BYTES = 128 * 1024
+"""IncludeInferenceResponseIn: a larger response is left out of the notification."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,10 @@ class EndpointStats:
     """Requests whose InputLocation was already accepted once: files processed twice."""
 
 
-class ModelError(Exception):
-    def __init__(self, reason: str, body: bytes) -> None:
+class RequestFailed(Exception):
+    """The reason a request failed, and the body to store at its FailureLocation (the model's answer, if any)."""
+
+    def __init__(self, reason: str, body: bytes = b"") -> None:
         super().__init__(reason)
         self.body = body
 
@@ -99,9 +104,9 @@ class AsyncInferenceService:
 
     # ------------------------------------------------------------- accepting
 
-    def accept(self, endpoint_name: str, headers: dict[str, str]) -> AsyncRequest:
+    def accept(self, endpoint_name: str, headers: dict[str, str], body: bytes = b"") -> AsyncRequest:
         endpoint = self.endpoints.get(endpoint_name)
-        request = build_request(endpoint, headers, received_at=self.clock())
+        request = build_request(endpoint, headers, received_at=self.clock(), body=body)
         self.journal.add(request)
         self._enqueue(endpoint, request)
         return request
@@ -111,7 +116,13 @@ class AsyncInferenceService:
         pending = self.journal.pending()
         self._resumed.update(r.request_id for r in pending)
         for request in pending:
-            self._enqueue(self.endpoints.get(request.endpoint_name), request)
+            try:
+                endpoint = self.endpoints.get(request.endpoint_name)
+            except ValidationError as err:  # its endpoint was deleted: SageMaker drops its queue too
+                log.warning("dropping journaled request %s: %s", request.inference_id, err)
+                self.journal.remove(request)
+                continue
+            self._enqueue(endpoint, request)
         if pending:
             log.info("resumed %d journaled requests", len(pending))
         return len(pending)
@@ -125,10 +136,11 @@ class AsyncInferenceService:
                 for i in range(2 * endpoint.concurrency):
                     threading.Thread(target=self._work, args=(q,), name=f"{endpoint.name}-{i}", daemon=True).start()
             q.stats.accepted += 1
-            seen = (endpoint.name, request.input_location)
-            if seen in self._inputs and request.request_id not in self._resumed:
-                q.stats.duplicate_inputs += 1
-            self._inputs.add(seen)
+            if request.input_location:
+                seen = (endpoint.name, request.input_location)
+                if seen in self._inputs and request.request_id not in self._resumed:
+                    q.stats.duplicate_inputs += 1
+                self._inputs.add(seen)
             if q.stats.first_accepted_at is None:
                 q.stats.first_accepted_at = request.received_at
         q.requests.put(request)
@@ -151,55 +163,55 @@ class AsyncInferenceService:
                 log.exception("request %s could not be finished; it stays in the journal", request.request_id)
 
     def _process(self, q: _EndpointQueue, request: AsyncRequest) -> None:
-        waited = self.clock() - request.received_at
-        if waited > request.request_ttl_seconds:
-            self._fail(
-                q,
-                request,
-                f"Request expired: it waited {waited:.0f}s in the queue, over RequestTTLSeconds "
-                f"({request.request_ttl_seconds}s).",
-                b"",
-            )
-            return
         try:
-            payload, content_type = self._read_input(request.input_location)
-        except ModelError as err:
+            self._check_age(request)
+            payload, content_type = self._read_input(request)
+            with q.model_slots:
+                self._check_age(request)  # waiting for a model slot is waiting in the queue
+                body, response_type = self._call_model(q, request, payload, content_type)
+        except RequestFailed as err:
             self._fail(q, request, str(err), err.body)
-            return
-        with q.model_slots:
-            with self._lock:
-                q.stats.in_flight += 1
-                q.stats.max_in_flight = max(q.stats.max_in_flight, q.stats.in_flight)
-            started = time.monotonic()
-            try:
-                body, response_type = self._invoke_model(request, payload, content_type)
-            except ModelError as err:
-                failure = err
-            else:
-                failure = None
-            finally:
-                with self._lock:
-                    q.stats.in_flight -= 1
-                    q.stats.model_busy_seconds += time.monotonic() - started
-        if failure:
-            self._fail(q, request, str(failure), failure.body)
             return
         bucket, key = _split(request.output_location)
         self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=response_type)
-        inline = body if q.endpoint.success_topic in q.endpoint.include_response_in else None
-        self._notify(q, request, q.endpoint.success_topic, response_content_type=response_type, response_body=inline)
+        self._notify(q, request, body, response_content_type=response_type)
         self._finish(q, request, failed=False)
 
-    def _read_input(self, location: str) -> tuple[bytes, str | None]:
+    def _check_age(self, request: AsyncRequest) -> None:
+        waited = self.clock() - request.received_at
+        if waited > request.request_ttl_seconds:
+            raise RequestFailed(
+                f"Request expired: it waited {waited:.0f}s in the queue, over RequestTTLSeconds "
+                f"({request.request_ttl_seconds}s)."
+            )
+
+    def _read_input(self, request: AsyncRequest) -> tuple[bytes, str | None]:
+        if request.inline_input is not None:
+            return base64.b64decode(request.inline_input), None
+        location = request.input_location
         bucket, key = _split(location)
         try:
             obj = self.s3.get_object(Bucket=bucket, Key=key)
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code")
-            raise ModelError(f"ClientError: Failed to download input from {location}: {code}.", b"") from err
+            raise RequestFailed(f"ClientError: Failed to download input from {location}: {code}.") from err
         if obj["ContentLength"] > INPUT_LIMIT_BYTES:
-            raise ModelError(f"ClientError: Input {location} is larger than 1 GB.", b"")
+            raise RequestFailed(f"ClientError: Input {location} is larger than 1 GB.")
         return obj["Body"].read(), obj.get("ContentType")
+
+    def _call_model(
+        self, q: _EndpointQueue, request: AsyncRequest, payload: bytes, content_type: str | None
+    ) -> tuple[bytes, str]:
+        with self._lock:
+            q.stats.in_flight += 1
+            q.stats.max_in_flight = max(q.stats.max_in_flight, q.stats.in_flight)
+        started = time.monotonic()
+        try:
+            return self._invoke_model(request, payload, content_type)
+        finally:
+            with self._lock:
+                q.stats.in_flight -= 1
+                q.stats.model_busy_seconds += time.monotonic() - started
 
     def _invoke_model(self, request: AsyncRequest, payload: bytes, stored_type: str | None) -> tuple[bytes, str]:
         headers = {"Content-Type": request.content_type or stored_type or "application/octet-stream"}
@@ -218,20 +230,22 @@ class AsyncInferenceService:
                 body = err.read()
                 kind = "client" if err.code < 500 else "server"
                 message = body.decode("utf-8", "replace")[:1000]
-                raise ModelError(
+                raise RequestFailed(
                     f'ClientError: Received {kind} error ({err.code}) from primary with message "{message}". '
                     f"See the endpoint's CloudWatch logs in account 123456789012 for more information.",
                     body,
                 ) from err
             except TimeoutError as err:
-                raise ModelError(
+                raise RequestFailed(
                     "ClientError: The model container did not respond within InvocationTimeoutSeconds "
-                    f"({request.invocation_timeout_seconds}s).",
-                    b"",
+                    f"({request.invocation_timeout_seconds}s)."
                 ) from err
             except (urllib.error.URLError, ConnectionError) as err:
-                if attempt == MODEL_CONNECT_RETRIES:
-                    raise ModelError(f"ClientError: An error occurred when calling the model: {err}.", b"") from err
+                # only a refused connection is retried (the model is starting): a request the model
+                # dropped, for instance by crashing on it, is not sent again
+                refused = isinstance(getattr(err, "reason", err), ConnectionRefusedError)
+                if not refused or attempt == MODEL_CONNECT_RETRIES:
+                    raise RequestFailed(f"ClientError: An error occurred when calling the model: {err}.") from err
                 time.sleep(min(0.5 * 2**attempt, 8))
 
     def _fail(self, q: _EndpointQueue, request: AsyncRequest, reason: str, body: bytes) -> None:
@@ -239,16 +253,23 @@ class AsyncInferenceService:
         if request.failure_location:
             bucket, key = _split(request.failure_location)
             self.s3.put_object(Bucket=bucket, Key=key, Body=body or reason.encode(), ContentType="text/plain")
-        self._notify(q, request, q.endpoint.error_topic, failure_reason=reason)
+        self._notify(q, request, body, failure_reason=reason)
         self._finish(q, request, failed=True)
 
-    def _notify(self, q: _EndpointQueue, request: AsyncRequest, topic: str | None, **kwargs: Any) -> None:
+    def _notify(self, q: _EndpointQueue, request: AsyncRequest, body: bytes, **fields: Any) -> None:
+        """To the error topic when ``fields`` has a failure_reason, else to the success topic; with the
+        model's answer in ``responseBody`` if IncludeInferenceResponseIn names that topic."""
+        failed = fields.get("failure_reason") is not None
+        topic = q.endpoint.error_topic if failed else q.endpoint.success_topic
         if not topic:
             return
         if Faults._chosen(request.inference_id, self.faults.drop_notifications, "drop"):
             log.warning("fault injection: notification for %s dropped", request.inference_id)
             return
-        message = notification(request, self.region, finished_at=self.clock(), **kwargs)
+        included = "ERROR_NOTIFICATION_TOPIC" if failed else "SUCCESS_NOTIFICATION_TOPIC"
+        if body and included in q.endpoint.include_response_in and len(body) <= NOTIFICATION_BODY_LIMIT_BYTES:
+            fields["response_body"] = body
+        message = notification(request, self.region, finished_at=self.clock(), **fields)
         copies = 2 if Faults._chosen(request.inference_id, self.faults.duplicate_notifications, "dup") else 1
         for _ in range(copies):
             self.sns.publish(TopicArn=topic, Message=message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 
 import boto3
 import pytest
@@ -28,20 +29,34 @@ def moto(monkeypatch):
         yield url
 
 
+@contextmanager
+def running_model_server(service_seconds, port=0):
+    """The project's model server with its fixed-latency backend, in this process."""
+    server = serve("127.0.0.1", port, BenchmarkBackend(service_seconds=service_seconds))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def url_of(server):
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 @pytest.fixture
 def model_server(monkeypatch):
     """The project's model server with its fixed-latency backend and the fault markers armed."""
     monkeypatch.setenv("MODEL_FAULT_FAIL_MARKER", "FAIL-ME")
-    server = serve("127.0.0.1", 0, BenchmarkBackend(service_seconds=0.05))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with running_model_server(0.05) as server:
+        yield server
 
 
 @pytest.fixture
 def async_endpoint(moto):
-    """Bucket, topics, a queue subscribed to both, and an async endpoint with concurrency 2."""
+    """Bucket, topics, a queue subscribed to both, and an async endpoint ``asr`` with concurrency 2;
+    ``add_endpoint(name, **notification_config)`` makes another like it."""
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="audio-in")
     s3.create_bucket(Bucket="audio-out")
@@ -59,22 +74,26 @@ def async_endpoint(moto):
         ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
         PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/asr:latest"},
     )
-    sm.create_endpoint_config(
-        EndpointConfigName="c",
-        ProductionVariants=[
-            {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.g4dn.xlarge"}
-        ],
-        AsyncInferenceConfig={
-            "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 2},
-            "OutputConfig": {
-                "S3OutputPath": "s3://audio-out/transcripts/",
-                "S3FailurePath": "s3://audio-out/failures/",
-                "NotificationConfig": {"SuccessTopic": success, "ErrorTopic": error},
+
+    def add_endpoint(name, **notification_config):
+        sm.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.g4dn.xlarge"}
+            ],
+            AsyncInferenceConfig={
+                "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 2},
+                "OutputConfig": {
+                    "S3OutputPath": "s3://audio-out/transcripts/",
+                    "S3FailurePath": "s3://audio-out/failures/",
+                    "NotificationConfig": {"SuccessTopic": success, "ErrorTopic": error, **notification_config},
+                },
             },
-        },
-    )
-    sm.create_endpoint(EndpointName="asr", EndpointConfigName="c")
-    return {"s3": s3, "sqs": sqs, "queue_url": queue_url}
+        )
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+
+    add_endpoint("asr")
+    return {"s3": s3, "sqs": sqs, "queue_url": queue_url, "add_endpoint": add_endpoint}
 
 
 def drain(sqs, queue_url, count, timeout=20.0):

@@ -22,8 +22,8 @@ PROMPT = f"Summarise this transcript. Answer in JSON.\n\n<transcript>\n{DOCUMENT
 
 @pytest.fixture
 def bedrock(monkeypatch):
-    def start(faults=None):
-        server = BedrockServer(("127.0.0.1", 0), ExtractiveModel(), faults or Faults())
+    def start(faults=None, model=None):
+        server = BedrockServer(("127.0.0.1", 0), model or ExtractiveModel(), faults or Faults())
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -58,6 +58,7 @@ def test_converse_follows_a_json_prompt_with_sentences_of_the_input(bedrock):
     assert response["stopReason"] == "end_turn"
     assert response["output"]["message"]["role"] == "assistant"
     assert response["usage"]["totalTokens"] == response["usage"]["inputTokens"] + response["usage"]["outputTokens"]
+    assert isinstance(response["metrics"]["latencyMs"], int)
     doc = json.loads(response["output"]["message"]["content"][0]["text"])
     assert doc["note"] == NOTE
     assert doc["summary"] and len(doc["summary"]) < len(DOCUMENT)
@@ -74,6 +75,7 @@ def test_converse_follows_a_json_prompt_with_sentences_of_the_input(bedrock):
         "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
         "eu.amazon.nova-lite-v1:0",
         "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
     ],
 )
 def test_model_ids_and_inference_profiles(bedrock, model_id):
@@ -125,6 +127,33 @@ def test_validation_errors(bedrock, call, message):
         call(bedrock())
     assert err.value.response["Error"]["Code"] == "ValidationException"
     assert message in err.value.response["Error"]["Message"]
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [{"role": "user", "content": "hi"}],
+        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": ["hi"]},
+        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": [{"role": "user", "content": 5}]},
+    ],
+)
+def test_malformed_invoke_model_body_is_a_validation_error(bedrock, body):
+    with pytest.raises(ClientError) as err:
+        bedrock().invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=json.dumps(body))
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert "Malformed input request" in err.value.response["Error"]["Message"]
+
+
+def test_a_failing_model_is_an_internal_server_error(bedrock):
+    class Failing:
+        def reply(self, system, prompt, max_tokens):
+            raise RuntimeError("out of memory")
+
+    with pytest.raises(ClientError) as err:
+        converse(bedrock(model=Failing()))
+    assert err.value.response["Error"]["Code"] == "InternalServerException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
 
 
 def test_faults_are_off_by_default_and_work_when_on(bedrock):

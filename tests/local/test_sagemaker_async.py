@@ -1,48 +1,60 @@
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+from contextlib import contextmanager
 
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from local.sagemaker_async.requests import Journal
 from local.sagemaker_async.server import RuntimeServer
 from local.sagemaker_async.service import AsyncInferenceService, Faults
+from tests.moto_server import free_port
 
-from .conftest import REGION, drain
+from .conftest import REGION, drain, running_model_server, url_of
+
+ENVELOPE = {"awsRegion", "eventTime", "receivedTime", "invocationStatus", "requestParameters", "inferenceId"}
+ENVELOPE |= {"eventVersion", "eventSource", "eventName"}
+SUCCESS_FIELDS = ENVELOPE | {"responseParameters"}
+FAILURE_FIELDS = ENVELOPE | {"failureReason"}
 
 
-def start_emulator(model_server, state_dir, faults=None):
+@contextmanager
+def running_emulator(model_url, state_dir, **options):
+    """The emulator in this process, and a boto3 sagemaker-runtime client pointed at it."""
     service = AsyncInferenceService(
         sagemaker=boto3.client("sagemaker"),
         s3=boto3.client("s3"),
         sns=boto3.client("sns"),
         region=REGION,
-        model_url=f"http://127.0.0.1:{model_server.server_address[1]}",
+        model_url=model_url,
         journal=Journal(state_dir / "journal"),
-        faults=faults or Faults(),
+        **options,
     )
     server = RuntimeServer(("127.0.0.1", 0), service)
     service.resume()
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    runtime = boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
-        config=Config(retries={"max_attempts": 1}),
-    )
-    return server, runtime
+    try:
+        yield boto3.client("sagemaker-runtime", endpoint_url=url_of(server), config=Config(retries={"max_attempts": 1}))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
 def emulator(async_endpoint, model_server, tmp_path):
-    server, runtime = start_emulator(model_server, tmp_path)
-    yield runtime
-    server.shutdown()
-    server.server_close()
+    with running_emulator(url_of(model_server), tmp_path) as runtime:
+        yield runtime
 
 
 def test_accepts_like_sagemaker_and_publishes_the_documented_success(async_endpoint, emulator):
@@ -71,6 +83,8 @@ def test_accepts_like_sagemaker_and_publishes_the_documented_success(async_endpo
     }
     assert note["responseParameters"]["outputLocation"] == response["OutputLocation"]
     assert {"awsRegion", "eventTime", "receivedTime", "eventVersion", "eventSource", "eventName"} <= set(note)
+    assert set(note) == SUCCESS_FIELDS and note["responseParameters"]["contentType"] == "application/json"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", note["eventTime"])
     key = response["OutputLocation"][len("s3://audio-out/") :]
     assert json.loads(s3.get_object(Bucket="audio-out", Key=key)["Body"].read())["text"]
 
@@ -86,6 +100,7 @@ def test_model_error_becomes_failure_notification_without_response_parameters(as
     notes = {n["inferenceId"]: n for n in drain(sqs, async_endpoint["queue_url"], 2)}
     assert notes["bad"]["invocationStatus"] == "Failed" and "responseParameters" not in notes["bad"]
     assert notes["bad"]["failureReason"].startswith("ClientError: Received server error (500) from primary")
+    assert set(notes["bad"]) == set(notes["empty"]) == FAILURE_FIELDS
     assert "Received client error (400)" in notes["empty"]["failureReason"]
     key = failed["FailureLocation"][len("s3://audio-out/") :]
     assert b"empty request body" in s3.get_object(Bucket="audio-out", Key=key)["Body"].read()
@@ -102,6 +117,16 @@ def test_missing_input_fails_with_a_reason(async_endpoint, emulator):
     [
         ({"EndpointName": "nope", "InputLocation": "s3://audio-in/a.wav"}, "Endpoint nope"),
         ({"EndpointName": "asr", "InputLocation": "https://example.com/a.wav"}, "must be an S3 URI"),
+        # botocore checks only the lower bounds of lengths and numbers: these reach the server
+        ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "InferenceId": "x" * 65}, "InferenceId"),
+        ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "RequestTTLSeconds": 21601}, "21600"),
+        ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "InvocationTimeoutSeconds": 3601}, "3600"),
+        ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "Filename": "a.b.out"}, "Filename"),
+        ({"EndpointName": "asr", "InputLocation": "s3://a/b", "S3OutputPathExtension": "s3://x"}, "S3OutputPath"),
+        # Body and InputLocation: exactly one, and an inline Body of at most 128,000 bytes
+        ({"EndpointName": "asr"}, "exactly one of Body"),
+        ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "Body": b"x"}, "exactly one of Body"),
+        ({"EndpointName": "asr", "Body": b"x" * 128_001}, "128000"),
     ],
 )
 def test_validation_errors_are_what_botocore_expects(emulator, kwargs, message):
@@ -156,18 +181,10 @@ def test_model_down_then_back(async_endpoint, emulator, model_server, monkeypatc
     emulator.invoke_endpoint_async(EndpointName="asr", InputLocation="s3://audio-in/a.wav", InferenceId="down")
     (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
     assert note["invocationStatus"] == "Failed" and "calling the model" in note["failureReason"]
-    from model_server.backends.benchmark import BenchmarkBackend
-    from model_server.server import serve
-
-    revived = serve("127.0.0.1", port, BenchmarkBackend(service_seconds=0.01))
-    threading.Thread(target=revived.serve_forever, daemon=True).start()
-    try:
+    with running_model_server(0.01, port):
         emulator.invoke_endpoint_async(EndpointName="asr", InputLocation="s3://audio-in/a.wav", InferenceId="up")
         (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
         assert note["invocationStatus"] == "Completed"
-    finally:
-        revived.shutdown()
-        revived.server_close()
 
 
 def test_restart_resumes_journaled_requests(async_endpoint, model_server, tmp_path):
@@ -185,14 +202,10 @@ def test_restart_resumes_journaled_requests(async_endpoint, model_server, tmp_pa
     endpoint = service_before.endpoints.get("asr")
     request = build_request(endpoint, {"x-amzn-sagemaker-inputlocation": "s3://audio-in/a.wav"}, time.time())
     service_before.journal.add(request)  # accepted, then the process died before working on it
-    server, _ = start_emulator(model_server, tmp_path)
-    try:
+    with running_emulator(url_of(model_server), tmp_path):
         (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
         assert note["inferenceId"] == request.inference_id and note["invocationStatus"] == "Completed"
         assert list((tmp_path / "journal").glob("*.json")) == []
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_ttl_expiry(async_endpoint, model_server, tmp_path):
@@ -202,7 +215,7 @@ def test_ttl_expiry(async_endpoint, model_server, tmp_path):
         s3=boto3.client("s3"),
         sns=boto3.client("sns"),
         region=REGION,
-        model_url=f"http://127.0.0.1:{model_server.server_address[1]}",
+        model_url=url_of(model_server),
         journal=Journal(tmp_path / "j"),
         clock=lambda: clock[0],
     )
@@ -222,12 +235,141 @@ def test_ttl_expiry(async_endpoint, model_server, tmp_path):
 
 def test_fault_injection_is_off_by_default_and_works_when_on(async_endpoint, model_server, tmp_path):
     assert Faults() == Faults(0.0, 0.0)
-    server, runtime = start_emulator(model_server, tmp_path, Faults(duplicate_notifications=1.0))
-    try:
+    with running_emulator(url_of(model_server), tmp_path, faults=Faults(duplicate_notifications=1.0)) as runtime:
         async_endpoint["s3"].put_object(Bucket="audio-in", Key="a.wav", Body=b"audio")
         runtime.invoke_endpoint_async(EndpointName="asr", InputLocation="s3://audio-in/a.wav", InferenceId="twice")
         notes = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 2)
         assert [n["inferenceId"] for n in notes] == ["twice", "twice"]
+
+
+def test_botocore_itself_rejects_values_under_the_lower_bounds(emulator):
+    with pytest.raises(ParamValidationError, match="RequestTTLSeconds"):
+        emulator.invoke_endpoint_async(EndpointName="asr", InputLocation="s3://audio-in/a.wav", RequestTTLSeconds=30)
+
+
+def test_inline_body_and_output_filename(async_endpoint, emulator):
+    response = emulator.invoke_endpoint_async(
+        EndpointName="asr",
+        Body=b"audio bytes",
+        ContentType="audio/wav",
+        InferenceId="inline",
+        S3OutputPathExtension="2024/run-1",
+        Filename="call.json",
+    )
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 202
+    assert response["OutputLocation"] == "s3://audio-out/transcripts/2024/run-1/call.json"
+    (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
+    assert note["invocationStatus"] == "Completed"
+    assert note["responseParameters"]["outputLocation"] == response["OutputLocation"]
+    assert note["requestParameters"] == {"contentType": "audio/wav", "endpointName": "asr"}
+    body = async_endpoint["s3"].get_object(Bucket="audio-out", Key="transcripts/2024/run-1/call.json")["Body"]
+    assert json.loads(body.read())["text"]
+
+
+def test_include_inference_response_in_puts_the_answer_in_the_notification(async_endpoint, emulator):
+    async_endpoint["add_endpoint"](
+        "asr-inline", IncludeInferenceResponseIn=["SUCCESS_NOTIFICATION_TOPIC", "ERROR_NOTIFICATION_TOPIC"]
+    )
+    s3 = async_endpoint["s3"]
+    s3.put_object(Bucket="audio-in", Key="ok.wav", Body=b"audio")
+    s3.put_object(Bucket="audio-in", Key="bad.wav", Body=b"...FAIL-ME...")
+    for name in ("ok", "bad"):
+        emulator.invoke_endpoint_async(
+            EndpointName="asr-inline", InputLocation=f"s3://audio-in/{name}.wav", InferenceId=name
+        )
+    notes = {n["inferenceId"]: n for n in drain(async_endpoint["sqs"], async_endpoint["queue_url"], 2)}
+    assert set(notes["ok"]) == SUCCESS_FIELDS | {"responseBody"}
+    assert set(notes["bad"]) == FAILURE_FIELDS | {"responseBody"}
+    answers = {}
+    for name, note in notes.items():
+        assert note["responseBody"]["encoding"] == "BASE64"
+        answers[name] = json.loads(base64.b64decode(note["responseBody"]["content"]))
+    assert answers["ok"]["text"] and "MODEL_FAULT_FAIL_MARKER" in answers["bad"]["error"]
+
+
+@pytest.fixture
+def slow_model():
+    with running_model_server(2.0) as server:
+        yield server
+
+
+def test_request_ttl_runs_while_waiting_for_a_model_slot(async_endpoint, slow_model, tmp_path):
+    offset = [0.0]
+    with running_emulator(url_of(slow_model), tmp_path, clock=lambda: time.time() + offset[0]) as runtime:
+        for i in range(3):
+            async_endpoint["s3"].put_object(Bucket="audio-in", Key=f"{i}.wav", Body=b"audio")
+            runtime.invoke_endpoint_async(
+                EndpointName="asr", InputLocation=f"s3://audio-in/{i}.wav", InferenceId=f"r{i}", RequestTTLSeconds=60
+            )
+        time.sleep(0.5)
+        offset[0] = 120.0  # two requests hold the endpoint's two model slots; the third still waits
+        notes = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 3)
+    assert sorted(n["invocationStatus"] for n in notes) == ["Completed", "Completed", "Failed"]
+    (expired,) = [n for n in notes if n["invocationStatus"] == "Failed"]
+    assert "RequestTTLSeconds (60s)" in expired["failureReason"] and set(expired) == FAILURE_FIELDS
+
+
+def test_invocation_timeout_fails_the_request(async_endpoint, slow_model, tmp_path):
+    async_endpoint["s3"].put_object(Bucket="audio-in", Key="long.wav", Body=b"audio")
+    with running_emulator(url_of(slow_model), tmp_path) as runtime:
+        response = runtime.invoke_endpoint_async(
+            EndpointName="asr", InputLocation="s3://audio-in/long.wav", InvocationTimeoutSeconds=1
+        )
+        (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
+    assert note["invocationStatus"] == "Failed" and "InvocationTimeoutSeconds (1s)" in note["failureReason"]
+    key = response["FailureLocation"][len("s3://audio-out/") :]
+    assert b"InvocationTimeoutSeconds" in async_endpoint["s3"].get_object(Bucket="audio-out", Key=key)["Body"].read()
+
+
+@contextmanager
+def model_process(port):
+    """``python -m model_server`` (benchmark backend) that exits at once on a body with CRASH-ME."""
+    env = {**os.environ, "BENCHMARK_SERVICE_SECONDS": "0.05", "MODEL_FAULT_CRASH_MARKER": "CRASH-ME"}
+    argv = [sys.executable, "-m", "model_server", "--backend", "benchmark", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "model server did not start"
+                time.sleep(0.1)
+        yield process
     finally:
-        server.shutdown()
-        server.server_close()
+        process.kill()
+        process.wait()
+
+
+def test_model_crash_fails_that_file_once_and_the_emulator_goes_on(async_endpoint, tmp_path):
+    s3, sqs, queue_url = async_endpoint["s3"], async_endpoint["sqs"], async_endpoint["queue_url"]
+    s3.put_object(Bucket="audio-in", Key="poison.wav", Body=b"...CRASH-ME...")
+    s3.put_object(Bucket="audio-in", Key="fine.wav", Body=b"audio")
+    port = free_port()
+    with running_emulator(f"http://127.0.0.1:{port}", tmp_path) as runtime:
+        with model_process(port) as crashed:
+            runtime.invoke_endpoint_async(EndpointName="asr", InputLocation="s3://audio-in/poison.wav", InferenceId="p")
+            (note,) = drain(sqs, queue_url, 1, timeout=8)  # at once: the crashing file is not sent again
+            assert crashed.wait(5) == 3
+        assert note["invocationStatus"] == "Failed" and "calling the model" in note["failureReason"]
+        with model_process(port) as restarted:
+            runtime.invoke_endpoint_async(EndpointName="asr", InputLocation="s3://audio-in/fine.wav", InferenceId="f")
+            (note,) = drain(sqs, queue_url, 1)
+            assert note["invocationStatus"] == "Completed" and restarted.poll() is None
+
+
+def test_restart_drops_journaled_requests_of_a_deleted_endpoint(async_endpoint, model_server, tmp_path):
+    from local.sagemaker_async.endpoints import EndpointDirectory
+    from local.sagemaker_async.requests import build_request
+
+    journal = Journal(tmp_path / "journal")
+    endpoint = EndpointDirectory(boto3.client("sagemaker")).get("asr")
+    journal.add(build_request(endpoint, {"x-amzn-sagemaker-inputlocation": "s3://audio-in/a.wav"}, time.time()))
+    boto3.client("sagemaker").delete_endpoint(EndpointName="asr")
+    async_endpoint["add_endpoint"]("asr-2")
+    async_endpoint["s3"].put_object(Bucket="audio-in", Key="b.wav", Body=b"audio")
+    with running_emulator(url_of(model_server), tmp_path) as runtime:  # starts, and serves the other endpoint
+        runtime.invoke_endpoint_async(EndpointName="asr-2", InputLocation="s3://audio-in/b.wav", InferenceId="b")
+        (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
+    assert note["inferenceId"] == "b" and journal.pending() == []

@@ -67,6 +67,30 @@ def test_errors_are_4xx_or_5xx_with_a_reason_and_the_server_keeps_serving(broken
     assert status == 200 and doc["text"] == "ok"
 
 
+def test_ping_answers_only_once_the_model_is_loaded():
+    """SageMaker pings from the container's start: until the model is loaded, nothing answers."""
+    from tests.moto_server import free_port
+
+    release, servers, port = threading.Event(), [], free_port()
+
+    class Loading(Broken):
+        def load(self):
+            release.wait(10)
+
+    starting = threading.Thread(target=lambda: servers.append(serve("127.0.0.1", port, Loading())))
+    starting.start()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+    release.set()
+    starting.join()
+    threading.Thread(target=servers[0].serve_forever, daemon=True).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping") as response:
+            assert response.status == 200
+    finally:
+        servers[0].shutdown()
+
+
 def test_unknown_path(broken_server):
     status, doc = post(broken_server.replace("/invocations", "") + "/nope", b"x")
     assert status == 404
@@ -111,7 +135,9 @@ def whisper_server(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("clip", ["product-launch.flac", "support-call.mp3", "lecture-photosynthesis.ogg"])
+@pytest.mark.parametrize(
+    "clip", ["news-brief.wav", "product-launch.flac", "support-call.mp3", "lecture-photosynthesis.ogg"]
+)
 def test_whisper_transcribes_the_samples(whisper_server, clip):
     status, doc = post(whisper_server, (SAMPLES / clip).read_bytes(), "application/octet-stream")
     assert status == 200
