@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # the DAG's package, importable as on MWAA (where plugins/ is on sys.path)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: venv test test-fast demo up down status bench lint plugins-zip clean
+.PHONY: venv test test-fast test-latest demo up down status bench lint plugins-zip clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,16 @@ test: venv
 ## make test-fast: everything but the end-to-end run
 test-fast: venv
 	$(PY) -m pytest -m "not e2e"
+
+## make test-latest: the DAG package's unit tests on the newest Airflow and Amazon provider
+VENV_LATEST ?= .venv-latest
+test-latest: $(VENV_LATEST)/.installed
+	$(VENV_LATEST)/bin/python -m pytest tests/plugins tests/dags -m "not e2e"
+
+$(VENV_LATEST)/.installed: requirements/latest.txt
+	@test -x $(VENV_LATEST)/bin/python || $(PYTHON) -m venv $(VENV_LATEST)
+	$(VENV_LATEST)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/latest.txt
+	@touch $@
 
 ## make demo [AUDIO_DIR=dir] [REPORT=file.json]: the pipeline end to end on the local stack
 demo: venv

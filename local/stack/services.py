@@ -38,9 +38,9 @@ class Settings:
             "schedule_bucket_uri": "s3://audio-transcription-input/nightly/",
         }
     )
+    """Airflow Variables (``audio_pipeline_<name>``) set for the local stack through the environment."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """More environment for every process (for example BENCHMARK_SERVICE_SECONDS)."""
-    """Airflow Variables (``audio_pipeline_<name>``) set for the local stack through the environment."""
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"

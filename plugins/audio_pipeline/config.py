@@ -126,9 +126,11 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class StackNames:
-    """Names of the AWS resources the pipeline needs beside those in :class:`PipelineConfig`.
+    """Names and settings of the AWS resources the pipeline needs beside those in :class:`PipelineConfig`.
 
-    Used by ``infra/`` and the local bootstrap, never by the DAG.
+    Used by ``infra/`` and the local bootstrap, never by the DAG. ``infra/`` leaves the model
+    and endpoint config unnamed (CloudFormation replaces them on every change), so their
+    names here are the local bootstrap's.
     """
 
     success_topic: str = "audio-transcription-success"
