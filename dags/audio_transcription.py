@@ -64,6 +64,7 @@ def claim_new_audio(bucket_uri: str, params: dict | None = None, run_id: str | N
         parse_bucket_uri(bucket_uri),
         config.extensions,
         run_id,
+        lease_seconds=config.result_window_seconds,
         reprocess_failed=params["reprocess_failed"],
         max_files=params["max_files"],
     )

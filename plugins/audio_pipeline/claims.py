@@ -11,7 +11,7 @@ from typing import Any
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.listing import AudioObject, ListingReport, S3Location, iter_audio_objects
-from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, inference_id_for
+from audio_pipeline.status import DEFAULT_LEASE_SECONDS, IN_FLIGHT, Status, StatusTable, inference_id_for
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +23,27 @@ LOOKUP_CHUNK = 1000
 class ClaimReport:
     claimed: list[ClaimedFile] = field(default_factory=list)
     not_claimed: Counter[str] = field(default_factory=Counter)
+    abandoned: int = 0
+    """Claimed although in flight: the run that held them ended without settling them."""
     listing: ListingReport = field(default_factory=ListingReport)
 
     def lines(self) -> list[str]:
         out = self.listing.lines()
         out += [f"not claimed: {n} {reason}" for reason, n in sorted(self.not_claimed.items())]
         out.append(f"claimed {len(self.claimed)} files for this run")
+        if self.abandoned:
+            out.append(f"{self.abandoned} of them were left in flight past their deadline by an earlier run")
         return out
 
 
-def _why_not(item: dict[str, Any] | None, etag: str, reprocess_failed: bool) -> str | None:
+def _abandoned(item: dict[str, Any], now: float) -> bool:
+    """In flight past its deadline: the run holding it ended without settling it."""
+    return item.get("status") in IN_FLIGHT and "deadline" in item and item["deadline"] < int(now)
+
+
+def _why_not(item: dict[str, Any] | None, etag: str, reprocess_failed: bool, now: float) -> str | None:
     """Why a listed file is not claimable, or None when it is."""
-    if item is None:
+    if item is None or _abandoned(item, now):
         return None
     status = item.get("status")
     if status in IN_FLIGHT:
@@ -59,10 +68,11 @@ def claim_new_files(
     extensions: frozenset[str],
     run_id: str,
     *,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
     reprocess_failed: bool = False,
     max_files: int = 0,
 ) -> ClaimReport:
-    """Claim every audio file under ``location`` that is new, changed, or (optionally) failed.
+    """Claim every audio file under ``location`` that is new, changed, abandoned or (optionally) failed.
 
     Safe to retry: files this run claimed on an earlier attempt are claimed again
     without a write. A file claimed by a concurrent run loses the conditional write
@@ -71,7 +81,8 @@ def claim_new_files(
     report = ClaimReport()
     objects = iter_audio_objects(s3_client, location, extensions, report.listing)
     for chunk in _chunks(objects, LOOKUP_CHUNK):
-        current = table.get_many([o.uri for o in chunk], ("status", "etag", "run_id", "inference_id"))
+        current = table.get_many([o.uri for o in chunk], ("status", "etag", "run_id", "inference_id", "deadline"))
+        now = table.clock()
         candidates: list[ClaimedFile] = []
         for obj in chunk:
             iid = inference_id_for(obj.uri, obj.etag, run_id)
@@ -80,15 +91,18 @@ def claim_new_files(
             if item and item.get("inference_id") == iid and item.get("status") == Status.PROCESSING:
                 report.claimed.append(file)  # claimed by an earlier attempt of this task
                 continue
-            reason = _why_not(item, obj.etag, reprocess_failed)
+            reason = _why_not(item, obj.etag, reprocess_failed, now)
             if reason:
                 report.not_claimed[reason] += 1
                 continue
             candidates.append(file)
         if max_files:
             candidates = candidates[: max(0, max_files - len(report.claimed))]
-        written = set(table.claim(candidates, run_id, reprocess_failed=reprocess_failed).applied)
+        written = set(
+            table.claim(candidates, run_id, lease_seconds=lease_seconds, reprocess_failed=reprocess_failed).applied
+        )
         report.claimed.extend(f for f in candidates if f["uri"] in written)
+        report.abandoned += sum(1 for uri in written if current.get(uri) and _abandoned(current[uri], now))
         lost = len(candidates) - len(written)
         if lost:
             report.not_claimed["claimed by a concurrent run"] += lost

@@ -119,6 +119,11 @@ class PipelineConfig:
         """The endpoint's ``S3FailurePath``."""
         return f"s3://{self.output_bucket}/{self.failures_prefix}"
 
+    @property
+    def result_window_seconds(self) -> int:
+        """How long after its submission a file's result may still arrive; a claim's lease."""
+        return self.request_ttl_seconds + self.invocation_timeout_seconds + self.result_grace_seconds
+
     def run_prefix(self, run_id: str) -> str:
         """Key prefix (in ``output_bucket``) of one DAG run's batch manifests and run manifest."""
         return f"{self.runs_prefix}{run_id}/"

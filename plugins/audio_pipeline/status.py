@@ -12,6 +12,11 @@ by a conditional write, so two runs never own one file; every later write is
 conditioned on the claim's inference id, so a late or duplicated notification from an
 older claim can never overwrite a newer one. Nothing else writes the table.
 
+Every claim is a lease: it carries a ``deadline`` (epoch seconds; the submission moves it
+to submission time + the result window), past which the run that holds it would have
+failed the file itself. A file still in flight past its deadline belongs to a run that
+ended without settling it (its last task crashed, say), and the next run may claim it.
+
 Writes are batched in ``TransactWriteItems`` of up to 100 items; when a transaction is
 cancelled, the items whose condition failed are reported as rejected and the others are
 retried, so a batch costs one call in the common case.
@@ -22,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -30,6 +35,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from audio_pipeline.config import PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,9 @@ def table_definition() -> dict[str, Any]:
         "BillingMode": "PAY_PER_REQUEST",
     }
 
+
+DEFAULT_LEASE_SECONDS = PipelineConfig().result_window_seconds
+"""A claim's lease with the default Variables: RequestTTLSeconds + InvocationTimeoutSeconds + grace."""
 
 BATCH_GET_LIMIT = 100
 TRANSACT_LIMIT = 100
@@ -140,10 +150,18 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class StatusTable:
     """All reads and writes of the status table, on a low-level boto3 DynamoDB client."""
 
-    def __init__(self, client: Any, table_name: str, *, backoff_base: float = 0.05) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        backoff_base: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.table_name = table_name
         self.backoff_base = backoff_base
+        self.clock = clock
 
     # ----------------------------------------------------------------- reads
 
@@ -193,17 +211,23 @@ class StatusTable:
         files: Sequence[Mapping[str, Any]],
         run_id: str,
         *,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
         reprocess_failed: bool = False,
     ) -> WriteResult:
-        """Claim ``files`` (dicts with ``uri``, ``etag``, ``size``, ``inference_id``).
+        """Claim ``files`` (dicts with ``uri``, ``etag``, ``size``, ``inference_id``) for ``lease_seconds``.
 
         A file is claimable when it has no item, when its content changed (new ETag) and
-        it is not in flight, or when it failed and ``reprocess_failed`` is set.
+        it is not in flight, when it is in flight past its deadline (an abandoned claim),
+        or when it failed and ``reprocess_failed`` is set.
         """
-        condition = "attribute_not_exists(#uri) OR (#etag <> :etag AND NOT #status IN (:processing, :submitted))"
+        condition = (
+            "attribute_not_exists(#uri) OR (#etag <> :etag AND NOT #status IN (:processing, :submitted))"
+            " OR (#status IN (:processing, :submitted) AND #deadline < :now)"
+        )
         if reprocess_failed:
             condition += " OR #status = :failed"
         now = utcnow()
+        epoch = int(self.clock())
         ops = []
         for f in files:
             item = {
@@ -215,11 +239,13 @@ class StatusTable:
                 "inference_id": f["inference_id"],
                 "claimed_at": now,
                 "updated_at": now,
+                "deadline": epoch + lease_seconds,
             }
             values = {
                 ":etag": f["etag"],
                 ":processing": Status.PROCESSING.value,
                 ":submitted": Status.SUBMITTED.value,
+                ":now": epoch,
             }
             if reprocess_failed:
                 values[":failed"] = Status.FAILED.value
@@ -231,7 +257,12 @@ class StatusTable:
                             "TableName": self.table_name,
                             "Item": _dump(item),
                             "ConditionExpression": condition,
-                            "ExpressionAttributeNames": {"#uri": PARTITION_KEY, "#etag": "etag", "#status": "status"},
+                            "ExpressionAttributeNames": {
+                                "#uri": PARTITION_KEY,
+                                "#etag": "etag",
+                                "#status": "status",
+                                "#deadline": "deadline",
+                            },
                             "ExpressionAttributeValues": _dump(values),
                         }
                     },

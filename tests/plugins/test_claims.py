@@ -3,7 +3,9 @@ from __future__ import annotations
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import DEFAULT_AUDIO_EXTENSIONS
 from audio_pipeline.listing import S3Location
-from audio_pipeline.status import Status, Transition
+from audio_pipeline.status import Status, StatusTable, Transition
+
+from .conftest import CONFIG
 
 EXTENSIONS = frozenset(DEFAULT_AUDIO_EXTENSIONS)
 CALLS = S3Location("audio-in", "calls/")
@@ -68,3 +70,16 @@ def test_max_files(s3, table):
     assert len(report.claimed) == 1200
     assert len(list(table.run_items("run-1"))) == 1200
     assert "claimed 1200 files for this run" in report.lines()
+
+
+def test_files_a_crashed_run_left_in_flight_go_to_the_next_run_after_their_lease(s3, ddb):
+    now = [1_000.0]
+    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, clock=lambda: now[0])
+    put(s3, "calls/a.wav", "calls/b.wav")
+    claim_new_files(s3, table, CALLS, EXTENSIONS, "crashed-run", lease_seconds=600)
+    assert claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2", lease_seconds=600).claimed == []
+    now[0] = 1_601.0
+    report = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-3", lease_seconds=600)
+    assert len(report.claimed) == 2 and report.abandoned == 2
+    assert "2 of them were left in flight past their deadline by an earlier run" in report.lines()
+    assert {i["run_id"] for i in table.get_many(f["uri"] for f in report.claimed).values()} == {"run-3"}

@@ -10,6 +10,8 @@ from audio_pipeline.status import (
     inference_id_for,
 )
 
+from .conftest import CONFIG
+
 
 def claimed(uri: str, etag: str = "e1", run_id: str = "run-1") -> dict:
     return {"uri": uri, "etag": etag, "size": 10, "inference_id": inference_id_for(uri, etag, run_id)}
@@ -177,3 +179,31 @@ def test_status_table_backoff_gives_up(monkeypatch):
     table = StatusTable(client=None, table_name="t", backoff_base=0)
     with pytest.raises(RuntimeError, match="gave up"):
         table._sleep(99, "test")
+
+
+def test_a_claim_is_a_lease_the_next_run_may_take_once_it_expires(ddb):
+    now = [1_000.0]
+    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, clock=lambda: now[0])
+    old = claimed("s3://b/a.wav")
+    table.claim([old], "run-1", lease_seconds=100)
+    new = claimed("s3://b/a.wav", run_id="run-2")
+    now[0] = 1_100.0
+    assert table.claim([new], "run-2", lease_seconds=100).rejected, "still within run-1's lease"
+    settle(table, old, Status.SUBMITTED, deadline=1_500)  # the submission moves the deadline on
+    now[0] = 1_400.0
+    assert table.claim([new], "run-2", lease_seconds=100).rejected, "still within the result window"
+    now[0] = 1_501.0
+    assert table.claim([new], "run-2", lease_seconds=100).applied == ["s3://b/a.wav"]
+    item = table.get_many(["s3://b/a.wav"])["s3://b/a.wav"]
+    assert item["run_id"] == "run-2" and item["deadline"] == 1_601
+    assert settle(table, old, Status.FAILED, failure_reason="late").rejected, "run-1 no longer owns it"
+
+
+def test_a_settled_file_is_never_taken_by_lease_expiry(ddb):
+    now = [1_000.0]
+    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, clock=lambda: now[0])
+    done = claimed("s3://b/a.wav")
+    table.claim([done], "run-1", lease_seconds=100)
+    settle(table, done, Status.COMPLETED)
+    now[0] = 9_999.0
+    assert table.claim([claimed("s3://b/a.wav", run_id="run-2")], "run-2", lease_seconds=100).rejected
