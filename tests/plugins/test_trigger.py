@@ -86,7 +86,7 @@ def test_serialize_round_trip():
     json.dumps(kwargs)  # stored in the metadata database as JSON
 
 
-async def test_fires_once_every_notification_is_recorded(stack):
+async def test_fires_once_every_notification_is_recorded(stack, capsys):
     s3, table, sqs, queue_url = stack
     files, ref = submitted_batch(s3, table, 3)
     for f in files[:2]:
@@ -100,6 +100,8 @@ async def test_fires_once_every_notification_is_recorded(stack):
 
     assert event.payload["status"] == "success"
     assert event.payload["settled"] == {"completed": 2, "failed": 1}
+    logged = "".join(capsys.readouterr())  # the trigger's log (structlog, as in the triggerer)
+    assert f"{ref['manifest']}: 3 of 3 files settled (2 completed, 1 failed)" in logged
     items = table.get_many(f["uri"] for f in files)
     assert [items[f["uri"]]["status"] for f in files] == ["completed", "completed", "failed"]
     # the malformed message was left for SQS to redrive; the recorded ones were deleted

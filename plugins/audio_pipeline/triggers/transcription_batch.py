@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -41,6 +43,23 @@ def build_batch_watcher(
     )
     watcher.refresh()
     return watcher
+
+
+class _Progress:
+    """Logs how many of a batch's files are settled, when that changes, at most once a minute."""
+
+    def __init__(self, log: Any, manifest: str, total: int, interval_seconds: float = 60) -> None:
+        self.log, self.manifest, self.total, self.interval = log, manifest, total, interval_seconds
+        self.last_count = 0
+        self.last_time = time.monotonic()
+
+    def report(self, settled: Counter[str]) -> None:
+        count = sum(settled.values())
+        if count == self.last_count or (count < self.total and time.monotonic() - self.last_time < self.interval):
+            return
+        detail = ", ".join(f"{n} {status}" for status, n in sorted(settled.items()))
+        self.log.info("%s: %d of %d files settled (%s)", self.manifest, count, self.total, detail)
+        self.last_count, self.last_time = count, time.monotonic()
 
 
 class TranscriptionBatchTrigger(BaseTrigger):
@@ -127,6 +146,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         try:
             watcher = await asyncio.to_thread(self._build_watcher)
             sqs_hook = SqsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+            progress = _Progress(self.log, self.manifest, len(watcher.files))
             async with await sqs_hook.get_async_conn() as sqs:
                 while not watcher.done:
                     response = await sqs.receive_message(
@@ -140,7 +160,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
                     await asyncio.to_thread(watcher.tick, quiet=not messages)
                     if 0 < len(messages) < 10 and not watcher.done:
                         await asyncio.sleep(self.batch_wait_seconds)
-                    self.log.debug("%s: %d files pending", self.manifest, len(watcher.pending))
+                    progress.report(watcher.settled)
         except Exception as err:
             self.log.exception("Waiting for batch %s failed", self.manifest)
             yield TriggerEvent(
