@@ -19,6 +19,7 @@ from infra.stacks.notifications import Notifications
 
 REPO = Path(__file__).resolve().parents[2]
 VARIANT = "AllTraffic"
+STARTUP_TIMEOUT_SECONDS = 1800
 
 
 class AsyncEndpoint(Construct):
@@ -91,6 +92,10 @@ class AsyncEndpoint(Construct):
                     model_name=model.attr_model_name,
                     initial_instance_count=1,
                     instance_type=settings.instance_type,
+                    # the Parakeet checkpoint (~2.5 GB) is downloaded when an instance starts:
+                    # every scale-out from zero waits for it, so allow it the time it takes
+                    model_data_download_timeout_in_seconds=STARTUP_TIMEOUT_SECONDS,
+                    container_startup_health_check_timeout_in_seconds=STARTUP_TIMEOUT_SECONDS,
                 )
             ],
             async_inference_config=sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty(

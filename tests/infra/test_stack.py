@@ -174,6 +174,8 @@ def test_async_endpoint_on_our_container(template):
     }
     (variant,) = config["Properties"]["ProductionVariants"]
     assert variant["InstanceType"] == "ml.g4dn.xlarge"
+    startup = (variant["ModelDataDownloadTimeoutInSeconds"], variant["ContainerStartupHealthCheckTimeoutInSeconds"])
+    assert startup == (1800, 1800), "a cold start downloads the checkpoint"
     (model,) = resources(template, "AWS::SageMaker::Model").values()
     assert model["Properties"]["PrimaryContainer"] == {
         "Image": IMAGE,
