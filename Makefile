@@ -48,8 +48,9 @@ down:
 status: venv
 	$(PY) -m local.stack status
 
+## make bench [FILES="1000 10000"]: scale figures on the local stack (docs/benchmarks.md)
 bench: venv
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(if $(FILES),--files $(FILES))
 
 lint: venv
 	$(PY) -m ruff check .
