@@ -161,6 +161,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
                     if 0 < len(messages) < 10 and not watcher.done:
                         await asyncio.sleep(self.batch_wait_seconds)
                     progress.report(watcher.settled)
+            progress.report(watcher.settled)  # also when everything settled before the first receive
         except Exception as err:
             self.log.exception("Waiting for batch %s failed", self.manifest)
             yield TriggerEvent(
