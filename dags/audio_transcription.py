@@ -26,7 +26,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from audio_pipeline.batch_summaries import BatchSummarizer
 from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.claims import claim_new_files
-from audio_pipeline.config import PipelineConfig
+from audio_pipeline.config import PipelineConfig, UnusableInputError
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket, parse_bucket_uri
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
@@ -45,9 +45,12 @@ cfg = PipelineConfig.template
 def resolve_bucket_uri(params: dict | None = None) -> str:
     """The run's bucket URI: conf ``bucket_uri``, else the Variable for scheduled runs; must exist."""
     config = PipelineConfig.from_variables()
-    location = parse_bucket_uri(params.get("bucket_uri") or config.schedule_bucket_uri)
-    check_bucket(S3Hook(aws_conn_id=AWS_CONN_ID).conn, location)
-    check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name)
+    try:
+        location = parse_bucket_uri(params.get("bucket_uri") or config.schedule_bucket_uri)
+        check_bucket(S3Hook(aws_conn_id=AWS_CONN_ID).conn, location)
+        check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name)
+    except UnusableInputError as err:
+        raise AirflowFailException(str(err)) from err  # a retry would say the same
     print(f"Processing {location.uri} with endpoint {config.endpoint_name}")
     return location.uri
 

@@ -72,3 +72,18 @@ class AirflowApi:
             found.extend(page["task_instances"])
             if not page["task_instances"] or len(found) >= page["total_entries"]:
                 return found
+
+    def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The task's log as the UI shows it: one line per event, and each exception as ``type: message``."""
+        run = urllib.request.quote(run_id, safe="")
+        content = self._call(
+            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+        )["content"]
+        lines = []
+        for line in content:
+            if not isinstance(line, dict):
+                lines.append(str(line))
+                continue
+            lines.append(str(line.get("event", "")))
+            lines += [f"{e.get('exc_type')}: {e.get('exc_value')}" for e in line.get("error_detail") or []]
+        return "\n".join(lines)

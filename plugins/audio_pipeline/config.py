@@ -17,6 +17,14 @@ VARIABLE_PREFIX = "audio_pipeline_"
 
 DEFAULT_AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "mp3", "flac", "m4a", "ogg", "opus", "webm", "aac")
 
+
+class UnusableInputError(Exception):
+    """The run's input or configuration cannot work, and retrying will not change that.
+
+    The message says exactly what is wrong; the DAG fails the task at once, without retries.
+    """
+
+
 MAX_ASYNC_PAYLOAD_BYTES = 1_000_000_000
 """SageMaker asynchronous inference accepts input payloads up to 1 GB."""
 

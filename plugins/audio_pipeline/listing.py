@@ -10,14 +10,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from audio_pipeline.config import MAX_ASYNC_PAYLOAD_BYTES
+from audio_pipeline.config import MAX_ASYNC_PAYLOAD_BYTES, UnusableInputError
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _EXAMPLES_PER_REASON = 5
 
 
-class BucketUriError(ValueError):
+class BucketUriError(UnusableInputError, ValueError):
     """The bucket URI given to the run is unusable; the message says exactly why."""
+
+
+class BucketAccessError(UnusableInputError, PermissionError):
+    """The role of the AWS connection may not read the bucket."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ def describe_s3_error(err: ClientError, location: S3Location) -> Exception:
     if code in ("NoSuchBucket", "404", "NotFound"):
         return BucketUriError(f"bucket {location.bucket!r} does not exist (bucket_uri {location.uri})")
     if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-        return PermissionError(
+        return BucketAccessError(
             f"access denied to bucket {location.bucket!r} (bucket_uri {location.uri}): the role of the "
             "aws_default connection needs s3:ListBucket on it and s3:GetObject on its objects"
         )

@@ -11,6 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from audio_pipeline.batches import ClaimedFile
+from audio_pipeline.config import UnusableInputError
 from audio_pipeline.status import Status, StatusTable, Transition, utcnow
 
 log = logging.getLogger(__name__)
@@ -27,16 +28,22 @@ CONTENT_TYPES = {
 }
 
 
+class EndpointNotFoundError(UnusableInputError, LookupError):
+    """The configured endpoint does not exist in this account and region."""
+
+
 def check_endpoint(sagemaker_client: Any, endpoint_name: str) -> None:
     """Fail fast, naming the endpoint, when it does not exist or cannot take requests."""
     try:
         status = sagemaker_client.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"]
     except ClientError as err:
-        raise RuntimeError(
-            f"SageMaker endpoint {endpoint_name!r} cannot be described ({err}); set the Airflow Variable "
+        if err.response.get("Error", {}).get("Code") != "ValidationException":  # throttled, say: retry
+            raise
+        raise EndpointNotFoundError(
+            f"SageMaker endpoint {endpoint_name!r} does not exist ({err}); set the Airflow Variable "
             "audio_pipeline_endpoint_name to an asynchronous inference endpoint in this region"
         ) from err
-    if status not in ("InService", "Updating", "SystemUpdating"):
+    if status not in ("InService", "Updating", "SystemUpdating"):  # Creating, say: a retry may find it ready
         raise RuntimeError(f"SageMaker endpoint {endpoint_name!r} is {status}, not InService")
 
 

@@ -108,11 +108,15 @@ def resolve(dag, bucket_uri):
         ("s3://missing-bucket/calls/", "bucket 'missing-bucket' does not exist"),
     ],
 )
-def test_first_task_fails_with_a_clear_message(dag, aws, bucket_uri, message):
-    with pytest.raises(Exception, match=message):
+def test_first_task_fails_with_a_clear_message_and_no_retries(dag, aws, bucket_uri, message):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=message):
         resolve(dag, bucket_uri)
 
 
 def test_first_task_names_a_missing_endpoint(dag, aws):
-    with pytest.raises(Exception, match="audio-transcription-async"):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="endpoint 'audio-transcription-async' does not exist"):
         resolve(dag, "s3://audio-in/calls/")

@@ -105,6 +105,23 @@ def test_mapped_tasks_have_readable_names(outcome):
     assert mapped and all(ti.get("rendered_map_index") == "batch 1 of 1" for ti in mapped), mapped
 
 
+@pytest.mark.parametrize(
+    ("bucket_uri", "message"),
+    [
+        ("audio-transcription-input/e2e/", "must start with s3://"),
+        ("s3://Not_A_Bucket/e2e/", "is not a valid S3 bucket name"),
+        ("s3://no-such-bucket-here/e2e/", "bucket 'no-such-bucket-here' does not exist"),
+    ],
+)
+def test_unusable_bucket_uri_fails_the_first_task_at_once_saying_why(stack, bucket_uri, message):
+    api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
+    run_id = api.trigger({"bucket_uri": bucket_uri})
+    assert api.wait_for_run(run_id, timeout=120) == "failed"
+    first = next(ti for ti in api.task_instances(run_id) if ti["task_id"] == "resolve_bucket_uri")
+    assert first["state"] == "failed" and first["try_number"] == 1, "no retries: a retry would say the same"
+    assert message in api.task_log(run_id, "resolve_bucket_uri")
+
+
 def test_stack_env_lets_boto3_reach_the_stack(stack):
     import subprocess
     import sys

@@ -5,7 +5,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from audio_pipeline.status import Status, Transition, inference_id_for
-from audio_pipeline.submission import BatchSubmitter, InvocationSettings, content_type_for
+from audio_pipeline.submission import (
+    BatchSubmitter,
+    EndpointNotFoundError,
+    InvocationSettings,
+    check_endpoint,
+    content_type_for,
+)
 
 SETTINGS = InvocationSettings("audio-transcription-async", 3600, 600, 60)
 
@@ -150,3 +156,22 @@ def test_request_is_valid_for_the_real_sagemaker_runtime_api(table):
 )
 def test_content_types(uri, expected):
     assert content_type_for(uri) == expected
+
+
+def test_check_endpoint_tells_a_missing_endpoint_from_a_passing_problem(aws, monkeypatch):
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    with pytest.raises(EndpointNotFoundError, match="endpoint 'nowhere' does not exist.*audio_pipeline_endpoint_name"):
+        check_endpoint(sagemaker, "nowhere")
+
+    def throttled(**kwargs):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeEndpoint")
+
+    monkeypatch.setattr(sagemaker, "describe_endpoint", throttled)
+    with pytest.raises(ClientError, match="ThrottlingException"):  # not an unusable endpoint: worth a retry
+        check_endpoint(sagemaker, "nowhere")
+    monkeypatch.setattr(sagemaker, "describe_endpoint", lambda **kw: {"EndpointStatus": "Creating"})
+    with pytest.raises(RuntimeError, match="is Creating, not InService") as raised:
+        check_endpoint(sagemaker, "soon")
+    assert not isinstance(raised.value, EndpointNotFoundError)
+    monkeypatch.setattr(sagemaker, "describe_endpoint", lambda **kw: {"EndpointStatus": "InService"})
+    check_endpoint(sagemaker, "ready")
