@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # the DAG's package, importable as on MWAA (where plugins/ is on sys.path)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: venv test test-fast test-latest demo up down status bench lint plugins-zip clean
+.PHONY: venv test test-fast test-latest demo up down status bench faults lint plugins-zip clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,10 @@ status: venv
 ## make bench [FILES="1000 10000"]: scale figures on the local stack (docs/benchmarks.md)
 bench: venv
 	$(PY) -m benchmarks.run $(if $(FILES),--files $(FILES))
+
+## make faults: the fault matrix, each scenario on a fresh local stack (docs/fault-matrix.md)
+faults: venv
+	$(PY) -m benchmarks.faults
 
 lint: venv
 	$(PY) -m ruff check .

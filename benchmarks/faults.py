@@ -1,4 +1,4 @@
-"""``python -m benchmarks.faults``: the fault matrix on the local stack.
+"""``make faults`` (``python -m benchmarks.faults``): the fault matrix on the local stack.
 
 Each scenario runs the real DAG in the real Airflow with faults injected by the emulators'
 explicit settings, then counts per file: ``summarized``, ``failed`` with a reason, lost
