@@ -10,7 +10,7 @@ from typing import Any
 
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.listing import split_s3_uri
-from audio_pipeline.status import StatusTable
+from audio_pipeline.status import Status, StatusTable
 from audio_pipeline.transcripts import TranscriptFormatError, parse_transcript
 from local.stack.airflow_api import AirflowApi
 
@@ -55,7 +55,7 @@ def results(session: Any, bucket: str, keys: list[str], config: PipelineConfig =
     for uri in audio:
         item = items.get(uri, {})
         transcript = summary = None
-        if item.get("output_location"):
+        if item.get("status") in (Status.COMPLETED, Status.SUMMARIZED):  # else no output object exists
             try:
                 transcript = parse_transcript(_read(s3, item["output_location"]))
             except (TranscriptFormatError, s3.exceptions.NoSuchKey) as err:

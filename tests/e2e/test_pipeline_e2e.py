@@ -83,6 +83,7 @@ def test_broken_audio_fails_with_a_reason_and_text_files_are_skipped(outcome):
     broken = outcome["rows"]["not-really.wav"]
     assert broken.status == "failed"
     assert "400" in broken.failure_reason and "not decodable audio" in broken.failure_reason
+    assert broken.transcript is None and broken.summary is None, "the report shows no transcript it does not have"
     assert "notes.txt" not in outcome["rows"]
 
 
