@@ -25,6 +25,16 @@ class UnusableInputError(Exception):
     """
 
 
+def result_window_seconds(
+    request_ttl_seconds: int | str, invocation_timeout_seconds: int | str, result_grace_seconds: int | str
+) -> int:
+    """How long after its submission a file's result may still arrive: the request may wait
+    ``RequestTTLSeconds`` in the endpoint's queue, then run ``InvocationTimeoutSeconds``, plus a
+    grace for the notification. Past it a file is failed, and its claim's lease ends.
+    (Rendered templates pass the settings as strings.)"""
+    return int(request_ttl_seconds) + int(invocation_timeout_seconds) + int(result_grace_seconds)
+
+
 MAX_ASYNC_PAYLOAD_BYTES = 1_000_000_000
 """SageMaker asynchronous inference accepts input payloads up to 1 GB."""
 
@@ -129,8 +139,10 @@ class PipelineConfig:
 
     @property
     def result_window_seconds(self) -> int:
-        """How long after its submission a file's result may still arrive; a claim's lease."""
-        return self.request_ttl_seconds + self.invocation_timeout_seconds + self.result_grace_seconds
+        """:func:`result_window_seconds` with these settings; also a claim's lease."""
+        return result_window_seconds(
+            self.request_ttl_seconds, self.invocation_timeout_seconds, self.result_grace_seconds
+        )
 
     def run_prefix(self, run_id: str) -> str:
         """Key prefix (in ``output_bucket``) of one DAG run's batch manifests and run manifest."""

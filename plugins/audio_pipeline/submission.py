@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.config import UnusableInputError
+from audio_pipeline.config import UnusableInputError, result_window_seconds
 from audio_pipeline.status import Status, StatusTable, Transition, utcnow
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,9 @@ class InvocationSettings:
 
     @property
     def result_window_seconds(self) -> int:
-        """How long after submission a result may still legitimately arrive."""
-        return self.request_ttl_seconds + self.invocation_timeout_seconds + self.result_grace_seconds
+        return result_window_seconds(
+            self.request_ttl_seconds, self.invocation_timeout_seconds, self.result_grace_seconds
+        )
 
 
 @dataclass

@@ -13,6 +13,7 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from audio_pipeline.batches import BatchRef
+from audio_pipeline.config import result_window_seconds
 from audio_pipeline.outcomes import BatchWatcher
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger, build_batch_watcher
 
@@ -84,7 +85,9 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
 
     @property
     def result_window_seconds(self) -> int:
-        return int(self.request_ttl_seconds) + int(self.invocation_timeout_seconds) + int(self.result_grace_seconds)
+        return result_window_seconds(
+            self.request_ttl_seconds, self.invocation_timeout_seconds, self.result_grace_seconds
+        )
 
     @cached_property
     def queue_url(self) -> str:
