@@ -23,7 +23,7 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from audio_pipeline.batch_summaries import BatchSummarizer
+from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig, UnusableInputError
@@ -69,6 +69,7 @@ def claim_new_audio(bucket_uri: str, params: dict | None = None, run_id: str | N
         run_id,
         lease_seconds=config.result_window_seconds,
         reprocess_failed=params["reprocess_failed"],
+        summarize=params["summarize"],
         max_files=params["max_files"],
     )
     for line in report.lines():
@@ -78,23 +79,25 @@ def claim_new_audio(bucket_uri: str, params: dict | None = None, run_id: str | N
 
 
 @task(map_index_template="{{ batch_label }}")
-def summarise(batch: BatchRef, params: dict | None = None) -> dict[str, int]:
+def summarise(batch: BatchRef, params: dict | None = None, run_id: str | None = None) -> dict[str, int]:
     """Summarise each completed transcript of the batch with Bedrock (Converse)."""
     get_current_context()["batch_label"] = batch["label"]
-    if not params["summarize"]:
-        raise AirflowSkipException("summaries are off for this run (summarize=false)")
     config = PipelineConfig.from_variables()
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
+    table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
+    files = read_manifest(s3, batch["manifest"])
+    if not params["summarize"]:
+        waiting = record_no_summary(table, files, f"summaries were off for run {run_id} (summarize=false)")
+        raise AirflowSkipException(
+            f"summaries are off for this run (summarize=false): {waiting} transcripts wait for a run with them on"
+        )
     summarizer = Summarizer(
         BedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
         config.bedrock_model_id,
         chunk_chars=config.summary_chunk_chars,
         max_tokens=config.summary_max_tokens,
     )
-    table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
-    report = BatchSummarizer(table, s3, summarizer, concurrency=config.summary_concurrency).run(
-        read_manifest(s3, batch["manifest"])
-    )
+    report = BatchSummarizer(table, s3, summarizer, concurrency=config.summary_concurrency).run(files)
     for failure in report.errors:
         print(f"summary failed: {failure.uri}: {failure.reason}")
     print(
@@ -104,7 +107,7 @@ def summarise(batch: BatchRef, params: dict | None = None) -> dict[str, int]:
     if report.retryable:
         raise RuntimeError(f"{len(report.errors)} summaries failed (recorded as summary_error); retrying them")
     if report.errors:
-        # the transcripts stay completed; clearing this task once the cause is fixed summarises them
+        # the transcripts stay completed with their summary_error: the next run takes them for their summary
         raise AirflowFailException(
             f"{len(report.errors)} summaries failed with errors a retry cannot fix (recorded as summary_error)"
         )

@@ -47,6 +47,27 @@ def _is_retryable(err: Exception) -> bool:
     return isinstance(err, (ClientError, BotoCoreError))
 
 
+def completed_files(table: StatusTable, files: Sequence[ClaimedFile]) -> list[tuple[ClaimedFile, dict[str, Any]]]:
+    """The files of a batch whose transcript their claim completed, each with its item."""
+    items = table.get_many([f["uri"] for f in files], ("status", "inference_id", "output_location"))
+    return [
+        (f, items[f["uri"]])
+        for f in files
+        if f["uri"] in items
+        and items[f["uri"]].get("status") == Status.COMPLETED
+        and items[f["uri"]].get("inference_id") == f["inference_id"]
+    ]
+
+
+def record_no_summary(table: StatusTable, files: Sequence[ClaimedFile], reason: str) -> int:
+    """Record on each completed file why it has no summary; a later run with summaries on takes it."""
+    moves = [
+        Transition(f["uri"], f["inference_id"], Status.COMPLETED, {"summary_error": reason}, expect=(Status.COMPLETED,))
+        for f, _ in completed_files(table, files)
+    ]
+    return len(table.apply(moves).applied)
+
+
 class BatchSummarizer:
     """Reads each completed file's transcript, summarises it, stores the summary next to it."""
 
@@ -58,14 +79,8 @@ class BatchSummarizer:
 
     def run(self, files: Sequence[ClaimedFile]) -> BatchSummaryReport:
         report = BatchSummaryReport()
-        items = self.table.get_many([f["uri"] for f in files], ("status", "inference_id", "output_location"))
-        todo = []
-        for f in files:
-            item = items.get(f["uri"], {})
-            if item.get("status") == Status.COMPLETED and item.get("inference_id") == f["inference_id"]:
-                todo.append((f, item))
-            else:
-                report.not_completed += 1
+        todo = completed_files(self.table, files)
+        report.not_completed = len(files) - len(todo)
         pending: list[Transition] = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="summarise") as pool:
             for transition, failure in pool.map(lambda pair: self._summarise(*pair), todo):

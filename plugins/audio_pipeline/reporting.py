@@ -52,7 +52,11 @@ class RunReport:
 
 
 def settle_run(table: StatusTable, run_id: str, bucket_uri: str | None, reason: str) -> RunReport:
-    """Fail every file of ``run_id`` still in flight, then read every file's final state."""
+    """Fail every file of ``run_id`` still in flight, then read every file's final state.
+
+    A file transcribed but neither summarised nor given a ``summary_error`` (its summarising
+    task never ran) gets one now, so that a later run takes it for its summary.
+    """
     claimed = list(table.run_items(run_id))
     leftovers = [
         Transition(i["uri"], i["inference_id"], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
@@ -60,7 +64,22 @@ def settle_run(table: StatusTable, run_id: str, bucket_uri: str | None, reason: 
         if i.get("status") in IN_FLIGHT
     ]
     abandoned = len(table.apply(leftovers).applied) if leftovers else 0
-    items = table.get_many([i["uri"] for i in claimed], REPORTED_ATTRIBUTES)
+    items = table.get_many([i["uri"] for i in claimed], (*REPORTED_ATTRIBUTES, "inference_id", "run_id"))
+    no_summary = f"run {run_id} ended before summarising it"
+    unsummarized = [
+        Transition(
+            uri,
+            item["inference_id"],
+            Status.COMPLETED,
+            {"summary_error": no_summary},
+            expect=(Status.COMPLETED,),
+            require={"run_id": run_id},  # not a file a later run has taken since
+        )
+        for uri, item in items.items()
+        if item.get("status") == Status.COMPLETED and "summary_error" not in item and item.get("run_id") == run_id
+    ]
+    for uri in table.apply(unsummarized).applied:
+        items[uri]["summary_error"] = no_summary
     files = [
         {"uri": uri, **{k: item.get(k) for k in REPORTED_ATTRIBUTES if item.get(k) is not None}}
         for uri, item in sorted(items.items())

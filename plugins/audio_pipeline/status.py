@@ -121,6 +121,8 @@ class Transition:
     remove: tuple[str, ...] = ()
     expect: tuple[Status, ...] = ()
     """Statuses the item may be in; by default every status that :data:`TRANSITIONS` lets move to ``to``."""
+    require: Mapping[str, Any] = field(default_factory=dict)
+    """Attributes that must still hold these values (as read): the write loses to any change since."""
 
     @property
     def allowed_from(self) -> tuple[Status, ...]:
@@ -281,10 +283,14 @@ class StatusTable:
             names = {f"#s{i}": k for i, k in enumerate(sets)}
             names.update({f"#r{i}": k for i, k in enumerate(t.remove)})
             names.update({"#status": "status", "#iid": "inference_id"})
+            names.update({f"#q{i}": k for i, k in enumerate(t.require)})
             values = {f":s{i}": v for i, v in enumerate(sets.values())}
+            values.update({f":q{i}": v for i, v in enumerate(t.require.values())})
             allowed = {f":from{i}": s.value for i, s in enumerate(t.allowed_from)}
             values.update(allowed)
             values[":iid"] = t.inference_id
+            condition = f"#iid = :iid AND #status IN ({', '.join(allowed)})"
+            condition += "".join(f" AND #q{i} = :q{i}" for i in range(len(t.require)))
             expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets)))
             if t.remove:
                 expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(t.remove)))
@@ -296,7 +302,7 @@ class StatusTable:
                             "TableName": self.table_name,
                             "Key": {PARTITION_KEY: {"S": t.uri}},
                             "UpdateExpression": expression,
-                            "ConditionExpression": f"#iid = :iid AND #status IN ({', '.join(allowed)})",
+                            "ConditionExpression": condition,
                             "ExpressionAttributeNames": names,
                             "ExpressionAttributeValues": _dump(values),
                         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,27 @@ def test_mapped_tasks_have_readable_names(outcome):
     tis = outcome["api"].task_instances(outcome["run_id"])
     mapped = [ti for ti in tis if ti["task_id"].startswith("transcribe.")]
     assert mapped and all(ti.get("rendered_map_index") == "batch 1 of 1" for ti in mapped), mapped
+
+
+def test_transcripts_of_a_run_without_summaries_are_summarised_by_the_next_run_not_transcribed_again(stack):
+    session = stack.aws_session()
+    clips = sorted(REFERENCES)[:2]
+    for clip in clips:
+        session.client("s3").upload_file(str(SAMPLES / clip), "audio-transcription-input", f"later/{clip}")
+    api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
+    uri = "s3://audio-transcription-input/later/"
+    first = api.trigger({"bucket_uri": uri, "summarize": False})
+    assert api.wait_for_run(first, timeout=300) == "success"
+    keys = [f"later/{clip}" for clip in clips]
+    assert {r.status for r in results(session, "audio-transcription-input", keys)} == {"completed"}
+
+    second = api.trigger({"bucket_uri": uri})
+    assert api.wait_for_run(second, timeout=300) == "success"
+    rows = results(session, "audio-transcription-input", keys)
+    assert {r.status for r in rows} == {"summarized"} and all(r.summary for r in rows)
+    health = f"{stack.settings.url(stack.settings.ports.sagemaker_runtime)}/_emulator/health"
+    endpoints = json.loads(urllib.request.urlopen(health, timeout=10).read())["endpoints"]
+    assert sum(e["duplicate_inputs"] for e in endpoints.values()) == 0, "nothing was transcribed twice"
 
 
 @pytest.mark.parametrize(

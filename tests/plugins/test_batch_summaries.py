@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from audio_pipeline.batch_summaries import BatchSummarizer
+from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.status import Status, Transition, inference_id_for
 from audio_pipeline.summaries import Summarizer
 
@@ -26,7 +26,7 @@ def converse_answer(summary: str) -> dict:
     }
 
 
-def completed_files(table, s3, transcripts: list[bytes], run_id="run-1"):
+def transcribed(table, s3, transcripts: list[bytes], run_id="run-1"):
     """Claim one file per transcript and record it completed, its .out object in S3."""
     files = []
     for i in range(len(transcripts)):
@@ -57,7 +57,7 @@ def summarizer(client) -> Summarizer:
 
 def test_summary_is_stored_next_to_the_transcript_and_recorded(table, s3, bedrock):
     client, stub = bedrock
-    files = completed_files(table, s3, [json.dumps(["Hello there. We ship on Friday."]).encode()])
+    files = transcribed(table, s3, [json.dumps(["Hello there. We ship on Friday."]).encode()])
     stub.add_response("converse", converse_answer("They ship on Friday."))
 
     report = BatchSummarizer(table, s3, summarizer(client), concurrency=1).run(files)
@@ -73,7 +73,7 @@ def test_summary_is_stored_next_to_the_transcript_and_recorded(table, s3, bedroc
 
 def test_files_without_a_transcript_are_left_alone(table, s3, bedrock):
     client, _ = bedrock
-    files = completed_files(table, s3, [b'"text"'])
+    files = transcribed(table, s3, [b'"text"'])
     table.apply([Transition(files[0]["uri"], files[0]["inference_id"], Status.SUMMARIZED, expect=(Status.COMPLETED,))])
     stranger = {"uri": "s3://audio-in/never-claimed.wav", "etag": "e", "size": 1, "inference_id": "x"}
 
@@ -84,7 +84,7 @@ def test_files_without_a_transcript_are_left_alone(table, s3, bedrock):
 
 def test_a_rejected_request_is_recorded_and_not_worth_a_retry(table, s3, bedrock):
     client, stub = bedrock
-    files = completed_files(table, s3, [b'{"text": "first call"}', b'{"text": "second call"}'])
+    files = transcribed(table, s3, [b'{"text": "first call"}', b'{"text": "second call"}'])
     stub.add_client_error("converse", "ValidationException", "Input is too long for requested model.", 400)
     stub.add_response("converse", converse_answer("A call."))
 
@@ -100,7 +100,7 @@ def test_a_rejected_request_is_recorded_and_not_worth_a_retry(table, s3, bedrock
 
 def test_throttling_that_outlasts_the_retries_is_worth_a_retry(table, s3, bedrock):
     client, stub = bedrock
-    files = completed_files(table, s3, [b'{"text": "a call"}'])
+    files = transcribed(table, s3, [b'{"text": "a call"}'])
     for _ in range(2):
         stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
 
@@ -112,7 +112,7 @@ def test_throttling_that_outlasts_the_retries_is_worth_a_retry(table, s3, bedroc
 
 def test_an_unreadable_transcript_is_recorded_and_not_worth_a_retry(table, s3, bedrock):
     client, _ = bedrock
-    files = completed_files(table, s3, [b"\x00\x01 not json"])
+    files = transcribed(table, s3, [b"\x00\x01 not json"])
 
     report = BatchSummarizer(table, s3, summarizer(client)).run(files)
 
@@ -121,7 +121,7 @@ def test_an_unreadable_transcript_is_recorded_and_not_worth_a_retry(table, s3, b
 
 def test_a_later_success_clears_the_recorded_error(table, s3, bedrock):
     client, stub = bedrock
-    files = completed_files(table, s3, [b'{"text": "a call"}'])
+    files = transcribed(table, s3, [b'{"text": "a call"}'])
     stub.add_client_error("converse", "AccessDeniedException", "no access to the model", 403)
     stub.add_response("converse", converse_answer("A call."))
     batch = BatchSummarizer(table, s3, summarizer(client))
@@ -131,3 +131,16 @@ def test_a_later_success_clears_the_recorded_error(table, s3, bedrock):
 
     item = table.get_many([files[0]["uri"]])[files[0]["uri"]]
     assert item["status"] == Status.SUMMARIZED and "summary_error" not in item
+
+
+def test_with_summaries_off_each_transcript_records_why_it_has_none(table, s3):
+    files = transcribed(table, s3, [b'{"text": "a call"}', b'{"text": "another"}'])
+    table.apply([Transition(files[1]["uri"], files[1]["inference_id"], Status.SUMMARIZED, expect=(Status.COMPLETED,))])
+    stranger = {"uri": "s3://audio-in/never-claimed.wav", "etag": "e", "size": 1, "inference_id": "x"}
+
+    assert record_no_summary(table, [*files, stranger], "summaries were off for run run-1") == 1
+
+    items = table.get_many(f["uri"] for f in files)
+    assert items[files[0]["uri"]]["summary_error"] == "summaries were off for run run-1"
+    assert items[files[0]["uri"]]["status"] == Status.COMPLETED
+    assert "summary_error" not in items[files[1]["uri"]], "a summarised file is left as it is"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from audio_pipeline.batch_summaries import record_no_summary
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import DEFAULT_AUDIO_EXTENSIONS
 from audio_pipeline.listing import S3Location
@@ -83,3 +84,53 @@ def test_files_a_crashed_run_left_in_flight_go_to_the_next_run_after_their_lease
     assert len(report.claimed) == 2 and report.abandoned == 2
     assert "2 of them were left in flight past their deadline by an earlier run" in report.lines()
     assert {i["run_id"] for i in table.get_many(f["uri"] for f in report.claimed).values()} == {"run-3"}
+
+
+def _transcribed_without_summary(s3, table, run_id):
+    """a.wav: completed, its summary_error recorded; b.wav: completed, its summary under way."""
+    put(s3, "calls/a.wav", "calls/b.wav")
+    files = claim_new_files(s3, table, CALLS, EXTENSIONS, run_id).claimed
+    _finish(table, files, Status.COMPLETED)
+    assert record_no_summary(table, files[:1], f"summaries were off for {run_id} (summarize=false)") == 1
+    return files
+
+
+def test_a_transcript_without_summary_is_taken_for_its_summary_alone(s3, table):
+    files = _transcribed_without_summary(s3, table, "run-1")
+    off = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2", summarize=False)
+    assert off.claimed == [] and off.not_claimed == {"already completed": 2}
+
+    report = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-3")
+    assert report.claimed == [files[0]], "same inference id: the transcript is kept, nothing is submitted again"
+    assert report.for_summary == 1 and report.not_claimed == {"already completed": 1}
+    assert "1 of them were transcribed before and need only their summary" in report.lines()
+    item = table.get_many([files[0]["uri"]])[files[0]["uri"]]
+    assert item["run_id"] == "run-3" and item["status"] == Status.COMPLETED
+    assert [i["uri"] for i in table.run_items("run-3")] == [files[0]["uri"]]
+
+
+def test_two_runs_never_both_take_one_transcript_for_its_summary(s3, table):
+    _transcribed_without_summary(s3, table, "run-1")
+    first = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2")
+    later = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-3")
+    assert len(first.claimed) == 1 and first.for_summary == 1
+    assert later.claimed == [], "taken: its summary_error is cleared until run-2's summary settles"
+    uri = first.claimed[0]["uri"]
+    assert table.get_many([uri])[uri]["run_id"] == "run-2"
+
+
+def test_of_two_runs_that_read_the_same_transcript_one_takes_it(s3, table, monkeypatch):
+    _transcribed_without_summary(s3, table, "run-1")
+    read_before_any_write = table.get_many
+    seen = {}
+
+    def stale_reads(uris, attributes=None):  # run-3 read before run-2 wrote
+        key = tuple(uris)
+        seen.setdefault(key, read_before_any_write(key, attributes))
+        return seen[key]
+
+    monkeypatch.setattr(table, "get_many", stale_reads)
+    first = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2")
+    second = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-3")
+    assert first.for_summary == 1 and second.for_summary == 0
+    assert second.not_claimed["claimed by a concurrent run"] == 1

@@ -25,6 +25,9 @@ def test_settle_run_fails_leftovers_and_reports_every_file(table):
     assert report.counts == {"completed": 1, "failed": 3}
     by_uri = {f["uri"]: f for f in report.files}
     assert by_uri[stuck["uri"]]["failure_reason"] == "run run-1 ended"
+    # transcribed but never summarised: told why, so that a later run takes it for its summary
+    assert by_uri[done["uri"]]["summary_error"] == "run run-1 ended before summarising it"
+    assert table.get_many([done["uri"]])[done["uri"]]["summary_error"] == "run run-1 ended before summarising it"
     lines = report.lines()
     assert lines[0].startswith("run run-1 over s3://audio-in/: 1 completed, 3 failed")
     assert sum(1 for line in lines if "s3://audio-in/" in line and not line.startswith("run ")) == 4
@@ -36,3 +39,13 @@ def test_settle_run_fails_leftovers_and_reports_every_file(table):
 def test_empty_run(table):
     report = settle_run(table, "run-empty", None, reason="x")
     assert report.files == [] and "no files" in report.lines()[0]
+
+
+def test_a_file_a_later_run_took_is_left_to_it(table):
+    uri = "s3://audio-in/a.wav"
+    f = {"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}
+    table.claim([f], "run-1")
+    table.apply([Transition(uri, f["inference_id"], Status.SUBMITTED)])
+    table.apply([Transition(uri, f["inference_id"], Status.COMPLETED, {"run_id": "run-2"})])  # taken since
+    settle_run(table, "run-1", None, reason="x")
+    assert "summary_error" not in table.get_many([uri])[uri]

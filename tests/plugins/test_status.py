@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from audio_pipeline.status import (
@@ -207,3 +209,16 @@ def test_a_settled_file_is_never_taken_by_lease_expiry(ddb):
     settle(table, done, Status.COMPLETED)
     now[0] = 9_999.0
     assert table.claim([claimed("s3://b/a.wav", run_id="run-2")], "run-2", lease_seconds=100).rejected
+
+
+def test_a_required_attribute_that_changed_since_it_was_read_rejects_the_write(table):
+    f = claimed("s3://b/a.wav")
+    table.claim([f], "run-1")
+    settle(table, f, Status.SUBMITTED)
+    settle(table, f, Status.COMPLETED, summary_error="summaries were off")
+    take = Transition(f["uri"], f["inference_id"], Status.COMPLETED, {"run_id": "run-2"}, expect=(Status.COMPLETED,))
+    stale = {"run_id": "run-0", "summary_error": "summaries were off"}
+    assert table.apply([replace(take, require=stale)]).rejected == [f["uri"]]
+    current = {"run_id": "run-1", "summary_error": "summaries were off"}
+    assert table.apply([replace(take, require=current)]).applied == [f["uri"]]
+    assert table.get_many([f["uri"]])[f["uri"]]["run_id"] == "run-2"
