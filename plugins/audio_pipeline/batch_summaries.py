@@ -61,10 +61,7 @@ def completed_files(table: StatusTable, files: Sequence[ClaimedFile]) -> list[tu
 
 def record_no_summary(table: StatusTable, files: Sequence[ClaimedFile], reason: str) -> int:
     """Record on each completed file why it has no summary; a later run with summaries on takes it."""
-    moves = [
-        Transition(f["uri"], f["inference_id"], Status.COMPLETED, {"summary_error": reason}, expect=(Status.COMPLETED,))
-        for f, _ in completed_files(table, files)
-    ]
+    moves = [Transition.without_summary(f["uri"], f["inference_id"], reason) for f, _ in completed_files(table, files)]
     return len(table.apply(moves).applied)
 
 
@@ -111,9 +108,7 @@ class BatchSummarizer:
         except Exception as err:  # every failure is recorded on the file; the transcript stays completed
             reason = f"{type(err).__name__}: {err}"
             log.warning("summary failed for %s: %s", f["uri"], reason)
-            recorded = Transition(
-                f["uri"], f["inference_id"], Status.COMPLETED, {"summary_error": reason}, expect=(Status.COMPLETED,)
-            )
+            recorded = Transition.without_summary(f["uri"], f["inference_id"], reason)
             return recorded, SummaryFailure(f["uri"], reason, _is_retryable(err))
         log.info("summarized %s -> %s", f["uri"], target)
         summarized = Transition(

@@ -62,8 +62,6 @@ def _needs_summary(item: dict[str, Any] | None, etag: str) -> bool:
 def _take_for_summary(table: StatusTable, files: list[tuple[ClaimedFile, dict[str, Any]]], run_id: str) -> list[str]:
     """Hand transcribed files over to ``run_id``, their ``summary_error`` cleared until its summary
     settles again; each write requires the run and error that were read, so one run wins a file."""
-    if not files:
-        return []
     moves = [
         Transition(
             f["uri"],

@@ -67,14 +67,8 @@ def settle_run(table: StatusTable, run_id: str, bucket_uri: str | None, reason: 
     items = table.get_many([i["uri"] for i in claimed], (*REPORTED_ATTRIBUTES, "inference_id", "run_id"))
     no_summary = f"run {run_id} ended before summarising it"
     unsummarized = [
-        Transition(
-            uri,
-            item["inference_id"],
-            Status.COMPLETED,
-            {"summary_error": no_summary},
-            expect=(Status.COMPLETED,),
-            require={"run_id": run_id},  # not a file a later run has taken since
-        )
+        # required: still this run's, not a file a later run has taken since
+        Transition.without_summary(uri, item["inference_id"], no_summary, require={"run_id": run_id})
         for uri, item in items.items()
         if item.get("status") == Status.COMPLETED and "summary_error" not in item and item.get("run_id") == run_id
     ]

@@ -124,6 +124,20 @@ class Transition:
     require: Mapping[str, Any] = field(default_factory=dict)
     """Attributes that must still hold these values (as read): the write loses to any change since."""
 
+    @classmethod
+    def without_summary(
+        cls, uri: str, inference_id: str, reason: str, *, require: Mapping[str, Any] | None = None
+    ) -> Transition:
+        """Record why a ``completed`` file has no summary; it stays ``completed`` for a later run to take."""
+        return cls(
+            uri,
+            inference_id,
+            Status.COMPLETED,
+            {"summary_error": reason},
+            expect=(Status.COMPLETED,),
+            require=require or {},
+        )
+
     @property
     def allowed_from(self) -> tuple[Status, ...]:
         return self.expect or tuple(s for s, targets in TRANSITIONS.items() if self.to in targets)
