@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, utcnow
+from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, describe_counts, utcnow
 
 REPORTED_ATTRIBUTES = ("status", "output_location", "summary_location", "failure_reason", "summary_error")
 
@@ -24,7 +24,7 @@ class RunReport:
         return Counter(f["status"] for f in self.files)
 
     def lines(self) -> list[str]:
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "no files"
+        counts = describe_counts(self.counts) or "no files"
         out = [f"run {self.run_id} over {self.bucket_uri or '(no bucket URI)'}: {counts}"]
         if self.abandoned:
             out.append(f"{self.abandoned} files were still in flight when the run ended and are now failed")

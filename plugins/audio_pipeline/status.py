@@ -100,6 +100,11 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+def describe_counts(counts: Mapping[str, int]) -> str:
+    """``{"completed": 2, "failed": 1}`` -> ``"2 completed, 1 failed"`` (empty for no counts)."""
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 

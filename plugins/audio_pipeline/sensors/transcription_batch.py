@@ -15,6 +15,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from audio_pipeline.batches import BatchRef
 from audio_pipeline.config import result_window_seconds
 from audio_pipeline.outcomes import BatchWatcher
+from audio_pipeline.status import describe_counts
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger, build_batch_watcher
 
 if TYPE_CHECKING:
@@ -155,6 +156,6 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         return self._report(event["settled"])
 
     def _report(self, settled: dict[str, int]) -> dict[str, int]:
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(settled.items())) or "nothing left to wait for"
+        counts = describe_counts(settled) or "nothing left to wait for"
         self.log.info("%s settled: %s", self.batch["label"], counts)
         return settled

@@ -15,6 +15,7 @@ from audio_pipeline.batches import read_manifest
 from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.outcomes import BatchWatcher
+from audio_pipeline.status import describe_counts
 
 
 def build_batch_watcher(
@@ -57,8 +58,7 @@ class _Progress:
         count = sum(settled.values())
         if count == self.last_count or (count < self.total and time.monotonic() - self.last_time < self.interval):
             return
-        detail = ", ".join(f"{n} {status}" for status, n in sorted(settled.items()))
-        self.log.info("%s: %d of %d files settled (%s)", self.manifest, count, self.total, detail)
+        self.log.info("%s: %d of %d files settled (%s)", self.manifest, count, self.total, describe_counts(settled))
         self.last_count, self.last_time = count, time.monotonic()
 
 
