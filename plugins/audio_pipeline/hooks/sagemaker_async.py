@@ -16,8 +16,9 @@ class SageMakerAsyncInferenceHook(AwsBaseHook):
     Interact with SageMaker asynchronous inference through ``boto3.client("sagemaker-runtime")``.
 
     The Amazon provider's ``SageMakerHook`` covers the control plane only; nothing in it
-    calls ``InvokeEndpointAsync``. The client retries throttling adaptively unless a
-    ``config`` is given.
+    calls ``InvokeEndpointAsync``. The client retries throttling adaptively unless its
+    botocore configuration (the hook's ``config``, an operator's ``botocore_config`` or
+    the connection's ``config_kwargs``) sets ``retries`` itself.
 
     Additional arguments (such as ``aws_conn_id``) may be specified and
     are passed down to the underlying AwsBaseHook.
@@ -25,5 +26,14 @@ class SageMakerAsyncInferenceHook(AwsBaseHook):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = "sagemaker-runtime"
-        kwargs.setdefault("config", Config(retries=DEFAULT_RETRIES))
         super().__init__(*args, **kwargs)
+
+    @property
+    def config(self) -> Config:
+        """The botocore configuration, with adaptive retries when it names none.
+
+        ``AwsBaseOperator`` always passes ``config`` (``None`` without ``botocore_config``),
+        so the default is applied here, after the explicit and the connection's settings.
+        """
+        config = super().config
+        return config if config.retries else config.merge(Config(retries=DEFAULT_RETRIES))
