@@ -52,6 +52,10 @@ class AirflowApi:
         run = self._call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
+    def runs(self, run_type: str) -> list[dict[str, Any]]:
+        """The DAG's runs of one type (``scheduled``, ``manual``, ...)."""
+        return self._call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?run_type={run_type}")["dag_runs"]
+
     def wait_for_run(self, run_id: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}"

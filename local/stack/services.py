@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audio_pipeline.config import secrets_backend_options
+
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 JWT_SECRET = "local-stack-jwt-secret-not-for-production"
@@ -31,14 +33,10 @@ class Settings:
     emulator_flags: tuple[str, ...] = ()
     """Extra flags for the SageMaker-async emulator (fault injection)."""
     bedrock_flags: tuple[str, ...] = ()
-    variables: dict[str, str] = field(
-        default_factory=lambda: {
-            "reconcile_interval_seconds": "15",
-            # unpausing creates the latest nightly run: give it a (quiet) prefix to process
-            "schedule_bucket_uri": "s3://audio-transcription-input/nightly/",
-        }
-    )
-    """Airflow Variables (``audio_pipeline_<name>``) set for the local stack through the environment."""
+    variables: dict[str, str] = field(default_factory=lambda: {"reconcile_interval_seconds": "15"})
+    """Settings of the Variable ``audio_pipeline_config``, which the bootstrap writes to SSM
+    Parameter Store as ``infra/`` does. No ``schedule_bucket_uri``: the nightly run that
+    unpausing creates is skipped, saying why."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """More environment for every process (for example BENCHMARK_SERVICE_SECONDS)."""
 
@@ -84,10 +82,11 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}),
+        # Variables from SSM Parameter Store (moto's), with MWAA's secrets settings
+        **{f"AIRFLOW__{key.replace('.', '__').upper()}": value for key, value in secrets_backend_options().items()},
         # MWAA puts plugins/ on sys.path; so does this, for every process a task runs in
         "PYTHONPATH": str(REPO / "plugins"),
     }
-    env.update({f"AIRFLOW_VAR_AUDIO_PIPELINE_{k.upper()}": v for k, v in settings.variables.items()})
     return env
 
 
