@@ -58,10 +58,12 @@ def resolve_run(params: dict | None = None, dag_run=None) -> dict:
         config = PipelineConfig.from_variables()
         uri = params.get("bucket_uri") or config.schedule_bucket_uri
         if not uri and dag_run is not None and dag_run.run_type == "scheduled":
-            raise AirflowSkipException(
+            why = (
                 f"no bucket URI for the nightly run: set schedule_bucket_uri (s3://bucket/prefix/) in the "
                 f"Airflow Variable {CONFIG_VARIABLE}, or trigger the DAG with conf bucket_uri"
             )
+            print(why)  # the task log shows a skip without its reason
+            raise AirflowSkipException(why)
         location = parse_bucket_uri(uri)
         check_bucket(S3Hook(aws_conn_id=AWS_CONN_ID).conn, location)
         check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name)

@@ -47,8 +47,11 @@ class AirflowApi:
                 raise RuntimeError(f"DAG {DAG_ID} was not parsed within {timeout:.0f}s")
             time.sleep(1)
 
-    def trigger(self, conf: dict[str, Any]) -> str:
+    def unpause(self) -> None:
         self._call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+
+    def trigger(self, conf: dict[str, Any]) -> str:
+        self.unpause()
         run = self._call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
