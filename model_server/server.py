@@ -15,8 +15,12 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from model_server.backends import Backend, BadAudio
+
+if TYPE_CHECKING:  # local/ is not in the SageMaker container; only the local stack sets a witness
+    from local.witness import ModelWitness
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +37,22 @@ class InferenceServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(getattr(backend, "max_concurrency", 1))
         self.fail_marker = os.environ.get("MODEL_FAULT_FAIL_MARKER", "").encode() or None
         self.crash_marker = os.environ.get("MODEL_FAULT_CRASH_MARKER", "").encode() or None
+        self.witness: ModelWitness | None = None
+        """The local stack's witness journal: every call and its outcome."""
 
 
 class InvocationHandler(BaseHTTPRequestHandler):
     server: InferenceServer
     protocol_version = "HTTP/1.1"
+    call_id: str | None = None
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
     def _reply(self, status: HTTPStatus, doc: dict) -> None:
+        if self.call_id and self.server.witness:
+            self.server.witness.outcome(self.call_id, int(status))
+            self.call_id = None
         body = json.dumps(doc).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -65,6 +75,8 @@ class InvocationHandler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body of {length} bytes is over 1 GB"})
             return
         audio = self.rfile.read(length)
+        if self.server.witness:
+            self.call_id = self.server.witness.call(self.headers, audio)
         if self.server.crash_marker and self.server.crash_marker in audio:
             log.error("crash marker found: exiting abruptly (fault injection)")
             os._exit(3)
