@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from audio_pipeline.hooks.sagemaker_async import DEFAULT_RETRIES, SageMakerAsyncInferenceHook
+from audio_pipeline.hooks.retries import DEFAULT_RETRIES
+from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 
 from .conftest import CONFIG, REGION

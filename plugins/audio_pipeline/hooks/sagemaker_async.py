@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from botocore.config import Config
 
-DEFAULT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
-"""Throttling and 5xx answers are retried by botocore with client-side rate limiting."""
+from audio_pipeline.hooks.retries import AdaptiveRetries
 
 
-class SageMakerAsyncInferenceHook(AwsBaseHook):
+class SageMakerAsyncInferenceHook(AdaptiveRetries, AwsBaseHook):
     """
     Interact with SageMaker asynchronous inference through ``boto3.client("sagemaker-runtime")``.
 
@@ -27,13 +25,3 @@ class SageMakerAsyncInferenceHook(AwsBaseHook):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = "sagemaker-runtime"
         super().__init__(*args, **kwargs)
-
-    @property
-    def config(self) -> Config:
-        """The botocore configuration, with adaptive retries when it names none.
-
-        ``AwsBaseOperator`` always passes ``config`` (``None`` without ``botocore_config``),
-        so the default is applied here, after the explicit and the connection's settings.
-        """
-        config = super().config
-        return config if config.retries else config.merge(Config(retries=DEFAULT_RETRIES))
