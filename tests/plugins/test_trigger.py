@@ -11,24 +11,14 @@ import pytest
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
-from tests.moto_server import moto_server
 
 from .conftest import CONFIG, REGION, notification, sns_envelope
 from .test_notifications import WRONG_TYPES
 
 
 @pytest.fixture
-def endpoint(monkeypatch):
-    """moto over HTTP: the trigger's aiobotocore client cannot use moto's in-process mock."""
-    with moto_server() as url:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}})
-        )
-        yield url
+def endpoint(aws_over_http):
+    return aws_over_http
 
 
 @pytest.fixture
