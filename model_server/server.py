@@ -60,15 +60,28 @@ class InvocationHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _refuse_if_unhealthy(self) -> bool:
+        """503 with the backend's reason when it cannot serve (SageMaker then routes nothing here)."""
+        reason = getattr(self.server.backend, "unhealthy", None)
+        if reason:
+            self._reply(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {"status": "unhealthy", "backend": self.server.backend.name, "error": reason},
+            )
+        return bool(reason)
+
     def do_GET(self) -> None:
         if self.path == "/ping":
-            self._reply(HTTPStatus.OK, {"status": "healthy", "backend": self.server.backend.name})
+            if not self._refuse_if_unhealthy():
+                self._reply(HTTPStatus.OK, {"status": "healthy", "backend": self.server.backend.name})
         else:
             self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}: use GET /ping"})
 
     def do_POST(self) -> None:
         if self.path != "/invocations":
             self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}: use POST /invocations"})
+            return
+        if self._refuse_if_unhealthy():
             return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
