@@ -23,7 +23,7 @@ from audio_pipeline.config import PipelineConfig
 from audio_pipeline.status import StatusTable
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
-from local.stack.services import Ports, Settings, runtime_service
+from local.stack.services import QUICK_RECONCILE, Ports, Settings, runtime_service
 from tests.moto_server import free_port
 
 BUCKET = "audio-transcription-input"
@@ -132,6 +132,7 @@ def run(scenario: Scenario) -> Row:
     settings = Settings(
         state_dir=Path(tempfile.mkdtemp(prefix="faults-")),
         ports=Ports(*(free_port() for _ in range(5))),
+        variables={**Settings().variables, **QUICK_RECONCILE},
         model_backend=scenario.model_backend,
         emulator_flags=scenario.emulator_flags,
         bedrock_flags=scenario.bedrock_flags,

@@ -27,7 +27,7 @@ import psutil
 
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
-from local.stack.services import Ports, Settings
+from local.stack.services import QUICK_RECONCILE, Ports, Settings
 from tests.moto_server import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(
         state_dir=state,
         ports=Ports(*(free_port() for _ in range(5))),
+        variables={**Settings().variables, **QUICK_RECONCILE},
         model_backend="benchmark",
         extra_env={"BENCHMARK_SERVICE_SECONDS": str(args.service_seconds)},
     )
