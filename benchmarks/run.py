@@ -28,6 +28,7 @@ import psutil
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
 from local.stack.services import QUICK_RECONCILE, Ports, Settings
+from local.witness import Witnesses
 from tests.moto_server import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -117,13 +118,19 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
         "end_to_end_s": round(end_to_end, 1),
         "completed": stats["completed"],
         "failed": stats["failed"],
-        "processed_twice": stats["duplicate_inputs"],
+        "processed_twice": processed_twice(stack, f"s3://{BUCKET}/{prefix}"),
         "peak_memory_mb": peak_memory_mb(sampler, statuses),
         "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
         "concurrency": concurrency,
         "service_seconds": service_seconds,
         "batch_size": batch_size,
     }
+
+
+def processed_twice(stack: Stack, prefix: str) -> int:
+    """File versions under ``prefix`` the model was called for more than once (the model server's journal)."""
+    calls = Witnesses.load(stack.settings.witness_dir).calls_per_version()
+    return sum(1 for (uri, _), n in calls.items() if uri.startswith(prefix) and n > 1)
 
 
 def line(r: dict) -> str:

@@ -17,7 +17,6 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
@@ -27,6 +26,7 @@ from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig, UnusableInputError
+from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket, parse_bucket_uri
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
@@ -92,7 +92,7 @@ def summarise(batch: BatchRef, params: dict | None = None, run_id: str | None = 
             f"summaries are off for this run (summarize=false): {waiting} transcripts wait for a run with them on"
         )
     summarizer = Summarizer(
-        BedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
+        AdaptiveBedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
         config.bedrock_model_id,
         chunk_chars=config.summary_chunk_chars,
         max_tokens=config.summary_max_tokens,

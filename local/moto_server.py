@@ -1,5 +1,11 @@
 """moto in server mode, counting the AWS API calls it serves (for the benchmarks).
 
+DynamoDB requests are served one at a time (one lock around them), so the local DynamoDB is
+linearizable by construction as DynamoDB is: moto's conditional writes check then write, and
+its cancelled transactions roll a table back to a copy taken when they began, which on
+concurrent threads would let two conditional writes win or undo another client's
+acknowledged write. Other services stay concurrent.
+
 It also removes a cost of moto's that AWS does not have: for its rollback,
 ``TransactWriteItems`` deep-copies the whole table once per item of the transaction (a
 100-item transaction on a 10,000-item table copied a million items). Here it keeps deep
@@ -110,6 +116,20 @@ def operation(environ: dict[str, Any]) -> str:
     return f"{service}:{method}"
 
 
+class DynamoDBInSeries:
+    """Serves DynamoDB requests (``X-Amz-Target: DynamoDB_20120810.*``) one at a time."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self.app(environ, start_response)
+        with self.lock:
+            return self.app(environ, start_response)
+
+
 class CountingApp:
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -140,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args(argv)
     snapshot_touched_items_in_transactions()
-    app = CountingApp(DomainDispatcherApplication(create_backend_app))
+    app = CountingApp(DynamoDBInSeries(DomainDispatcherApplication(create_backend_app)))
     run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
 
 

@@ -7,9 +7,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from aws_cdk import Stack
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_mwaa as mwaa
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as deployment
@@ -62,7 +63,19 @@ class Mwaa(Construct):
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
             ],
-            flow_logs={"all": ec2.FlowLogOptions(traffic_type=ec2.FlowLogTrafficType.ALL)},
+            flow_logs={
+                "all": ec2.FlowLogOptions(
+                    traffic_type=ec2.FlowLogTrafficType.ALL,
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                        logs.LogGroup(
+                            self,
+                            "FlowLogs",
+                            retention=logs.RetentionDays.TWO_YEARS,
+                            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+                        )
+                    ),
+                )
+            },
         )
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=self.vpc, description="MWAA workers, schedulers and web server"

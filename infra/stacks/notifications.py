@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -16,7 +16,15 @@ from audio_pipeline.config import PipelineConfig, StackNames
 class Notifications(Construct):
     def __init__(self, scope: Construct, id: str, *, config: PipelineConfig, names: StackNames) -> None:
         super().__init__(scope, id)
-        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="audio pipeline notifications")
+        # the key encrypts only the topics and queues, which go with the stack: so does the key
+        # (CloudFormation schedules its deletion), rather than staying behind unused
+        self.key = kms.Key(
+            self,
+            "Key",
+            enable_key_rotation=True,
+            description="audio pipeline notifications",
+            removal_policy=RemovalPolicy.DESTROY,
+        )
         # SageMaker publishes to the encrypted topics (the SQS subscriptions below add SNS's
         # own statement, to deliver to the encrypted queue)
         self.key.add_to_resource_policy(

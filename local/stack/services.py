@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local import witness
+
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 JWT_SECRET = "local-stack-jwt-secret-not-for-production"
@@ -50,6 +52,11 @@ class Settings:
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"
+
+    @property
+    def witness_dir(self) -> Path:
+        """Where the emulators and the model server journal what they saw (``local.witness``)."""
+        return self.state_dir / "witness"
 
 
 QUICK_RECONCILE = {"reconcile_interval_seconds": "15"}
@@ -149,6 +156,8 @@ def emulator_services(settings: Settings) -> list[Service]:
                 str(p.model),
                 "--backend",
                 settings.model_backend,
+                "--witness-journal",
+                str(settings.witness_dir / witness.MODEL_SERVER),
             ],
             p.model,
             f"{settings.url(p.model)}/ping",
@@ -163,6 +172,8 @@ def emulator_services(settings: Settings) -> list[Service]:
                 settings.host,
                 "--port",
                 str(p.bedrock_runtime),
+                "--witness-journal",
+                str(settings.witness_dir / witness.BEDROCK_RUNTIME),
                 *settings.bedrock_flags,
             ],
             p.bedrock_runtime,
@@ -187,6 +198,8 @@ def runtime_service(settings: Settings) -> Service:
             settings.url(p.model),
             "--state-dir",
             str(settings.state_dir / "sagemaker-async"),
+            "--witness-journal",
+            str(settings.witness_dir / witness.SAGEMAKER_ASYNC),
             *settings.emulator_flags,
         ],
         p.sagemaker_runtime,

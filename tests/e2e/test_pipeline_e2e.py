@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from audio_pipeline.summaries import first_sentence
+from benchmarks.verdict import Judge
 from local.stack.airflow_api import AirflowApi
 from local.stack.demo import SAMPLES, results, run_pipeline, upload
 from local.stack.launcher import Stack
@@ -160,9 +160,8 @@ def test_transcripts_of_a_run_without_summaries_are_summarised_by_the_next_run_n
     assert api.wait_for_run(second, timeout=300) == "success"
     rows = results(session, "audio-transcription-input", keys)
     assert {r.status for r in rows} == {"summarized"} and all(r.summary for r in rows)
-    health = f"{stack.settings.url(stack.settings.ports.sagemaker_runtime)}/_emulator/health"
-    endpoints = json.loads(urllib.request.urlopen(health, timeout=10).read())["endpoints"]
-    assert sum(e["duplicate_inputs"] for e in endpoints.values()) == 0, "nothing was transcribed twice"
+    verdicts = Judge(session, stack.settings.witness_dir).judge([f"s3://audio-transcription-input/{k}" for k in keys])
+    assert [(v.outcome, v.model_calls, v.summaries) for v in verdicts] == [("summarized", 1, 1)] * len(keys), verdicts
 
 
 @pytest.mark.parametrize(
