@@ -103,13 +103,13 @@ def _plain(n: int, prefix: str = "") -> dict[str, bytes]:
     return {f"{prefix}{i:03d}.wav": AUDIO + f"{prefix}{i:03d}".encode() for i in range(n)}
 
 
-def restart_emulator(stack: Stack) -> None:
-    """Kill the SageMaker-async emulator once half the files are accepted, then start it again."""
+def restart_emulator(stack: Stack, after_accepted: int = 10) -> None:
+    """Kill the SageMaker-async emulator once it accepted ``after_accepted`` requests, then start it again."""
     health = f"{stack.settings.url(stack.settings.ports.sagemaker_runtime)}/_emulator/health"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         endpoints = json.loads(urllib.request.urlopen(health, timeout=10).read())["endpoints"]
-        if endpoints and next(iter(endpoints.values()))["accepted"] >= 10:
+        if endpoints and next(iter(endpoints.values()))["accepted"] >= after_accepted:
             break
         time.sleep(0.2)
     service = runtime_service(stack.settings)
@@ -171,7 +171,8 @@ SCENARIOS = [
 ]
 
 
-def run(scenario: Scenario) -> Row:
+def run(scenario: Scenario, timeout: float = 900) -> Row:
+    """Run one scenario on a fresh stack; a run still going after ``timeout`` seconds counts as ``timeout``."""
     started = time.monotonic()
     settings = Settings(
         state_dir=Path(tempfile.mkdtemp(prefix="faults-")),
@@ -194,12 +195,20 @@ def run(scenario: Scenario) -> Row:
         run_ids = [api.trigger({"bucket_uri": f"s3://{BUCKET}/{prefix}"}) for _ in range(scenario.runs)]
         if scenario.during:
             threading.Thread(target=scenario.during, args=(stack,), daemon=True).start()
-        states = [api.wait_for_run(r, timeout=900) for r in run_ids]
+        ends = time.monotonic() + timeout
+        states = [_wait(api, r, ends) for r in run_ids]
         audio = [k for k, body in scenario.files.items() if body]  # a zero-byte object is skipped by design
         verdicts = Judge(session, settings.witness_dir).judge([f"s3://{BUCKET}/{prefix}{k}" for k in audio])
         return Row.of(scenario.name, Tally.of(verdicts), "/".join(states), time.monotonic() - started)
     finally:
         stack.down()
+
+
+def _wait(api: AirflowApi, run_id: str, ends: float) -> str:
+    try:
+        return api.wait_for_run(run_id, timeout=max(0.0, ends - time.monotonic()))
+    except TimeoutError:
+        return "timeout"
 
 
 def markdown(rows: list[Row]) -> str:
