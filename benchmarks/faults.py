@@ -25,7 +25,7 @@ from audio_pipeline.config import PipelineConfig
 from benchmarks.verdict import Judge, Tally
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
-from local.stack.services import Ports, Settings, runtime_service
+from local.stack.services import QUICK_RECONCILE, Ports, Settings, runtime_service
 from tests.moto_server import free_port
 
 BUCKET = "audio-transcription-input"
@@ -177,6 +177,7 @@ def run(scenario: Scenario, timeout: float = 900) -> Row:
     settings = Settings(
         state_dir=Path(tempfile.mkdtemp(prefix="faults-")),
         ports=Ports(*(free_port() for _ in range(5))),
+        variables={**Settings().variables, **QUICK_RECONCILE},
         model_backend=scenario.model_backend,
         emulator_flags=scenario.emulator_flags,
         bedrock_flags=scenario.bedrock_flags,

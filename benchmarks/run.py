@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sqlite3
 import tempfile
@@ -24,9 +25,10 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks import report
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
-from local.stack.services import Ports, Settings
+from local.stack.services import QUICK_RECONCILE, Ports, Settings
 from local.witness import Witnesses
 from tests.moto_server import free_port
 
@@ -108,6 +110,9 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
     concurrency = stats["concurrency"]
     statuses = api.task_instances(run_id)
     return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        "every process of the stack on it",
         "N": n,
         "state": state,
         "utilisation": round(stats["model_busy_seconds"] / (concurrency * wall), 3),
@@ -152,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(
         state_dir=state,
         ports=Ports(*(free_port() for _ in range(5))),
+        variables={**Settings().variables, **QUICK_RECONCILE},
         model_backend="benchmark",
         extra_env={"BENCHMARK_SERVICE_SECONDS": str(args.service_seconds)},
     )
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         (RESULTS / f"N{r['N']}.json").write_text(json.dumps(r, indent=1) + "\n")
     print(line(max(results, key=lambda r: r["N"])))
+    report.main()
 
 
 if __name__ == "__main__":
