@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/plugins
 
 .PHONY: venv test test-fast test-latest demo up down status compose-up compose-demo compose-down compose-test \
-	bench faults lint plugins-zip clean
+	bench faults soak lint plugins-zip clean
 
 venv: $(STAMP)
 
@@ -72,6 +72,10 @@ bench: venv
 ## make faults: the fault matrix, each scenario on a fresh local stack (docs/fault-matrix.md)
 faults: venv
 	$(PY) -m benchmarks.faults
+
+## make soak [FILES=1000] [SEED=n]: many files, faults drawn at random, invariants checked (docs/fault-matrix.md)
+soak: venv
+	$(PY) -m benchmarks.soak $(if $(FILES),--files $(FILES)) $(if $(SEED),--seed $(SEED))
 
 lint: venv
 	$(PY) -m ruff check .

@@ -92,6 +92,7 @@ class AsyncEndpoint(Construct):
                     model_name=model.attr_model_name,
                     initial_instance_count=1,
                     instance_type=settings.instance_type,
+                    inference_ami_version=settings.inference_ami_version,  # a driver for the image's CUDA 12
                     # the Parakeet checkpoint (~2.5 GB) is downloaded when an instance starts:
                     # every scale-out from zero waits for it, so allow it the time it takes
                     model_data_download_timeout_in_seconds=STARTUP_TIMEOUT_SECONDS,
@@ -140,6 +141,7 @@ class AsyncEndpoint(Construct):
             file="infra/container/Dockerfile",
             exclude=["*", "!model_server", "!infra/container/Dockerfile", "**/__pycache__"],
             ignore_mode=IgnoreMode.DOCKER,
+            platform=ecr_assets.Platform.LINUX_AMD64,  # SageMaker's hosts; a build on Apple silicon gives arm64
         )
         asset.repository.grant_pull(self.role)
         return asset.image_uri
