@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audio_pipeline.config import secrets_backend_options
+from local import witness
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -33,15 +34,26 @@ class Settings:
     emulator_flags: tuple[str, ...] = ()
     """Extra flags for the SageMaker-async emulator (fault injection)."""
     bedrock_flags: tuple[str, ...] = ()
-    variables: dict[str, str] = field(default_factory=lambda: {"reconcile_interval_seconds": "15"})
+    variables: dict[str, str] = field(default_factory=dict)
     """Settings of the Variable ``audio_pipeline_config``, which the bootstrap writes to SSM
     Parameter Store as ``infra/`` does. No ``schedule_bucket_uri``: the nightly run that
     unpausing creates is skipped, saying why."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """More environment for every process (for example BENCHMARK_SERVICE_SECONDS)."""
+    dag_bundles: dict[str, Path] = field(default_factory=dict)
+    """More folders of DAGs, by bundle name, beside the project's ``dags/`` (the tests' example DAGs)."""
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"
+
+    @property
+    def witness_dir(self) -> Path:
+        """Where the emulators and the model server journal what they saw (``local.witness``)."""
+        return self.state_dir / "witness"
+
+
+QUICK_RECONCILE = {"reconcile_interval_seconds": "15"}
+"""Look in S3 for results whose notification was lost every 15 s instead of 120 (fault runs)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,18 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         # MWAA puts plugins/ on sys.path; so does this, for every process a task runs in
         "PYTHONPATH": str(REPO / "plugins"),
     }
+    if settings.dag_bundles:
+        bundles = {"dags-folder": REPO / "dags", **settings.dag_bundles}
+        env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+            [
+                {
+                    "name": name,
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(path)},
+                }
+                for name, path in bundles.items()
+            ]
+        )
     return env
 
 
@@ -126,6 +150,8 @@ def emulator_services(settings: Settings) -> list[Service]:
                 str(p.model),
                 "--backend",
                 settings.model_backend,
+                "--witness-journal",
+                str(settings.witness_dir / witness.MODEL_SERVER),
             ],
             p.model,
             f"{settings.url(p.model)}/ping",
@@ -140,6 +166,8 @@ def emulator_services(settings: Settings) -> list[Service]:
                 settings.host,
                 "--port",
                 str(p.bedrock_runtime),
+                "--witness-journal",
+                str(settings.witness_dir / witness.BEDROCK_RUNTIME),
                 *settings.bedrock_flags,
             ],
             p.bedrock_runtime,
@@ -164,6 +192,8 @@ def runtime_service(settings: Settings) -> Service:
             settings.url(p.model),
             "--state-dir",
             str(settings.state_dir / "sagemaker-async"),
+            "--witness-journal",
+            str(settings.witness_dir / witness.SAGEMAKER_ASYNC),
             *settings.emulator_flags,
         ],
         p.sagemaker_runtime,
