@@ -214,23 +214,23 @@ class SqsOutage:
         if environ.get("PATH_INFO") == self.PATH and environ["REQUEST_METHOD"] == "POST":
             seconds = float(parse_qs(environ.get("QUERY_STRING", "")).get("seconds", ["0"])[0])
             self.until = time.monotonic() + seconds
-            return _answer(start_response, "200 OK", "application/json", json.dumps({"seconds": seconds}))
+            return _answer(start_response, {"seconds": seconds})
         if time.monotonic() < self.until and operation(environ).startswith("sqs:"):
             message = "We encountered an internal error. Please try again. (local SQS outage)"
             if environ.get("HTTP_X_AMZ_TARGET"):  # the JSON protocol
                 body = json.dumps({"__type": "com.amazonaws.sqs#InternalError", "message": message})
-                return _answer(start_response, "500 Internal Server Error", "application/x-amz-json-1.0", body)
+                return _internal_error(start_response, "application/x-amz-json-1.0", body)
             body = (
                 "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalError</Code>"
                 f"<Message>{message}</Message></Error><RequestId>local-outage</RequestId></ErrorResponse>"
             )
-            return _answer(start_response, "500 Internal Server Error", "text/xml", body)
+            return _internal_error(start_response, "text/xml", body)
         return self.app(environ, start_response)
 
 
-def _answer(start_response: Any, status: str, content_type: str, text: str) -> list[bytes]:
+def _internal_error(start_response: Any, content_type: str, text: str) -> list[bytes]:
     body = text.encode()
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    start_response("500 Internal Server Error", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
 
 
