@@ -432,3 +432,24 @@ def test_restart_drops_journaled_requests_of_a_deleted_endpoint(async_endpoint, 
         runtime.invoke_endpoint_async(EndpointName="asr-2", InputLocation="s3://audio-in/b.wav", InferenceId="b")
         (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
     assert note["inferenceId"] == "b" and journal.pending() == []
+
+
+def test_audio_over_the_models_duration_cap_fails_with_the_models_reason(async_endpoint, tmp_path, monkeypatch):
+    """The model server answers 400 naming its cap; the file fails with that reason (what the
+    pipeline records as the file's failure_reason), and is not sent again."""
+    from model_server.server import serve
+    from tests.model_server.decoding import Decoding, silent_wav
+
+    monkeypatch.setenv("MODEL_MAX_AUDIO_SECONDS", "2")
+    model = serve("127.0.0.1", 0, Decoding())
+    threading.Thread(target=model.serve_forever, daemon=True).start()
+    async_endpoint["s3"].put_object(Bucket="audio-in", Key="long.wav", Body=silent_wav(3.0))
+    try:
+        with running_emulator(url_of(model), tmp_path) as runtime:
+            runtime.invoke_endpoint_async(EndpointName="asr", InputLocation="s3://audio-in/long.wav", InferenceId="l")
+            (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
+    finally:
+        model.shutdown()
+    assert note["invocationStatus"] == "Failed"
+    assert note["failureReason"].startswith("ClientError: Received client error (400) from primary with message")
+    assert "longer than 2 s" in note["failureReason"] and "MODEL_MAX_AUDIO_SECONDS=2" in note["failureReason"]
