@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # the DAG's package, importable as on MWAA (where plugins/ is on sys.path)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: venv test test-fast test-latest demo up down status bench faults lint plugins-zip clean
+.PHONY: venv test test-fast test-latest demo up down status bench faults soak lint plugins-zip clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,10 @@ bench: venv
 ## make faults: the fault matrix, each scenario on a fresh local stack (docs/fault-matrix.md)
 faults: venv
 	$(PY) -m benchmarks.faults
+
+## make soak [FILES=1000] [SEED=n]: many files, faults drawn at random, invariants checked (docs/fault-matrix.md)
+soak: venv
+	$(PY) -m benchmarks.soak $(if $(FILES),--files $(FILES)) $(if $(SEED),--seed $(SEED))
 
 lint: venv
 	$(PY) -m ruff check .

@@ -141,6 +141,7 @@ class AsyncEndpoint(Construct):
             file="infra/container/Dockerfile",
             exclude=["*", "!model_server", "!infra/container/Dockerfile", "**/__pycache__"],
             ignore_mode=IgnoreMode.DOCKER,
+            platform=ecr_assets.Platform.LINUX_AMD64,  # SageMaker's hosts; a build on Apple silicon gives arm64
         )
         asset.repository.grant_pull(self.role)
         return asset.image_uri

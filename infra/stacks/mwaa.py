@@ -121,10 +121,31 @@ class Mwaa(Construct):
                 "secrets.backend_kwargs": json.dumps(
                     {"variables_prefix": VARIABLES_PREFIX, "connections_prefix": CONNECTIONS_PREFIX}
                 ),
+                # the environment runs this pipeline alone: its DAG starts unpaused, so the nightly
+                # schedule fires and a triggered run starts (a paused DAG's run waits, queued, forever)
+                "core.dags_are_paused_at_creation": "False",
             },
         )
         self.environment.node.add_dependency(self.code)
+        self.trigger_policy = self._trigger_policy(stack)
         self.environment.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+
+    def _trigger_policy(self, stack: Stack) -> iam.ManagedPolicy:
+        """What a person (or CI) needs to trigger, watch and unpause the DAG with ``aws mwaa invoke-rest-api``:
+        Airflow's ``User`` role in this environment, attached to no one (attach it to your user or role)."""
+        return iam.ManagedPolicy(
+            self,
+            "TriggerPolicy",
+            description=f"Trigger and watch the audio pipeline: aws mwaa invoke-rest-api --name {ENVIRONMENT_NAME}",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["airflow:InvokeRestApi"],
+                    resources=[
+                        f"arn:{stack.partition}:airflow:{stack.region}:{stack.account}:role/{ENVIRONMENT_NAME}/User"
+                    ],
+                )
+            ],
+        )
 
     def _grant_mwaa_basics(self, stack: Stack, source_bucket: s3.Bucket) -> None:
         """What MWAA itself needs (AWS's documented execution-role policy, scoped to this environment)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -26,12 +26,13 @@ class Notifications(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
         # SageMaker publishes to the encrypted topics (the SQS subscriptions below add SNS's
-        # own statement, to deliver to the encrypted queue)
+        # own statement, to deliver to the encrypted queue), on behalf of this account only
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("sagemaker.amazonaws.com")],
                 actions=["kms:GenerateDataKey*", "kms:Decrypt"],
                 resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
             )
         )
         self.success_topic = sns.Topic(

@@ -86,6 +86,12 @@ def summary_location(output_location: str) -> str:
     return f"{base}.summary.json"
 
 
+def first_sentence(text: str, limit: int = 200) -> str:
+    """The summary's opening sentence, for one-line reports (cut at ``limit`` characters)."""
+    sentence = _SENTENCE_END.split(text.strip(), maxsplit=1)[0].strip()
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
+
 def split_text(text: str, limit: int) -> list[str]:
     """Split ``text`` into parts of at most ``limit`` characters, at sentence ends where possible."""
     if limit < 1:

@@ -12,6 +12,7 @@ from cfnlint.api import lint_file
 
 from audio_pipeline.config import PipelineConfig, StackNames
 from audio_pipeline.status import table_definition
+from audio_pipeline.summaries import summary_location
 from infra.app import build
 from infra.plugins_zip import build as build_plugins_zip
 from infra.settings import AIRFLOW_VERSION, DEFAULT_PARAKEET_MODEL, INFERENCE_AMI_VERSION, InfraSettings, SettingError
@@ -390,6 +391,7 @@ def test_outputs_name_what_a_user_needs(template):
         "OutputBucket": ref(template, "AWS::S3::Bucket", "StorageOutput"),
         "MwaaBucket": ref(template, "AWS::S3::Bucket", "StorageMwaa"),
         "AirflowUiUrl": {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [environment, "WebserverUrl"]}]]},
+        "TriggerPolicyArn": ref(template, "AWS::IAM::ManagedPolicy", "AirflowTriggerPolicy"),
     }
 
 
@@ -423,6 +425,62 @@ def test_execution_role_calls_only_what_the_dag_calls(template):
     }
     output = logical_id(template, "AWS::S3::Bucket", "StorageOutput")
     assert not [a for a in actions_on(statements, output) if "Delete" in a], "nothing in the output bucket is deleted"
+
+
+def joined(value):
+    """An ARN built with Fn::Join, with its references written as <Ref> / <LogicalId.Attr>."""
+
+    def part(p):
+        if isinstance(p, str):
+            return p
+        if "Ref" in p:
+            return f"<{p['Ref']}>"
+        return "<" + ".".join(p["Fn::GetAtt"]) + ">"
+
+    return "".join(part(p) for p in value["Fn::Join"][1]) if isinstance(value, dict) else value
+
+
+def test_the_dag_writes_only_its_manifests_and_summaries(template):
+    output = logical_id(template, "AWS::S3::Bucket", "StorageOutput")
+    writes = {
+        joined(resource)
+        for statement in role_statements(template, "AirflowExecutionRole")
+        if any(a.startswith("s3:Put") for a in as_list(statement["Action"]))
+        for resource in as_list(statement["Resource"])
+        if output in json.dumps(resource)
+    }
+    assert writes == {f"<{output}.Arn>/{CONFIG.runs_prefix}*", f"<{output}.Arn>/*.summary.json"}
+    assert summary_location(f"s3://b/{CONFIG.transcripts_prefix}x.out").endswith("/x.summary.json"), (
+        "the DAG's own name"
+    )
+
+
+def test_new_dags_start_unpaused(template):
+    """MWAA pauses new DAGs by default: the nightly schedule would never fire and a triggered run would wait."""
+    (environment,) = resources(template, "AWS::MWAA::Environment").values()
+    assert environment["Properties"]["AirflowConfigurationOptions"]["core.dags_are_paused_at_creation"] == "False"
+
+
+def test_a_trigger_policy_for_people_to_attach(template):
+    """``aws mwaa invoke-rest-api`` needs airflow:InvokeRestApi on an Airflow role of this environment."""
+    (name,) = resources(template, "AWS::IAM::ManagedPolicy")
+    policy = template.to_json()["Resources"][name]["Properties"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "airflow:InvokeRestApi"
+    assert joined(statement["Resource"]) == (
+        "arn:<AWS::Partition>:airflow:<AWS::Region>:<AWS::AccountId>:role/audio-transcription/User"
+    )
+    assert not {"Roles", "Users", "Groups"} & set(policy), "attached by the user to whoever triggers runs"
+
+
+def test_sagemaker_may_use_the_notification_key_for_this_account_only(template):
+    (key,) = resources(template, "AWS::KMS::Key").values()
+    (statement,) = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    ]
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
 def test_bedrock_resources_for_models_and_inference_profiles():

@@ -13,6 +13,7 @@ from audio_pipeline.status import Status, StatusTable, Transition, inference_id_
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 
 from .conftest import CONFIG, REGION, notification, sns_envelope
+from .test_notifications import WRONG_TYPES
 
 
 @pytest.fixture
@@ -97,6 +98,24 @@ async def test_fires_once_every_notification_is_recorded(stack, capsys):
     # the malformed message was left for SQS to redrive; the recorded ones were deleted
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     assert int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 1
+
+
+async def test_strangers_of_every_wrong_shape_neither_crash_it_nor_touch_the_batch(stack):
+    s3, table, sqs, queue_url = stack
+    files, ref = submitted_batch(s3, table, 2)
+    for doc, _ in WRONG_TYPES.values():
+        for _ in range(3):
+            sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
+    for f in files:
+        doc = notification("success", inference_id=f["inference_id"], input_location=f["uri"])
+        sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
+
+    event = await asyncio.wait_for(trigger_for(ref, queue_url, batch_wait_seconds=0).run().asend(None), timeout=60)
+
+    assert event.payload == {"status": "success", "manifest": ref["manifest"], "settled": {"completed": 2}}
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    left = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    assert left == 3 * len(WRONG_TYPES), "every stranger is left for the dead-letter queue"
 
 
 async def test_settles_from_s3_when_the_notification_is_lost(stack):
