@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 # the DAG's package, importable as on MWAA (where plugins/ is on sys.path)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: venv test test-fast test-latest demo up down status bench faults soak lint plugins-zip clean
+.PHONY: venv test test-fast test-latest demo up down status compose-up compose-demo compose-down compose-test \
+	bench faults soak lint plugins-zip clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements/dev.txt requirements/constraints.txt
+$(STAMP): requirements/dev.txt requirements/stack.txt requirements/constraints.txt
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.12 (scripts/find-python says how to get one)" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt -c requirements/constraints.txt
 	@touch $@
@@ -47,6 +49,21 @@ down:
 
 status: venv
 	$(PY) -m local.stack status
+
+## make compose-up / compose-demo [AUDIO_DIR=dir] / compose-down: the same stack under docker compose
+## (compose-up builds stand-in base images first where no image registry is reachable)
+compose-up:
+	eval "$$(local/docker/standins.sh)" && docker compose up --build --detach --wait
+
+compose-demo: venv
+	$(PY) -m local.stack.compose $(if $(AUDIO_DIR),--audio-dir "$(AUDIO_DIR)") $(if $(REPORT),--report "$(REPORT)")
+
+compose-down:
+	docker compose down -v
+
+## make compose-test: Docker installed where missing, compose up, the demo through it, down -v
+compose-test: venv
+	PY=$(PY) scripts/compose-test
 
 ## make bench [FILES="1000 10000"]: scale figures on the local stack (docs/benchmarks.md)
 bench: venv

@@ -131,15 +131,16 @@ class Mwaa(Construct):
         self.environment.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
 
     def _trigger_policy(self, stack: Stack) -> iam.ManagedPolicy:
-        """What a person (or CI) needs to trigger, watch and unpause the DAG with ``aws mwaa invoke-rest-api``:
-        Airflow's ``User`` role in this environment, attached to no one (attach it to your user or role)."""
+        """What a person (or CI) needs to trigger, watch and unpause the DAG with ``aws mwaa invoke-rest-api``
+        and to open the Airflow UI: Airflow's ``User`` role in this environment. Attached to no one: attach
+        it to your user or role."""
         return iam.ManagedPolicy(
             self,
             "TriggerPolicy",
             description=f"Trigger and watch the audio pipeline: aws mwaa invoke-rest-api --name {ENVIRONMENT_NAME}",
             statements=[
                 iam.PolicyStatement(
-                    actions=["airflow:InvokeRestApi"],
+                    actions=["airflow:InvokeRestApi", "airflow:CreateWebLoginToken"],
                     resources=[
                         f"arn:{stack.partition}:airflow:{stack.region}:{stack.account}:role/{ENVIRONMENT_NAME}/User"
                     ],

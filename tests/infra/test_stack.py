@@ -227,6 +227,16 @@ def test_the_input_bucket_is_required(tmp_path):
         InfraSettings.from_context(cdk.App(context={"inputBucketName": "s3://team-audio/"}))
 
 
+def test_the_variant_and_its_scaling_are_named_for_the_instance_type(template, customised):
+    """Changing instanceType makes a new variant, and CloudFormation registers scaling on it anew."""
+    for instance_type, synthesised in (("ml.g4dn.xlarge", template), ("ml.g5.xlarge", customised[0])):
+        variant = instance_type.replace(".", "-")
+        (config,) = resources(synthesised, "AWS::SageMaker::EndpointConfig").values()
+        assert [v["VariantName"] for v in config["Properties"]["ProductionVariants"]] == [variant]
+        (target,) = resources(synthesised, "AWS::ApplicationAutoScaling::ScalableTarget").values()
+        assert joined(target["Properties"]["ResourceId"]).endswith(f"/variant/{variant}")
+
+
 def test_scaling_from_zero_on_the_backlog(template):
     template.has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalableTarget",
@@ -462,11 +472,12 @@ def test_new_dags_start_unpaused(template):
 
 
 def test_a_trigger_policy_for_people_to_attach(template):
-    """``aws mwaa invoke-rest-api`` needs airflow:InvokeRestApi on an Airflow role of this environment."""
+    """``aws mwaa invoke-rest-api`` needs airflow:InvokeRestApi on an Airflow role of this environment (the UI
+    airflow:CreateWebLoginToken); Airflow's User role may trigger, watch and unpause DAGs."""
     (name,) = resources(template, "AWS::IAM::ManagedPolicy")
     policy = template.to_json()["Resources"][name]["Properties"]
     (statement,) = policy["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "airflow:InvokeRestApi"
+    assert statement["Action"] == ["airflow:InvokeRestApi", "airflow:CreateWebLoginToken"]
     assert joined(statement["Resource"]) == (
         "arn:<AWS::Partition>:airflow:<AWS::Region>:<AWS::AccountId>:role/audio-transcription/User"
     )
