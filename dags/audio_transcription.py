@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -23,6 +24,7 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from audio_pipeline.assets import RUN_MANIFESTS
 from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.claims import claim_new_files
@@ -45,6 +47,9 @@ RESOLVE_RUN = "resolve_run"
 def setting(name: str) -> str:
     """A template of one setting as the run's first task resolved it (an XCom, not a Variable)."""
     return f"{{{{ ti.xcom_pull(task_ids={RESOLVE_RUN!r})['config'][{name!r}] }}}}"
+
+
+OUTPUT_PATH = f"s3://{setting('output_bucket')}/{setting('transcripts_prefix')}"  # the endpoint's S3OutputPath
 
 
 @task(task_id=RESOLVE_RUN)
@@ -143,6 +148,7 @@ def transcribe(batch: BatchRef, run: dict) -> None:
         request_ttl_seconds=setting("request_ttl_seconds"),
         invocation_timeout_seconds=setting("invocation_timeout_seconds"),
         result_grace_seconds=setting("result_grace_seconds"),
+        output_path=OUTPUT_PATH,
         aws_conn_id=AWS_CONN_ID,
         map_index_template=BATCH_LABEL,
         # batches go in nearly in order, so the first ones finish (and get summarised) while
@@ -158,15 +164,18 @@ def transcribe(batch: BatchRef, run: dict) -> None:
         invocation_timeout_seconds=setting("invocation_timeout_seconds"),
         result_grace_seconds=setting("result_grace_seconds"),
         reconcile_interval_seconds=setting("reconcile_interval_seconds"),
+        endpoint_name=setting("endpoint_name"),
+        output_path=OUTPUT_PATH,
         aws_conn_id=AWS_CONN_ID,
         map_index_template=BATCH_LABEL,
     )
     submit >> wait >> summarise(batch, run)
 
 
-@task
-def report_run(run: dict, run_id: str | None = None) -> dict[str, int]:
-    """Settle what is still in flight, log a line per file, and write the run manifest to S3."""
+@task(outlets=[RUN_MANIFESTS])
+def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:
+    """Settle what is still in flight, log a line per file, write the run manifest to S3, and
+    emit an event of the run manifests' Asset for DAGs scheduled on new transcripts."""
     config = PipelineConfig.from_mapping(run["config"])
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = settle_run(table, run_id, run["bucket_uri"], reason=f"run {run_id} ended before a result was recorded")
@@ -176,7 +185,14 @@ def report_run(run: dict, run_id: str | None = None) -> dict[str, int]:
         print(line)
     key = f"{config.run_prefix(run_id)}manifest.json"
     s3.load_string(report.to_json(), key, config.output_bucket, replace=True)
-    print(f"Run manifest: s3://{config.output_bucket}/{key}")
+    manifest = f"s3://{config.output_bucket}/{key}"
+    print(f"Run manifest: {manifest}")
+    outlet_events[RUN_MANIFESTS].extra = {
+        "manifest": manifest,
+        "run_id": run_id,
+        "bucket_uri": run["bucket_uri"],
+        "counts": dict(report.counts),
+    }
     return dict(report.counts)
 
 
