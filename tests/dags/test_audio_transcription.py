@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -180,5 +181,6 @@ def test_later_tasks_read_no_variable(dag, aws, monkeypatch):
     params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
     batches = dag.get_task("claim_new_audio").python_callable(run=run, params=params, run_id="run-1")
     assert [b["files"] for b in batches] == [1]
-    counts = dag.get_task("report_run").python_callable(run=run, run_id="run-1")
+    events = defaultdict(SimpleNamespace)
+    counts = dag.get_task("report_run").python_callable(run=run, run_id="run-1", outlet_events=events)
     assert counts == {"failed": 1}, "the teardown fails what the run left in flight"
