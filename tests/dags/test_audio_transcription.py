@@ -120,3 +120,10 @@ def test_first_task_names_a_missing_endpoint(dag, aws):
 
     with pytest.raises(AirflowFailException, match="endpoint 'audio-transcription-async' does not exist"):
         resolve(dag, "s3://audio-in/calls/")
+
+
+def test_report_run_updates_the_run_manifests_asset(dag):
+    from audio_pipeline.assets import RUN_MANIFESTS
+
+    assert dag.get_task("report_run").outlets == [RUN_MANIFESTS]
+    assert RUN_MANIFESTS.uri == "s3://audio-transcription-output/runs"
