@@ -73,6 +73,8 @@ class Row:
     """InvokeEndpointAsync requests accepted for these files (the emulator's journal)."""
     model_calls: int = 0
     """Calls into the model for these file versions (the model server's journal)."""
+    reruns: int = 0
+    """Of those, calls repeating one accepted request (the endpoint restarted while the model ran it)."""
     summaries: int = 0
     """Summary requests Bedrock answered for their transcripts (the Bedrock emulator's journal)."""
     seconds: float = 0.0
@@ -92,6 +94,7 @@ class Row:
             runs,
             tally.accepted,
             tally.model_calls,
+            tally.reruns,
             tally.summaries,
             round(seconds, 1),
             tally.examples,
@@ -225,12 +228,12 @@ def _wait(api: AirflowApi, run_id: str, ends: float) -> str:
 def markdown(rows: list[Row]) -> str:
     out = [
         "| scenario | files in | summarized | failed with reason | completed, summary error | accepted | model calls "
-        "| summaries | lost | processed twice | run states |",
+        "(re-runs) | summaries | lost | processed twice | run states |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     out += [
         f"| {r.scenario} | {r.files_in} | {r.summarized} | {r.failed_with_reason} | {r.summary_errors} | "
-        f"{r.accepted} | {r.model_calls} | {r.summaries} | {r.lost} | {r.processed_twice} | {r.runs} |"
+        f"{r.accepted} | {r.model_calls} ({r.reruns}) | {r.summaries} | {r.lost} | {r.processed_twice} | {r.runs} |"
         for r in rows
     ]
     return "\n".join(out)
