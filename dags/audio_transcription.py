@@ -13,6 +13,7 @@ AWS access from the ``aws_default`` connection.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from typing import Any
@@ -41,6 +42,9 @@ AWS_CONN_ID = "aws_default"
 SCHEDULE = os.environ.get("AUDIO_PIPELINE_SCHEDULE", "0 2 * * *")
 BATCH_LABEL = "{{ task.batch['label'] }}"
 cfg = PipelineConfig.template
+# report_run logs through logging, not print: printed lines reach the task log late, after
+# the task's own end (inside the UI's folded "Post Execute" group)
+report_log = logging.getLogger("audio_pipeline.report_run")
 OUTPUT_PATH = f"s3://{cfg('output_bucket')}/{cfg('transcripts_prefix')}"  # the endpoint's S3OutputPath
 
 
@@ -162,11 +166,11 @@ def report_run(bucket_uri: str | None = None, run_id: str | None = None, outlet_
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID)
     add_summary_openings(report, s3.conn)
     for line in report.lines():
-        print(line)
+        report_log.info("%s", line)
     key = f"{config.run_prefix(run_id)}manifest.json"
     s3.load_string(report.to_json(), key, config.output_bucket, replace=True)
     manifest = f"s3://{config.output_bucket}/{key}"
-    print(f"Run manifest: {manifest}")
+    report_log.info("Run manifest: %s", manifest)
     outlet_events[RUN_MANIFESTS].extra = {
         "manifest": manifest,
         "run_id": run_id,
