@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import urllib.error
@@ -81,10 +80,8 @@ class AirflowApi:
     def wait_for_run(self, run_id: str, timeout: float, dag_id: str = DAG_ID) -> str:
         deadline = time.monotonic() + timeout
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}"
-        state = "unknown"
         while True:
-            with contextlib.suppress(TimeoutError):  # an api-server slow to answer (a loaded machine): ask again
-                state = self._call("GET", path)["state"]
+            state = self._call("GET", path)["state"]
             if state in TERMINAL:
                 return state
             if time.monotonic() > deadline:
