@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 
+from audio_pipeline.config import PipelineConfig
 from local.bootstrap import Resources, bootstrap
 from local.stack.processes import Processes
 from local.stack.services import (
     Settings,
+    airflow_environment,
     airflow_services,
     aws_environment,
     emulator_services,
@@ -66,7 +70,7 @@ class Stack:
         with ThreadPoolExecutor(2) as pool:
             migrated = pool.submit(self.processes.run_once, "airflow-db-migrate", [airflow[0].argv[0], "db", "migrate"])
             self.processes.wait_healthy(first[:1])
-            resources = bootstrap(self.aws_session())
+            resources = bootstrap(self.aws_session(), PipelineConfig.from_mapping(self.settings.variables))
             log.info(
                 "bootstrapped: bucket %s, table %s, endpoint %s",
                 resources.input_bucket,
@@ -87,8 +91,13 @@ class Stack:
         return self.processes.stop_all()
 
     def _write_env(self, resources: Resources) -> None:
+        airflow = airflow_environment(self.settings)
+        plugins = airflow.pop("PYTHONPATH")
         values = {
             **aws_environment(self.settings),
+            # the same home, database, DAG and plugin folders, connection and Variables as the
+            # stack's processes: the airflow CLI (dags trigger, list-runs, test) works on this stack
+            **airflow,
             "AUDIO_BUCKET": resources.input_bucket,
             "OUTPUT_BUCKET": resources.output_bucket,
             "STATUS_TABLE": resources.status_table,
@@ -97,4 +106,6 @@ class Stack:
             "AIRFLOW_URL": self.settings.url(self.settings.ports.airflow),
         }
         lines = [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+        lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')  # this airflow
+        lines.append(f"export PYTHONPATH={shlex.quote(plugins)}${{PYTHONPATH:+:$PYTHONPATH}}")
         (self.settings.state_dir / "stack.env").write_text("\n".join(lines) + "\n")
