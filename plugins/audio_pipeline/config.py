@@ -132,7 +132,7 @@ class PipelineConfig:
         return VARIABLE_PREFIX + field_name
 
     @classmethod
-    def fields(cls) -> list[dataclasses.Field]:
+    def fields(cls) -> list[dataclasses.Field[Any]]:
         return list(dataclasses.fields(cls))
 
     @classmethod
