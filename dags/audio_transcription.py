@@ -14,8 +14,10 @@ AWS access from the ``aws_default`` connection.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -33,6 +35,7 @@ from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket, parse_bucket_uri
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
+from audio_pipeline.prompt_templates import load_prompts
 from audio_pipeline.reporting import add_summary_openings, settle_run
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.submission import check_endpoint
@@ -41,7 +44,13 @@ from audio_pipeline.summaries import Summarizer
 AWS_CONN_ID = "aws_default"
 SCHEDULE = os.environ.get("AUDIO_PIPELINE_SCHEDULE", "0 2 * * *")
 BATCH_LABEL = "{{ task.batch['label'] }}"
+PROMPTS = Path(__file__).parent / "include" / "prompts"
+"""Prompt templates a user edits without a code release (deployed with the DAGs; .airflowignore
+keeps the DAG processor out of include/); a template missing there is the package's default."""
 RESOLVE_RUN = "resolve_run"
+# report_run logs through logging, not print: printed lines reach the task log late, after
+# the task's own end (inside the UI's folded "Post Execute" group)
+report_log = logging.getLogger("audio_pipeline.report_run")
 
 
 def setting(name: str) -> str:
@@ -114,11 +123,16 @@ def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: st
         raise AirflowSkipException(
             f"summaries are off for this run (summarize=false): {waiting} transcripts wait for a run with them on"
         )
+    try:
+        prompts = load_prompts(PROMPTS)
+    except UnusableInputError as err:
+        raise AirflowFailException(str(err)) from err  # the template needs fixing; a retry would say the same
     summarizer = Summarizer(
         AdaptiveBedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
         config.bedrock_model_id,
         chunk_chars=config.summary_chunk_chars,
         max_tokens=config.summary_max_tokens,
+        prompts=prompts,
     )
     report = BatchSummarizer(table, s3, summarizer, concurrency=config.summary_concurrency).run(files)
     for failure in report.errors:
@@ -182,11 +196,11 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) 
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID)
     add_summary_openings(report, s3.conn)
     for line in report.lines():
-        print(line)
+        report_log.info("%s", line)
     key = f"{config.run_prefix(run_id)}manifest.json"
     s3.load_string(report.to_json(), key, config.output_bucket, replace=True)
     manifest = f"s3://{config.output_bucket}/{key}"
-    print(f"Run manifest: {manifest}")
+    report_log.info("Run manifest: %s", manifest)
     outlet_events[RUN_MANIFESTS].extra = {
         "manifest": manifest,
         "run_id": run_id,
