@@ -87,7 +87,7 @@ def summarise(batch: BatchRef, params: dict | None = None, run_id: str | None = 
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     files = read_manifest(s3, batch["manifest"])
     if not params["summarize"]:
-        waiting = record_no_summary(table, files, f"summaries were off for run {run_id} (summarize=false)")
+        waiting = record_no_summary(table, files, run_id, f"summaries were off for run {run_id} (summarize=false)")
         raise AirflowSkipException(
             f"summaries are off for this run (summarize=false): {waiting} transcripts wait for a run with them on"
         )
@@ -97,12 +97,19 @@ def summarise(batch: BatchRef, params: dict | None = None, run_id: str | None = 
         chunk_chars=config.summary_chunk_chars,
         max_tokens=config.summary_max_tokens,
     )
-    report = BatchSummarizer(table, s3, summarizer, concurrency=config.summary_concurrency).run(files)
+    report = BatchSummarizer(
+        table,
+        s3,
+        summarizer,
+        run_id=run_id,
+        lease_seconds=config.result_window_seconds,
+        concurrency=config.summary_concurrency,
+    ).run(files)
     for failure in report.errors:
         print(f"summary failed: {failure.uri}: {failure.reason}")
     print(
         f"{batch['label']}: {report.summarized} summarized, {len(report.errors)} summary errors, "
-        f"{report.not_completed} without a transcript"
+        f"{report.not_completed} without a transcript or taken by another run for its summary"
     )
     if report.retryable:
         raise RuntimeError(f"{len(report.errors)} summaries failed (recorded as summary_error); retrying them")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.listing import AudioObject, ListingReport, S3Location, iter_audio_objects
+from audio_pipeline.listing import AudioObject, ListingReport, S3Location, iter_audio_objects, object_exists
 from audio_pipeline.status import (
     DEFAULT_LEASE_SECONDS,
     IN_FLIGHT,
@@ -18,6 +18,7 @@ from audio_pipeline.status import (
     StatusTable,
     Transition,
     inference_id_for,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -52,28 +53,88 @@ def _abandoned(item: dict[str, Any], now: float) -> bool:
     return item.get("status") in IN_FLIGHT and "deadline" in item and item["deadline"] < int(now)
 
 
-def _needs_summary(item: dict[str, Any] | None, etag: str) -> bool:
-    """Transcribed, same content, and a recorded reason why it has no summary (so no run is summarising it)."""
+def _needs_summary(item: dict[str, Any] | None, etag: str, now: float) -> bool:
+    """Transcribed, same content, and no run summarising it: its summary failed (a ``summary_error``
+    recorded why), or the run that held it died before summarising (its lease expired)."""
+    if not item or item.get("status") != Status.COMPLETED or item.get("etag") != etag:
+        return False
+    return "summary_error" in item or _lease_expired(item, now)
+
+
+def _taken_before(item: dict[str, Any] | None, run_id: str) -> bool:
+    """Taken for its summary by ``run_id`` (an earlier attempt of its claim task): ours, no summary yet."""
     return (
-        bool(item) and item.get("status") == Status.COMPLETED and item.get("etag") == etag and "summary_error" in item
+        bool(item)
+        and item.get("status") == Status.COMPLETED
+        and item.get("run_id") == run_id
+        and ("summary_error" not in item)
     )
 
 
-def _take_for_summary(table: StatusTable, files: list[tuple[ClaimedFile, dict[str, Any]]], run_id: str) -> list[str]:
-    """Hand transcribed files over to ``run_id``, their ``summary_error`` cleared until its summary
-    settles again; each write requires the run and error that were read, so one run wins a file."""
-    moves = [
-        Transition(
-            f["uri"],
-            f["inference_id"],
-            Status.COMPLETED,
-            {"run_id": run_id},
-            remove=("summary_error",),
-            expect=(Status.COMPLETED,),
-            require={"run_id": item["run_id"], "summary_error": item["summary_error"]},
+def _for_summary(obj: AudioObject, item: dict[str, Any]) -> ClaimedFile:
+    """The claim of a transcribed file: its own inference id, so nothing is submitted again."""
+    return ClaimedFile(uri=obj.uri, etag=obj.etag, size=obj.size, inference_id=item["inference_id"])
+
+
+def _lease_expired(item: dict[str, Any], now: float) -> bool:
+    return "deadline" in item and item["deadline"] < int(now)
+
+
+def _late_result(s3_client: Any, item: dict[str, Any] | None, etag: str) -> bool:
+    """Failed, same content, yet its result is in S3: it came after the file was failed."""
+    if not item or item.get("status") != Status.FAILED or item.get("etag") != etag:
+        return False
+    return bool(item.get("output_location")) and object_exists(s3_client, item["output_location"])
+
+
+def _record_late_result(table: StatusTable, item: dict[str, Any]) -> dict[str, Any]:
+    """Record a failed file's late result: ``completed``, free for any run to take for its summary."""
+    reason = "its result arrived after the file was failed; no summary yet"
+    late = Transition(
+        item["uri"],
+        item["inference_id"],
+        Status.COMPLETED,
+        {"completed_at": utcnow(), "summary_error": reason},
+        expect=(Status.FAILED,),
+    )
+    if not table.apply([late]).applied:
+        return item
+    log.info("%s: its result arrived after it failed; kept, not transcribed again", item["uri"])
+    return {**item, "status": Status.COMPLETED, "summary_error": reason}
+
+
+def take_for_summary(
+    table: StatusTable,
+    files: Sequence[tuple[ClaimedFile, Mapping[str, Any]]],
+    run_id: str,
+    lease_seconds: int,
+) -> list[str]:
+    """Hand transcribed files (each with its item as read) to ``run_id`` for their summary, leased
+    for ``lease_seconds``; their ``summary_error`` is cleared until the summary settles again.
+
+    Each write requires the owner and the ``summary_error`` or ``deadline`` that were read, so
+    of runs that read the same item one wins, and a run's retry cannot take back a file another
+    run took since. Returns the URIs taken.
+    """
+    deadline = int(table.clock()) + lease_seconds
+    moves = []
+    for f, item in files:
+        require = {"run_id": item["run_id"]}
+        if "summary_error" in item:
+            require["summary_error"] = item["summary_error"]
+        elif "deadline" in item:
+            require["deadline"] = item["deadline"]
+        moves.append(
+            Transition(
+                f["uri"],
+                f["inference_id"],
+                Status.COMPLETED,
+                {"run_id": run_id, "deadline": deadline},
+                remove=("summary_error",),
+                expect=(Status.COMPLETED,),
+                require=require,
+            )
         )
-        for f, item in files
-    ]
     return table.apply(moves).applied
 
 
@@ -112,16 +173,20 @@ def claim_new_files(
     """Claim every audio file under ``location`` that is new, changed, abandoned or (optionally) failed.
 
     With ``summarize``, a file transcribed before but left without a summary (summaries were
-    off, or Bedrock failed) is taken over as it is, transcript and inference id kept, for its
-    summary alone. Safe to retry: files this run claimed on an earlier attempt are claimed
-    again without a write. A file claimed by a concurrent run loses the conditional write
-    here and is left to that run.
+    off, Bedrock failed, or the run that held it died before summarising it and its lease
+    expired) is taken over as it is, transcript and inference id kept, for its summary alone.
+    With ``reprocess_failed``, a failed file whose result is in S3 after all (it came late) is
+    recorded ``completed`` and taken for its summary, not transcribed again.
+    Safe to retry: files this run claimed or took on an earlier attempt are claimed again
+    without a write. A file claimed by a concurrent run loses the conditional write here and
+    is left to that run.
     """
     report = ClaimReport()
     objects = iter_audio_objects(s3_client, location, extensions, report.listing)
     for chunk in _chunks(objects, LOOKUP_CHUNK):
         current = table.get_many(
-            [o.uri for o in chunk], ("status", "etag", "run_id", "inference_id", "deadline", "summary_error")
+            [o.uri for o in chunk],
+            ("status", "etag", "run_id", "inference_id", "deadline", "summary_error", "output_location"),
         )
         now = table.clock()
         candidates: list[ClaimedFile] = []
@@ -133,10 +198,13 @@ def claim_new_files(
             if item and item.get("inference_id") == iid and item.get("status") == Status.PROCESSING:
                 report.claimed.append(file)  # claimed by an earlier attempt of this task
                 continue
-            if summarize and _needs_summary(item, obj.etag):
-                for_summary.append(
-                    (ClaimedFile(uri=obj.uri, etag=obj.etag, size=obj.size, inference_id=item["inference_id"]), item)
-                )
+            if _taken_before(item, run_id):
+                report.claimed.append(_for_summary(obj, item))  # taken by an earlier attempt of this task
+                continue
+            if reprocess_failed and _late_result(s3_client, item, obj.etag):
+                item = _record_late_result(table, item)
+            if summarize and _needs_summary(item, obj.etag, now):
+                for_summary.append((_for_summary(obj, item), item))
                 continue
             reason = _why_not(item, obj.etag, reprocess_failed, now)
             if reason:
@@ -151,7 +219,7 @@ def claim_new_files(
         )
         report.claimed.extend(f for f in candidates if f["uri"] in written)
         report.abandoned += sum(1 for uri in written if current.get(uri) and _abandoned(current[uri], now))
-        taken = set(_take_for_summary(table, for_summary, run_id))
+        taken = set(take_for_summary(table, for_summary, run_id, lease_seconds))
         report.claimed.extend(f for f, _ in for_summary if f["uri"] in taken)
         report.for_summary += len(taken)
         lost = len(candidates) - len(written) + len(for_summary) - len(taken)

@@ -67,6 +67,18 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def object_exists(s3_client: Any, uri: str) -> bool:
+    """Whether the object at ``s3://bucket/key`` exists (``HeadObject``); other errors surface."""
+    bucket, key = split_s3_uri(uri)
+    try:
+        s3_client.head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
 @dataclass(frozen=True)
 class AudioObject:
     bucket: str

@@ -120,3 +120,66 @@ def test_first_task_names_a_missing_endpoint(dag, aws):
 
     with pytest.raises(AirflowFailException, match="endpoint 'audio-transcription-async' does not exist"):
         resolve(dag, "s3://audio-in/calls/")
+
+
+# ------------------------------------------- the summarising task: retry or fail at once
+
+
+@pytest.fixture
+def summarise(dag, aws, monkeypatch):
+    """The summarise task's callable over moto S3 and DynamoDB, Bedrock stubbed; one transcribed file."""
+    from botocore.stub import Stubber
+
+    from audio_pipeline.batches import BatchManifests
+    from audio_pipeline.config import PipelineConfig
+    from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
+
+    config = PipelineConfig()
+    s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
+    s3.create_bucket(Bucket=config.output_bucket)
+    ddb.create_table(TableName=config.status_table, **table_definition())
+    table = StatusTable(ddb, config.status_table)
+    uri = "s3://audio-in/calls/a.wav"
+    f = {"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}
+    table.claim([f], "run-1")
+    s3.put_object(Bucket=config.output_bucket, Key="transcripts/a.out", Body=b'{"text": "a call"}')
+    out = f"s3://{config.output_bucket}/transcripts/a.out"
+    table.apply([Transition(uri, f["inference_id"], Status.COMPLETED, {"output_location": out})])
+    (batch,) = BatchManifests(s3, config.output_bucket, "runs/run-1/").write([f], 10, 1)
+
+    bedrock = boto3.client("bedrock-runtime")
+    stub = Stubber(bedrock)
+    stub.activate()
+
+    class StubbedBedrock:
+        def __init__(self, **kwargs):
+            self.conn = bedrock
+
+    fn = dag.get_task("transcribe.summarise").python_callable
+    monkeypatch.setattr(PipelineConfig, "from_variables", classmethod(lambda cls: config))
+    monkeypatch.setitem(fn.__globals__, "BedrockRuntimeHook", StubbedBedrock)
+    monkeypatch.setitem(fn.__globals__, "get_current_context", lambda: {})
+    monkeypatch.setattr("audio_pipeline.summaries.time.sleep", lambda s: None)
+    yield lambda: fn(batch, params={"summarize": True}, run_id="run-1"), stub
+    stub.deactivate()
+
+
+def test_a_summary_bedrock_rejects_fails_the_task_at_once(summarise):
+    """A retry would be rejected the same way: no retries, the transcript stays with its summary_error."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run, stub = summarise
+    stub.add_client_error("converse", "ValidationException", "Input is too long for requested model.", 400)
+    with pytest.raises(AirflowFailException, match="errors a retry cannot fix"):
+        run()
+
+
+def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run, stub = summarise
+    for _ in range(6):
+        stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    with pytest.raises(Exception, match="retrying them") as raised:
+        run()
+    assert not isinstance(raised.value, AirflowFailException)

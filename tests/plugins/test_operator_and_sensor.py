@@ -146,3 +146,20 @@ def test_sensor_accepts_a_queue_url(batch, queue_url):
     s = TranscriptionBatchSensor(task_id="t", batch=ref, status_table="t", notification_queue=queue_url)
     assert s.queue_url == queue_url
     json.dumps(s.batch)
+
+
+def test_the_sensor_outlives_its_batch_s_last_deadline(batch, runtime, table, queue_url):
+    """A file silent to the end is failed by the trigger at its deadline, with the reason; the
+    sensor's own timeout must come later, or it fails the batch first and records nothing."""
+    import time
+
+    files, ref = batch
+    submit_operator(ref).execute({})
+    waiting = sensor(ref)
+    start = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting.execute({})
+    last_deadline = max(int(i["deadline"]) for i in table.get_many(f["uri"] for f in files).values())
+    trigger = deferred.value.trigger
+    noticed_by = last_deadline + trigger.refresh_interval_seconds + trigger.wait_time_seconds
+    assert start + deferred.value.timeout.total_seconds() > noticed_by
