@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 # the DAG's package, importable as on MWAA (where plugins/ is on sys.path)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: venv test test-fast test-latest demo up down status bench faults lint plugins-zip clean
+.PHONY: venv test test-fast test-latest demo up down status compose-up compose-demo compose-down compose-test \
+	bench faults soak lint plugins-zip clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements/dev.txt requirements/constraints.txt
+$(STAMP): requirements/dev.txt requirements/stack.txt requirements/constraints.txt
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.12 (scripts/find-python says how to get one)" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt -c requirements/constraints.txt
 	@touch $@
@@ -48,6 +50,21 @@ down:
 status: venv
 	$(PY) -m local.stack status
 
+## make compose-up / compose-demo [AUDIO_DIR=dir] / compose-down: the same stack under docker compose
+## (compose-up builds stand-in base images first where no image registry is reachable)
+compose-up:
+	eval "$$(local/docker/standins.sh)" && docker compose up --build --detach --wait
+
+compose-demo: venv
+	$(PY) -m local.stack.compose $(if $(AUDIO_DIR),--audio-dir "$(AUDIO_DIR)") $(if $(REPORT),--report "$(REPORT)")
+
+compose-down:
+	docker compose down -v
+
+## make compose-test: Docker installed where missing, compose up, the demo through it, down -v
+compose-test: venv
+	PY=$(PY) scripts/compose-test
+
 ## make bench [FILES="1000 10000"]: scale figures on the local stack (docs/benchmarks.md)
 bench: venv
 	$(PY) -m benchmarks.run $(if $(FILES),--files $(FILES))
@@ -55,6 +72,10 @@ bench: venv
 ## make faults: the fault matrix, each scenario on a fresh local stack (docs/fault-matrix.md)
 faults: venv
 	$(PY) -m benchmarks.faults
+
+## make soak [FILES=1000] [SEED=n]: many files, faults drawn at random, invariants checked (docs/fault-matrix.md)
+soak: venv
+	$(PY) -m benchmarks.soak $(if $(FILES),--files $(FILES)) $(if $(SEED),--seed $(SEED))
 
 lint: venv
 	$(PY) -m ruff check .

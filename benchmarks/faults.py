@@ -1,15 +1,17 @@
 """``make faults`` (``python -m benchmarks.faults``): the fault matrix on the local stack.
 
 Each scenario runs the real DAG in the real Airflow with faults injected by the emulators'
-explicit settings, then counts per file: ``summarized``, ``failed`` with a reason, lost
-(anything else: in flight, missing, failed without a reason) and processed twice (an
-input the endpoint accepted more than once). Lost and processed twice must be 0. A file
-whose transcript is kept while its summary failed (``completed`` with ``summary_error``) is
-counted as such, not as lost.
+explicit settings, then judges every file version from outside the pipeline
+(``benchmarks.verdict``: the emulators' and the model server's witness journals, and the
+objects in S3): ``summarized``, ``failed`` with a reason, ``completed`` with a summary
+error (transcript kept), **lost** (anything else) and **processed twice** (more than one
+model call, or more than one summary Bedrock answered). Lost and processed twice must be 0.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import tempfile
 import threading
@@ -20,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audio_pipeline.config import PipelineConfig
-from audio_pipeline.status import StatusTable
+from benchmarks.verdict import Judge, Tally
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
-from local.stack.services import Ports, Settings, runtime_service
+from local.stack.services import QUICK_RECONCILE, Ports, Settings, runtime_service
 from tests.moto_server import free_port
 
 BUCKET = "audio-transcription-input"
@@ -44,6 +46,14 @@ class Scenario:
     expected_failed: set[str] = field(default_factory=set)
     expected_summary_errors: set[str] = field(default_factory=set)
     expected_run_state: str = "success"
+    service_seconds: float = 0.05
+    """The benchmark backend's time per file (BENCHMARK_SERVICE_SECONDS)."""
+
+    def short(self, files: int) -> Scenario:
+        """The same scenario on its first ``files`` files (and every file it expects to fail), for CI."""
+        expected = self.expected_failed | self.expected_summary_errors
+        kept = [k for k in self.files if k not in expected][: max(0, files - len(expected))]
+        return dataclasses.replace(self, files={k: v for k, v in self.files.items() if k in kept or k in expected})
 
 
 @dataclass
@@ -56,22 +66,50 @@ class Row:
     lost: int
     processed_twice: int
     runs: str
+    accepted: int = 0
+    """InvokeEndpointAsync requests accepted for these files (the emulator's journal)."""
+    model_calls: int = 0
+    """Calls into the model for these file versions (the model server's journal)."""
+    summaries: int = 0
+    """Summary requests Bedrock answered for their transcripts (the Bedrock emulator's journal)."""
+    seconds: float = 0.0
+    examples: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, scenario: str, tally: Tally, runs: str, seconds: float) -> Row:
+        o = tally.outcomes
+        return cls(
+            scenario,
+            tally.files_in,
+            o["summarized"],
+            o["failed"],
+            o["summary_error"],
+            tally.lost,
+            tally.twice,
+            runs,
+            tally.accepted,
+            tally.model_calls,
+            tally.summaries,
+            round(seconds, 1),
+            tally.examples,
+        )
 
     def ok(self) -> bool:
         return self.lost == 0 and self.processed_twice == 0
 
 
 def _plain(n: int, prefix: str = "") -> dict[str, bytes]:
-    return {f"{prefix}{i:03d}.wav": AUDIO for i in range(n)}
+    """``n`` distinct recordings (the witnesses tell files apart by their bytes and transcripts)."""
+    return {f"{prefix}{i:03d}.wav": AUDIO + f"{prefix}{i:03d}".encode() for i in range(n)}
 
 
-def restart_emulator(stack: Stack) -> None:
-    """Kill the SageMaker-async emulator once half the files are accepted, then start it again."""
+def restart_emulator(stack: Stack, after_accepted: int = 10) -> None:
+    """Kill the SageMaker-async emulator once it accepted ``after_accepted`` requests, then start it again."""
     health = f"{stack.settings.url(stack.settings.ports.sagemaker_runtime)}/_emulator/health"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         endpoints = json.loads(urllib.request.urlopen(health, timeout=10).read())["endpoints"]
-        if endpoints and next(iter(endpoints.values()))["accepted"] >= 10:
+        if endpoints and next(iter(endpoints.values()))["accepted"] >= after_accepted:
             break
         time.sleep(0.2)
     service = runtime_service(stack.settings)
@@ -123,19 +161,27 @@ SCENARIOS = [
     ),
     Scenario(
         "keys with spaces, unicode and 1,000 bytes; a zero-byte object",
-        {"with space.wav": AUDIO, "ünïcödé-日本.wav": AUDIO, ("k" * 990) + ".wav": AUDIO, "empty.wav": b""},
+        {
+            "with space.wav": AUDIO + b"1",
+            "ünïcödé-日本.wav": AUDIO + b"2",
+            ("k" * 990) + ".wav": AUDIO,
+            "empty.wav": b"",
+        },
     ),
 ]
 
 
-def run(scenario: Scenario) -> Row:
+def run(scenario: Scenario, timeout: float = 900) -> Row:
+    """Run one scenario on a fresh stack; a run still going after ``timeout`` seconds counts as ``timeout``."""
+    started = time.monotonic()
     settings = Settings(
         state_dir=Path(tempfile.mkdtemp(prefix="faults-")),
         ports=Ports(*(free_port() for _ in range(5))),
+        variables={**Settings().variables, **QUICK_RECONCILE},
         model_backend=scenario.model_backend,
         emulator_flags=scenario.emulator_flags,
         bedrock_flags=scenario.bedrock_flags,
-        extra_env={"BENCHMARK_SERVICE_SECONDS": "0.05", "MODEL_FAULT_FAIL_MARKER": FAIL_MARKER},
+        extra_env={"BENCHMARK_SERVICE_SECONDS": str(scenario.service_seconds), "MODEL_FAULT_FAIL_MARKER": FAIL_MARKER},
     )
     stack = Stack(settings)
     try:
@@ -150,39 +196,44 @@ def run(scenario: Scenario) -> Row:
         run_ids = [api.trigger({"bucket_uri": f"s3://{BUCKET}/{prefix}"}) for _ in range(scenario.runs)]
         if scenario.during:
             threading.Thread(target=scenario.during, args=(stack,), daemon=True).start()
-        states = [api.wait_for_run(r, timeout=900) for r in run_ids]
-        table = StatusTable(session.client("dynamodb"), PipelineConfig().status_table)
+        ends = time.monotonic() + timeout
+        states = [_wait(api, r, ends) for r in run_ids]
         audio = [k for k, body in scenario.files.items() if body]  # a zero-byte object is skipped by design
-        items = table.get_many(f"s3://{BUCKET}/{prefix}{k}" for k in audio)
-        summarized = sum(1 for i in items.values() if i["status"] == "summarized")
-        failed = sum(1 for i in items.values() if i["status"] == "failed" and i.get("failure_reason"))
-        summary_errors = sum(1 for i in items.values() if i["status"] == "completed" and i.get("summary_error"))
-        health = f"{settings.url(settings.ports.sagemaker_runtime)}/_emulator/health"
-        endpoints = json.loads(urllib.request.urlopen(health, timeout=10).read())["endpoints"]
-        twice = sum(e["duplicate_inputs"] for e in endpoints.values())
-        lost = len(audio) - summarized - failed - summary_errors
-        return Row(scenario.name, len(audio), summarized, failed, summary_errors, lost, twice, "/".join(states))
+        verdicts = Judge(session, settings.witness_dir).judge([f"s3://{BUCKET}/{prefix}{k}" for k in audio])
+        return Row.of(scenario.name, Tally.of(verdicts), "/".join(states), time.monotonic() - started)
     finally:
         stack.down()
 
 
+def _wait(api: AirflowApi, run_id: str, ends: float) -> str:
+    try:
+        return api.wait_for_run(run_id, timeout=max(0.0, ends - time.monotonic()))
+    except TimeoutError:
+        return "timeout"
+
+
 def markdown(rows: list[Row]) -> str:
     out = [
-        "| scenario | files in | summarized | failed with reason | completed, summary error | lost | processed twice "
-        "| run states |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | files in | summarized | failed with reason | completed, summary error | accepted | model calls "
+        "| summaries | lost | processed twice | run states |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     out += [
-        f"| {r.scenario} | {r.files_in} | {r.summarized} | {r.failed_with_reason} | {r.summary_errors} | {r.lost} | "
-        f"{r.processed_twice} | {r.runs} |"
+        f"| {r.scenario} | {r.files_in} | {r.summarized} | {r.failed_with_reason} | {r.summary_errors} | "
+        f"{r.accepted} | {r.model_calls} | {r.summaries} | {r.lost} | {r.processed_twice} | {r.runs} |"
         for r in rows
     ]
     return "\n".join(out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", metavar="TEXT", help="run the scenarios whose name contains TEXT")
+    args = parser.parse_args(argv)
     rows = []
     for scenario in SCENARIOS:
+        if args.only and not any(text in scenario.name for text in args.only):
+            continue
         row = run(scenario)
         rows.append(row)
         print(row, flush=True)

@@ -17,7 +17,6 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.amazon.aws.hooks.bedrock import BedrockRuntimeHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
@@ -27,10 +26,11 @@ from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig, UnusableInputError
+from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket, parse_bucket_uri
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
-from audio_pipeline.reporting import settle_run
+from audio_pipeline.reporting import add_summary_openings, settle_run
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.submission import check_endpoint
 from audio_pipeline.summaries import Summarizer
@@ -92,7 +92,7 @@ def summarise(batch: BatchRef, params: dict | None = None, run_id: str | None = 
             f"summaries are off for this run (summarize=false): {waiting} transcripts wait for a run with them on"
         )
     summarizer = Summarizer(
-        BedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
+        AdaptiveBedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
         config.bedrock_model_id,
         chunk_chars=config.summary_chunk_chars,
         max_tokens=config.summary_max_tokens,
@@ -159,10 +159,12 @@ def report_run(bucket_uri: str | None = None, run_id: str | None = None) -> dict
     config = PipelineConfig.from_variables()
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = settle_run(table, run_id, bucket_uri, reason=f"run {run_id} ended before a result was recorded")
+    s3 = S3Hook(aws_conn_id=AWS_CONN_ID)
+    add_summary_openings(report, s3.conn)
     for line in report.lines():
         print(line)
     key = f"{config.run_prefix(run_id)}manifest.json"
-    S3Hook(aws_conn_id=AWS_CONN_ID).load_string(report.to_json(), key, config.output_bucket, replace=True)
+    s3.load_string(report.to_json(), key, config.output_bucket, replace=True)
     print(f"Run manifest: s3://{config.output_bucket}/{key}")
     return dict(report.counts)
 

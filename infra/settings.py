@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from aws_cdk import App
@@ -11,6 +12,14 @@ from audio_pipeline.config import PipelineConfig
 AIRFLOW_VERSION = "3.3.1"
 """Must match the constraints line in requirements.txt."""
 DEFAULT_PARAKEET_MODEL = "nvidia/parakeet-tdt-0.6b-v2"
+INFERENCE_AMI_VERSION = "al2023-ami-sagemaker-inference-gpu-4-1"
+"""The endpoint's host image: NVIDIA driver 580 (CUDA 13.0), new enough for the CUDA 12 of
+nvcr.io/nvidia/nemo:25.04. Without it, g4dn and g5 hosts get driver 470 (CUDA 11.4)."""
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class SettingError(ValueError):
+    """A required context value is missing or malformed: the synth stops, naming it."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,7 @@ class InfraSettings:
     """An S3 model artifact (model.tar.gz with model.nemo) for the Parakeet checkpoint."""
     parakeet_model: str = DEFAULT_PARAKEET_MODEL
     instance_type: str = "ml.g4dn.xlarge"
+    inference_ami_version: str = INFERENCE_AMI_VERSION
     max_instances: int = 3
     bedrock_model_id: str = PipelineConfig().bedrock_model_id
     existing_endpoint_name: str | None = None
@@ -38,11 +48,12 @@ class InfraSettings:
             return default if value in (None, "") else value
 
         return cls(
-            input_bucket_name=get("inputBucketName", "my-audio-bucket"),
+            input_bucket_name=input_bucket_name(get("inputBucketName")),
             model_image_uri=get("modelImageUri"),
             model_data_url=get("modelDataUrl"),
             parakeet_model=get("parakeetModel", DEFAULT_PARAKEET_MODEL),
             instance_type=get("instanceType", "ml.g4dn.xlarge"),
+            inference_ami_version=get("inferenceAmiVersion", INFERENCE_AMI_VERSION),
             max_instances=int(get("maxInstances", 3)),
             bedrock_model_id=get("bedrockModelId", PipelineConfig().bedrock_model_id),
             existing_endpoint_name=get("existingEndpointName"),
@@ -50,3 +61,14 @@ class InfraSettings:
             environment_class=get("environmentClass", "mw1.small"),
             webserver_access_mode=get("webserverAccessMode", "PUBLIC_ONLY"),
         )
+
+
+def input_bucket_name(value: str | None) -> str:
+    """The user's audio bucket, required: a default would grant access to a bucket someone else may own."""
+    if value is None:
+        raise SettingError(
+            "inputBucketName is required: the bucket holding your audio, e.g. cdk deploy -c inputBucketName=my-calls"
+        )
+    if not BUCKET_NAME.match(value):
+        raise SettingError(f"inputBucketName {value!r} is not an S3 bucket name (give the name alone, no s3://)")
+    return value

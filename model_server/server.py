@@ -15,8 +15,12 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from model_server.backends import Backend, BadAudio
+
+if TYPE_CHECKING:  # local/ is not in the SageMaker container; only the local stack sets a witness
+    from local.witness import ModelWitness
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +37,22 @@ class InferenceServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(getattr(backend, "max_concurrency", 1))
         self.fail_marker = os.environ.get("MODEL_FAULT_FAIL_MARKER", "").encode() or None
         self.crash_marker = os.environ.get("MODEL_FAULT_CRASH_MARKER", "").encode() or None
+        self.witness: ModelWitness | None = None
+        """The local stack's witness journal: every call and its outcome."""
 
 
 class InvocationHandler(BaseHTTPRequestHandler):
     server: InferenceServer
     protocol_version = "HTTP/1.1"
+    call_id: str | None = None
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
     def _reply(self, status: HTTPStatus, doc: dict) -> None:
+        if self.call_id and self.server.witness:
+            self.server.witness.outcome(self.call_id, int(status))
+            self.call_id = None
         body = json.dumps(doc).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -50,9 +60,20 @@ class InvocationHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _refuse_if_unhealthy(self) -> bool:
+        """503 with the backend's reason when it cannot serve (SageMaker then routes nothing here)."""
+        reason = getattr(self.server.backend, "unhealthy", None)
+        if reason:
+            self._reply(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {"status": "unhealthy", "backend": self.server.backend.name, "error": reason},
+            )
+        return bool(reason)
+
     def do_GET(self) -> None:
         if self.path == "/ping":
-            self._reply(HTTPStatus.OK, {"status": "healthy", "backend": self.server.backend.name})
+            if not self._refuse_if_unhealthy():
+                self._reply(HTTPStatus.OK, {"status": "healthy", "backend": self.server.backend.name})
         else:
             self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}: use GET /ping"})
 
@@ -60,11 +81,15 @@ class InvocationHandler(BaseHTTPRequestHandler):
         if self.path != "/invocations":
             self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}: use POST /invocations"})
             return
+        if self._refuse_if_unhealthy():
+            return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body of {length} bytes is over 1 GB"})
             return
         audio = self.rfile.read(length)
+        if self.server.witness:
+            self.call_id = self.server.witness.call(self.headers, audio)
         if self.server.crash_marker and self.server.crash_marker in audio:
             log.error("crash marker found: exiting abruptly (fault injection)")
             os._exit(3)

@@ -18,7 +18,15 @@ from infra.settings import InfraSettings
 from infra.stacks.notifications import Notifications
 
 REPO = Path(__file__).resolve().parents[2]
-VARIANT = "AllTraffic"
+
+
+def variant_name(instance_type: str) -> str:
+    """The production variant is named for its instance type (``ml.g4dn.xlarge`` -> ``ml-g4dn-xlarge``):
+    a new instance type is a new variant, so its scalable target and policies are replaced (registered
+    on the new variant) instead of left unchanged on a variant that no longer exists."""
+    return instance_type.replace(".", "-")
+
+
 STARTUP_TIMEOUT_SECONDS = 1800
 
 
@@ -88,10 +96,11 @@ class AsyncEndpoint(Construct):
             "Config",
             production_variants=[
                 sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                    variant_name=VARIANT,
+                    variant_name=variant_name(settings.instance_type),
                     model_name=model.attr_model_name,
                     initial_instance_count=1,
                     instance_type=settings.instance_type,
+                    inference_ami_version=settings.inference_ami_version,  # a driver for the image's CUDA 12
                     # the Parakeet checkpoint (~2.5 GB) is downloaded when an instance starts:
                     # every scale-out from zero waits for it, so allow it the time it takes
                     model_data_download_timeout_in_seconds=STARTUP_TIMEOUT_SECONDS,
@@ -140,6 +149,7 @@ class AsyncEndpoint(Construct):
             file="infra/container/Dockerfile",
             exclude=["*", "!model_server", "!infra/container/Dockerfile", "**/__pycache__"],
             ignore_mode=IgnoreMode.DOCKER,
+            platform=ecr_assets.Platform.LINUX_AMD64,  # SageMaker's hosts; a build on Apple silicon gives arm64
         )
         asset.repository.grant_pull(self.role)
         return asset.image_uri
@@ -149,7 +159,7 @@ class AsyncEndpoint(Construct):
             self,
             "Scaling",
             service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
-            resource_id=f"endpoint/{endpoint.attr_endpoint_name}/variant/{VARIANT}",
+            resource_id=f"endpoint/{endpoint.attr_endpoint_name}/variant/{variant_name(settings.instance_type)}",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
             min_capacity=0,
             max_capacity=settings.max_instances,

@@ -7,9 +7,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from aws_cdk import Stack
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_mwaa as mwaa
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as deployment
@@ -62,7 +63,19 @@ class Mwaa(Construct):
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
             ],
-            flow_logs={"all": ec2.FlowLogOptions(traffic_type=ec2.FlowLogTrafficType.ALL)},
+            flow_logs={
+                "all": ec2.FlowLogOptions(
+                    traffic_type=ec2.FlowLogTrafficType.ALL,
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                        logs.LogGroup(
+                            self,
+                            "FlowLogs",
+                            retention=logs.RetentionDays.TWO_YEARS,
+                            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+                        )
+                    ),
+                )
+            },
         )
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=self.vpc, description="MWAA workers, schedulers and web server"
@@ -108,10 +121,32 @@ class Mwaa(Construct):
                 "secrets.backend_kwargs": json.dumps(
                     {"variables_prefix": VARIABLES_PREFIX, "connections_prefix": CONNECTIONS_PREFIX}
                 ),
+                # the environment runs this pipeline alone: its DAG starts unpaused, so the nightly
+                # schedule fires and a triggered run starts (a paused DAG's run waits, queued, forever)
+                "core.dags_are_paused_at_creation": "False",
             },
         )
         self.environment.node.add_dependency(self.code)
+        self.trigger_policy = self._trigger_policy(stack)
         self.environment.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+
+    def _trigger_policy(self, stack: Stack) -> iam.ManagedPolicy:
+        """What a person (or CI) needs to trigger, watch and unpause the DAG with ``aws mwaa invoke-rest-api``
+        and to open the Airflow UI: Airflow's ``User`` role in this environment. Attached to no one: attach
+        it to your user or role."""
+        return iam.ManagedPolicy(
+            self,
+            "TriggerPolicy",
+            description=f"Trigger and watch the audio pipeline: aws mwaa invoke-rest-api --name {ENVIRONMENT_NAME}",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["airflow:InvokeRestApi", "airflow:CreateWebLoginToken"],
+                    resources=[
+                        f"arn:{stack.partition}:airflow:{stack.region}:{stack.account}:role/{ENVIRONMENT_NAME}/User"
+                    ],
+                )
+            ],
+        )
 
     def _grant_mwaa_basics(self, stack: Stack, source_bucket: s3.Bucket) -> None:
         """What MWAA itself needs (AWS's documented execution-role policy, scoped to this environment)."""

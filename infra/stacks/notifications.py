@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -16,14 +16,23 @@ from audio_pipeline.config import PipelineConfig, StackNames
 class Notifications(Construct):
     def __init__(self, scope: Construct, id: str, *, config: PipelineConfig, names: StackNames) -> None:
         super().__init__(scope, id)
-        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="audio pipeline notifications")
+        # the key encrypts only the topics and queues, which go with the stack: so does the key
+        # (CloudFormation schedules its deletion), rather than staying behind unused
+        self.key = kms.Key(
+            self,
+            "Key",
+            enable_key_rotation=True,
+            description="audio pipeline notifications",
+            removal_policy=RemovalPolicy.DESTROY,
+        )
         # SageMaker publishes to the encrypted topics (the SQS subscriptions below add SNS's
-        # own statement, to deliver to the encrypted queue)
+        # own statement, to deliver to the encrypted queue), on behalf of this account only
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("sagemaker.amazonaws.com")],
                 actions=["kms:GenerateDataKey*", "kms:Decrypt"],
                 resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
             )
         )
         self.success_topic = sns.Topic(

@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from audio_pipeline.config import PipelineConfig, StackNames
+from audio_pipeline.summaries import summary_location
 from infra.settings import InfraSettings
 from infra.stacks.inference import AsyncEndpoint
 from infra.stacks.mwaa import PROFILE_PREFIXES, Mwaa, bedrock_resources
@@ -16,10 +17,14 @@ from infra.stacks.notifications import Notifications
 from infra.stacks.status_table import StatusTable
 from infra.stacks.storage import Storage
 
+SUMMARY_SUFFIX = summary_location("x.out").removeprefix("x")
+"""``.summary.json``: the DAG writes each summary next to its transcript, named by this function."""
 BUCKET_GRANT = "CDK's bucket grants: object-level actions on the objects of this stack's own buckets"
 
 
-def nag_findings(stack: Stack, *, table, buckets, input_bucket: str, output, output_prefixes) -> dict[str, str]:
+def nag_findings(
+    stack: Stack, *, table, buckets, input_bucket: str, output, output_prefixes, dag_writes
+) -> dict[str, str]:
     """Every wildcard cdk-nag reports, each acknowledged with the reason it is needed."""
     arn = lambda construct: f"<{stack.get_logical_id(construct.node.default_child)}.Arn>"  # noqa: E731
     findings = {
@@ -50,7 +55,16 @@ def nag_findings(stack: Stack, *, table, buckets, input_bucket: str, output, out
         findings[f"AwsSolutions-IAM5[Resource::{arn(output)}/{prefix}*]"] = (
             "The endpoint writes results and failures under its output and failure paths."
         )
+    for pattern in dag_writes:
+        findings[f"AwsSolutions-IAM5[Resource::{arn(output)}/{pattern}]"] = (
+            "The DAG writes batch and run manifests under runs/ and each summary next to its transcript."
+        )
     return findings
+
+
+def dag_writes(config: PipelineConfig) -> list[str]:
+    """The output-bucket objects the DAG writes: its manifests, and the summaries."""
+    return [f"{config.runs_prefix}*", f"*{SUMMARY_SUFFIX}"]
 
 
 class AudioPipelineStack(Stack):
@@ -89,7 +103,7 @@ class AudioPipelineStack(Stack):
             schedule_bucket_uri=settings.schedule_bucket_uri or f"s3://{settings.input_bucket_name}/",
         )
         airflow = Mwaa(self, "Airflow", settings=settings, variables=variables, source_bucket=storage.mwaa)
-        self._grant_pipeline(airflow.role, settings, input_bucket, storage, table, notifications, endpoint_name)
+        self._grant_pipeline(airflow.role, settings, config, input_bucket, storage, table, notifications, endpoint_name)
         self._acknowledge(table, storage, settings, config)
         for function in self.node.find_all():
             if isinstance(function, lambda_.CfnFunction):  # CDK's own (BucketDeployment, AwsCustomResource)
@@ -104,14 +118,19 @@ class AudioPipelineStack(Stack):
             "OutputBucket": storage.output.bucket_name,
             "MwaaBucket": storage.mwaa.bucket_name,
             "AirflowUiUrl": f"https://{airflow.environment.attr_webserver_url}",
+            "TriggerPolicyArn": airflow.trigger_policy.managed_policy_arn,
         }.items():
             CfnOutput(self, name, value=value)
 
-    def _grant_pipeline(self, role, settings, input_bucket, storage, table, notifications, endpoint_name) -> None:
+    def _grant_pipeline(
+        self, role, settings, config, input_bucket, storage, table, notifications, endpoint_name
+    ) -> None:
         """Exactly what the DAG's tasks call, on exactly these resources."""
         input_bucket.grant_read(role)
         storage.output.grant_read(role)  # transcripts, failures (and ListBucket, so a missing one is a 404)
-        storage.output.grant_put(role)  # batch and run manifests, summaries; nothing is deleted
+        # batch and run manifests under runs/, summaries next to their transcripts; nothing else, nothing deleted
+        for pattern in dag_writes(config):
+            storage.output.grant_put(role, pattern)
         # BatchGetItem and Query (the run index) read; TransactWriteItems of Puts and Updates writes
         table.grant(role, "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem")
         notifications.queue.grant_consume_messages(role)  # GetQueueUrl, ReceiveMessage, DeleteMessage(Batch)
@@ -138,6 +157,7 @@ class AudioPipelineStack(Stack):
             input_bucket=settings.input_bucket_name,
             output=storage.output,
             output_prefixes=[config.transcripts_prefix, config.failures_prefix],
+            dag_writes=dag_writes(config),
         )
         prefix, _, base = settings.bedrock_model_id.partition(".")
         if prefix in PROFILE_PREFIXES:

@@ -31,7 +31,7 @@ class StatusTable(Construct):
                 point_in_time_recovery_enabled=True
             ),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,  # a failed first create leaves nothing
         )
         for index in definition["GlobalSecondaryIndexes"]:
             (index_hash,) = [k["AttributeName"] for k in index["KeySchema"] if k["KeyType"] == "HASH"]

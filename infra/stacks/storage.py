@@ -15,7 +15,7 @@ def _private_bucket(scope: Construct, id: str, **kwargs) -> s3.Bucket:
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         enforce_ssl=True,
         versioned=True,
-        removal_policy=RemovalPolicy.RETAIN,
+        removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,  # a failed first create leaves nothing
         **kwargs,
     )
 

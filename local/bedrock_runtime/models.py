@@ -28,7 +28,7 @@ class Model(Protocol):
     def reply(self, system: str, prompt: str, max_tokens: int) -> Reply: ...
 
 
-def _document(prompt: str) -> str:
+def document_of(prompt: str) -> str:
     """The text to summarise: inside <transcript> tags, after a "Transcript:" line, or the prompt."""
     tagged = re.search(r"<transcript>(.*?)</transcript>", prompt, re.DOTALL)
     if tagged:
@@ -59,7 +59,7 @@ class ExtractiveModel:
     """Answers with the input's own most representative sentences; honest about being extractive."""
 
     def reply(self, system: str, prompt: str, max_tokens: int) -> Reply:
-        document = _document(prompt)
+        document = document_of(prompt)
         ranked = rank_sentences(document)
         count = max(1, min(4, math.ceil(len(ranked) / 4)))
         chosen = set(ranked[:count])

@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from local.aws_http import AwsJsonHandler
-from local.bedrock_runtime.models import Model
+from local.bedrock_runtime.models import Model, document_of
+from local.witness import WitnessJournal, text_key
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,13 @@ class Faults:
 class BedrockServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], model: Model, faults: Faults = Faults()) -> None:
+    def __init__(
+        self, address: tuple[str, int], model: Model, faults: Faults = Faults(), witness: WitnessJournal | None = None
+    ) -> None:
         super().__init__(address, BedrockHandler)
         self.model = model
         self.faults = faults
+        self.witness = witness
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._random = random.Random(faults.seed)
@@ -64,6 +68,11 @@ class BedrockServer(ThreadingHTTPServer):
     def count(self, what: str) -> None:
         with self._lock:
             self.counts[what] += 1
+
+    def journal(self, action: str, model_id: str, body: Any, outcome: str) -> None:
+        """One witness record per request: which text it summarises, and whether it got an answer."""
+        if self.witness:
+            self.witness.record("request", action=action, model=model_id, text_key=_summarised(body), outcome=outcome)
 
     def throttled(self) -> bool:
         with self._lock:
@@ -96,6 +105,15 @@ def _check_messages(messages: Any) -> str:
     return _text_of(last.get("content", []))
 
 
+def _summarised(body: Any) -> str | None:
+    """``text_key`` of the text the last user message asks to summarise (None for a malformed body)."""
+    try:
+        messages = body["messages"]
+        return text_key(document_of(_text_of(messages[-1]["content"])))
+    except (BedrockError, KeyError, IndexError, TypeError):
+        return None
+
+
 def _check_model(model_id: str) -> None:
     if not _MODEL_ID.match(model_id):
         raise _validation("The provided model identifier is invalid.")
@@ -124,6 +142,7 @@ class BedrockHandler(AwsJsonHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         match = _ROUTE.match(self.path.split("?", 1)[0])
+        body: Any = None
         try:
             if not match:
                 raise BedrockError(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at {self.path}")
@@ -145,15 +164,17 @@ class BedrockHandler(AwsJsonHandler):
             marker = self.server.faults.fail_marker
             if marker and marker in raw.decode("utf-8", "replace"):
                 raise _validation("The request was rejected (fault injected by --fault-fail-marker).")
-            if match["action"] == "converse":
-                self.send_json(HTTPStatus.OK, self._converse(model_id, body))
-            else:
-                self.send_json(HTTPStatus.OK, self._invoke(model_id, body))
+            answer = self._converse(model_id, body) if match["action"] == "converse" else self._invoke(model_id, body)
+            self.server.journal(match["action"], model_id, body, "success")
+            self.send_json(HTTPStatus.OK, answer)
         except BedrockError as err:
             self.server.count(err.code)
+            if match:
+                self.server.journal(match["action"], unquote(match["model"]), body, err.code)
             self.send_error_json(err.status, err.code, err.message)
         except Exception as err:  # an answer, not a dropped connection that botocore would retry
             log.exception("request to %s failed", self.path)
+            self.server.journal(match["action"], unquote(match["model"]), body, "InternalServerException")
             self.send_error_json(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "InternalServerException", f"{type(err).__name__}: {err}"
             )

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from local.sagemaker_async.endpoints import AsyncEndpoint, EndpointDirectory, ValidationError
 from local.sagemaker_async.notifications import notification
 from local.sagemaker_async.requests import AsyncRequest, Journal, build_request
+from local.witness import WitnessJournal, request_headers
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ class EndpointStats:
     first_accepted_at: float | None = None
     last_finished_at: float | None = None
     notifications_published: int = 0
-    duplicate_inputs: int = 0
-    """Requests whose InputLocation was already accepted once: files processed twice."""
 
 
 class RequestFailed(Exception):
@@ -88,6 +87,7 @@ class AsyncInferenceService:
         journal: Journal,
         faults: Faults = Faults(),
         clock: Callable[[], float] = time.time,
+        witness: WitnessJournal | None = None,
     ) -> None:
         self.endpoints = EndpointDirectory(sagemaker)
         self.s3 = s3
@@ -97,9 +97,8 @@ class AsyncInferenceService:
         self.journal = journal
         self.faults = faults
         self.clock = clock
+        self.witness = witness
         self._queues: dict[str, _EndpointQueue] = {}
-        self._inputs: set[tuple[str, str]] = set()
-        self._resumed: set[str] = set()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------- accepting
@@ -108,13 +107,22 @@ class AsyncInferenceService:
         endpoint = self.endpoints.get(endpoint_name)
         request = build_request(endpoint, headers, received_at=self.clock(), body=body)
         self.journal.add(request)
+        if self.witness:
+            self.witness.record(
+                "accepted",
+                endpoint=endpoint.name,
+                request_id=request.request_id,
+                inference_id=request.inference_id,
+                input_location=request.input_location,
+                output_location=request.output_location,
+                failure_location=request.failure_location,
+            )
         self._enqueue(endpoint, request)
         return request
 
     def resume(self) -> int:
         """Re-queue what the journal holds (requests accepted before a restart)."""
         pending = self.journal.pending()
-        self._resumed.update(r.request_id for r in pending)
         for request in pending:
             try:
                 endpoint = self.endpoints.get(request.endpoint_name)
@@ -136,11 +144,6 @@ class AsyncInferenceService:
                 for i in range(2 * endpoint.concurrency):
                     threading.Thread(target=self._work, args=(q,), name=f"{endpoint.name}-{i}", daemon=True).start()
             q.stats.accepted += 1
-            if request.input_location:
-                seen = (endpoint.name, request.input_location)
-                if seen in self._inputs and request.request_id not in self._resumed:
-                    q.stats.duplicate_inputs += 1
-                self._inputs.add(seen)
             if q.stats.first_accepted_at is None:
                 q.stats.first_accepted_at = request.received_at
         q.requests.put(request)
@@ -165,10 +168,10 @@ class AsyncInferenceService:
     def _process(self, q: _EndpointQueue, request: AsyncRequest) -> None:
         try:
             self._check_age(request)
-            payload, content_type = self._read_input(request)
+            payload, content_type, etag = self._read_input(request)
             with q.model_slots:
                 self._check_age(request)  # waiting for a model slot is waiting in the queue
-                body, response_type = self._call_model(q, request, payload, content_type)
+                body, response_type = self._call_model(q, request, payload, content_type, etag)
         except RequestFailed as err:
             self._fail(q, request, str(err), err.body)
             return
@@ -185,9 +188,10 @@ class AsyncInferenceService:
                 f"({request.request_ttl_seconds}s)."
             )
 
-    def _read_input(self, request: AsyncRequest) -> tuple[bytes, str | None]:
+    def _read_input(self, request: AsyncRequest) -> tuple[bytes, str | None, str | None]:
+        """The payload, its stored content type and its ETag (None for a payload sent inline)."""
         if request.inline_input is not None:
-            return base64.b64decode(request.inline_input), None
+            return base64.b64decode(request.inline_input), None, None
         location = request.input_location
         bucket, key = _split(location)
         try:
@@ -197,24 +201,30 @@ class AsyncInferenceService:
             raise RequestFailed(f"ClientError: Failed to download input from {location}: {code}.") from err
         if obj["ContentLength"] > INPUT_LIMIT_BYTES:
             raise RequestFailed(f"ClientError: Input {location} is larger than 1 GB.")
-        return obj["Body"].read(), obj.get("ContentType")
+        return obj["Body"].read(), obj.get("ContentType"), obj.get("ETag")
 
     def _call_model(
-        self, q: _EndpointQueue, request: AsyncRequest, payload: bytes, content_type: str | None
+        self, q: _EndpointQueue, request: AsyncRequest, payload: bytes, content_type: str | None, etag: str | None
     ) -> tuple[bytes, str]:
         with self._lock:
             q.stats.in_flight += 1
             q.stats.max_in_flight = max(q.stats.max_in_flight, q.stats.in_flight)
         started = time.monotonic()
         try:
-            return self._invoke_model(request, payload, content_type)
+            return self._invoke_model(request, payload, content_type, etag)
         finally:
             with self._lock:
                 q.stats.in_flight -= 1
                 q.stats.model_busy_seconds += time.monotonic() - started
 
-    def _invoke_model(self, request: AsyncRequest, payload: bytes, stored_type: str | None) -> tuple[bytes, str]:
-        headers = {"Content-Type": request.content_type or stored_type or "application/octet-stream"}
+    def _invoke_model(
+        self, request: AsyncRequest, payload: bytes, stored_type: str | None, etag: str | None
+    ) -> tuple[bytes, str]:
+        headers = {
+            "Content-Type": request.content_type or stored_type or "application/octet-stream",
+            # which file version this is, for the model server's witness journal
+            **request_headers(request.input_location, etag, request.inference_id),
+        }
         if request.accept:
             headers["Accept"] = request.accept
         if request.custom_attributes:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
+from local.bootstrap import INPUT_BUCKET
 from local.stack.airflow_api import AirflowApi
-from local.stack.demo import SAMPLES, failed_tasks, results, run_pipeline, table, upload, write_report
+from local.stack.demo import SAMPLES, run_demo
 from local.stack.launcher import Stack
 from local.stack.services import Settings
 
@@ -17,32 +17,16 @@ log = logging.getLogger("local.stack")
 
 
 def demo(stack: Stack, audio_dir: Path, report: Path | None, timeout: float) -> int:
-    started = time.monotonic()
     owned = not stack.running()
     try:
         if owned:
-            resources = stack.up()
-            bucket = resources.input_bucket
+            bucket = stack.up().input_bucket
         else:
             log.info("using the stack that already runs")
-            bucket = "audio-transcription-input"
-        session = stack.aws_session()
-        prefix = f"demo-{time.strftime('%Y%m%d-%H%M%S')}/"
-        keys = upload(session.client("s3"), audio_dir, bucket, prefix)
-        log.info("uploaded %d files from %s to s3://%s/%s", len(keys), audio_dir, bucket, prefix)
+            bucket = INPUT_BUCKET
         api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
-        run_id, state, seconds = run_pipeline(api, f"s3://{bucket}/{prefix}", timeout)
-        rows = results(session, bucket, keys)
-        print(table(rows))
-        print(f"\nrun {run_id}: {state} in {seconds:.0f}s ({time.monotonic() - started:.0f}s in all)")
-        if state != "success":
-            for line in failed_tasks(api, run_id, stack.settings.state_dir / "airflow" / "logs"):
-                print(f"  {line}")
-        if report:
-            write_report(rows, report)
-            print(f"report: {report}")
-        ok = state == "success" and rows and all(r.status == "summarized" for r in rows)
-        return 0 if ok else 1
+        logs = stack.settings.state_dir / "airflow" / "logs"
+        return run_demo(stack.aws_session(), api, bucket, audio_dir, report, timeout, f"logs under {logs}")
     finally:
         if owned:
             stack.down()

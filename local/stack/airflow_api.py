@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -30,12 +31,12 @@ class AirflowApi:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
 
-    def wait_for_dag(self, timeout: float = 180) -> None:
+    def wait_for_dag(self, timeout: float = 180, dag_id: str = DAG_ID) -> None:
         """The DAG processor has parsed the DAG (and it has no import errors)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._call("GET", f"/api/v2/dags/{DAG_ID}")
+                self._call("GET", f"/api/v2/dags/{dag_id}")
                 return
             except urllib.error.HTTPError as err:
                 if err.code != 404:
@@ -44,17 +45,28 @@ class AirflowApi:
             if errors:
                 raise RuntimeError("DAG import errors:\n" + "\n".join(e["stack_trace"] for e in errors))
             if time.monotonic() > deadline:
-                raise RuntimeError(f"DAG {DAG_ID} was not parsed within {timeout:.0f}s")
+                raise RuntimeError(f"DAG {dag_id} was not parsed within {timeout:.0f}s")
             time.sleep(1)
 
+    def unpause(self, dag_id: str = DAG_ID) -> None:
+        self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
     def trigger(self, conf: dict[str, Any]) -> str:
-        self._call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        self.unpause()
         run = self._call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
-    def wait_for_run(self, run_id: str, timeout: float) -> str:
+    def dag_runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+
+    def asset_events(self, **filters: str) -> list[dict[str, Any]]:
+        """Asset events, filtered as the API allows (``source_dag_id``, ``source_run_id``, ...)."""
+        query = urllib.parse.urlencode(filters)
+        return self._call("GET", f"/api/v2/assets/events?{query}")["asset_events"]
+
+    def wait_for_run(self, run_id: str, timeout: float, dag_id: str = DAG_ID) -> str:
         deadline = time.monotonic() + timeout
-        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}"
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}"
         while True:
             state = self._call("GET", path)["state"]
             if state in TERMINAL:
@@ -73,11 +85,11 @@ class AirflowApi:
             if not page["task_instances"] or len(found) >= page["total_entries"]:
                 return found
 
-    def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
+    def task_log(self, run_id: str, task_id: str, try_number: int = 1, dag_id: str = DAG_ID) -> str:
         """The task's log as the UI shows it: one line per event, and each exception as ``type: message``."""
         run = urllib.request.quote(run_id, safe="")
         content = self._call(
-            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
         )["content"]
         lines = []
         for line in content:

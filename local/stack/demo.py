@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from audio_pipeline.transcripts import TranscriptFormatError, parse_transcript
 from local.stack.airflow_api import AirflowApi
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+log = logging.getLogger("local.stack")
 
 
 @dataclass
@@ -79,12 +81,12 @@ def _read(s3: Any, uri: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def failed_tasks(api: AirflowApi, run_id: str, logs_dir: Path) -> list[str]:
+def failed_tasks(api: AirflowApi, run_id: str, logs: str) -> list[str]:
     lines = []
     for ti in api.task_instances(run_id):
         if ti["state"] in ("failed", "upstream_failed"):
             index = f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else ""
-            lines.append(f"{ti['task_id']}{index}: {ti['state']} (logs under {logs_dir})")
+            lines.append(f"{ti['task_id']}{index}: {ti['state']} ({logs})")
     return lines
 
 
@@ -107,3 +109,29 @@ def table(rows: list[FileResult], width: int = 60) -> str:
 
 def write_report(rows: list[FileResult], path: Path) -> None:
     path.write_text(json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False) + "\n")
+
+
+def run_demo(
+    session: Any, api: AirflowApi, bucket: str, audio_dir: Path, report: Path | None, timeout: float, logs: str
+) -> int:
+    """Upload ``audio_dir``, run the DAG on it, print each file's outcome; 0 when every file is summarized.
+
+    ``make demo`` (the native stack) and ``make compose-demo`` (docker compose) both run this;
+    ``logs`` tells where the task logs of a failed task are.
+    """
+    started = time.monotonic()
+    prefix = f"demo-{time.strftime('%Y%m%d-%H%M%S')}/"
+    keys = upload(session.client("s3"), audio_dir, bucket, prefix)
+    log.info("uploaded %d files from %s to s3://%s/%s", len(keys), audio_dir, bucket, prefix)
+    run_id, state, seconds = run_pipeline(api, f"s3://{bucket}/{prefix}", timeout)
+    rows = results(session, bucket, keys)
+    print(table(rows))
+    print(f"\nrun {run_id}: {state} in {seconds:.0f}s ({time.monotonic() - started:.0f}s in all)")
+    if state != "success":
+        for line in failed_tasks(api, run_id, logs):
+            print(f"  {line}")
+    if report:
+        write_report(rows, report)
+        print(f"report: {report}")
+    ok = state == "success" and rows and all(r.status == "summarized" for r in rows)
+    return 0 if ok else 1

@@ -25,6 +25,18 @@ from local.stack.services import (
 log = logging.getLogger(__name__)
 
 
+def aws_session(settings: Settings) -> boto3.session.Session:
+    """A boto3 session on the stack's emulators (moto, SageMaker runtime, Bedrock runtime)."""
+    env = aws_environment(settings)
+    for key, value in env.items():
+        os.environ[key] = value  # boto3 reads per-service endpoint URLs from the environment only
+    return boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -34,14 +46,7 @@ class Stack:
         self.processes = Processes(self.settings.state_dir, self.env)
 
     def aws_session(self) -> boto3.session.Session:
-        env = aws_environment(self.settings)
-        for key, value in env.items():
-            os.environ[key] = value  # boto3 reads per-service endpoint URLs from the environment only
-        return boto3.session.Session(
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            region_name=env["AWS_DEFAULT_REGION"],
-        )
+        return aws_session(self.settings)
 
     def running(self) -> dict[str, int]:
         return self.processes.running()

@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local import witness
+
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 JWT_SECRET = "local-stack-jwt-secret-not-for-production"
@@ -33,17 +35,32 @@ class Settings:
     bedrock_flags: tuple[str, ...] = ()
     variables: dict[str, str] = field(
         default_factory=lambda: {
-            "reconcile_interval_seconds": "15",
             # unpausing creates the latest nightly run: give it a (quiet) prefix to process
             "schedule_bucket_uri": "s3://audio-transcription-input/nightly/",
         }
     )
-    """Airflow Variables (``audio_pipeline_<name>``) set for the local stack through the environment."""
+    """Airflow Variables (``audio_pipeline_<name>``) set for the local stack through the environment.
+
+    Airflow adds every Variable value a task reads to its secrets masker, which warns in the
+    task log about any value under 5 characters ("Skipping masking for a secret as it's too
+    short"), whatever the Variable's name: a healthy run's logs stay free of warnings only
+    while no value is that short."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """More environment for every process (for example BENCHMARK_SERVICE_SECONDS)."""
+    dag_bundles: dict[str, Path] = field(default_factory=dict)
+    """More folders of DAGs, by bundle name, beside the project's ``dags/`` (the tests' example DAGs)."""
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"
+
+    @property
+    def witness_dir(self) -> Path:
+        """Where the emulators and the model server journal what they saw (``local.witness``)."""
+        return self.state_dir / "witness"
+
+
+QUICK_RECONCILE = {"reconcile_interval_seconds": "15"}
+"""Look in S3 for results whose notification was lost every 15 s instead of 120 (fault runs)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,18 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "PYTHONPATH": str(REPO / "plugins"),
     }
     env.update({f"AIRFLOW_VAR_AUDIO_PIPELINE_{k.upper()}": v for k, v in settings.variables.items()})
+    if settings.dag_bundles:
+        bundles = {"dags-folder": REPO / "dags", **settings.dag_bundles}
+        env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+            [
+                {
+                    "name": name,
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(path)},
+                }
+                for name, path in bundles.items()
+            ]
+        )
     return env
 
 
@@ -127,6 +156,8 @@ def emulator_services(settings: Settings) -> list[Service]:
                 str(p.model),
                 "--backend",
                 settings.model_backend,
+                "--witness-journal",
+                str(settings.witness_dir / witness.MODEL_SERVER),
             ],
             p.model,
             f"{settings.url(p.model)}/ping",
@@ -141,6 +172,8 @@ def emulator_services(settings: Settings) -> list[Service]:
                 settings.host,
                 "--port",
                 str(p.bedrock_runtime),
+                "--witness-journal",
+                str(settings.witness_dir / witness.BEDROCK_RUNTIME),
                 *settings.bedrock_flags,
             ],
             p.bedrock_runtime,
@@ -165,6 +198,8 @@ def runtime_service(settings: Settings) -> Service:
             settings.url(p.model),
             "--state-dir",
             str(settings.state_dir / "sagemaker-async"),
+            "--witness-journal",
+            str(settings.witness_dir / witness.SAGEMAKER_ASYNC),
             *settings.emulator_flags,
         ],
         p.sagemaker_runtime,

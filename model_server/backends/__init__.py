@@ -30,6 +30,9 @@ class Transcription:
 
 
 class Backend(Protocol):
+    """A speech recognizer. One that can load yet be unfit to serve (the Parakeet backend on a host
+    whose GPU torch cannot see) also sets ``unhealthy`` to the reason: /ping then fails with it."""
+
     name: str
 
     def load(self) -> None:

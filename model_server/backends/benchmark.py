@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -33,10 +34,12 @@ class BenchmarkBackend:
         if not audio:
             raise BadAudio("empty request body: send the audio file's bytes")
         time.sleep(self.service_seconds)
+        # names its input, so two recordings get two transcripts (and two distinct summary requests)
+        text = f"{FIXED_TRANSCRIPT} Recording {hashlib.sha256(audio).hexdigest()[:16]}."
         return Transcription(
-            text=FIXED_TRANSCRIPT,
+            text=text,
             language="en",
             duration_seconds=self.service_seconds,
             model=f"benchmark:{self.service_seconds}s",
-            segments=[Segment(0.0, self.service_seconds, FIXED_TRANSCRIPT)],
+            segments=[Segment(0.0, self.service_seconds, text)],
         )

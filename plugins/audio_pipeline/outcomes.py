@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 _FAILURE_EXCERPT_BYTES = 2000
 _TRACKED = ("status", "inference_id", "deadline", "output_location", "failure_location")
+_KEY_MAX_BYTES = 2048
+"""DynamoDB's limit for a partition key: a longer ``inputLocation`` cannot name a file of the table."""
 
 
 @dataclass
@@ -69,15 +71,17 @@ class BatchWatcher:
     def record_messages(self, messages: Sequence[dict[str, Any]]) -> MessageBatchResult:
         """Write every notification in ``messages`` to the table; say which to delete.
 
-        Notifications of other batches and runs are recorded too. One whose claim is
-        unknown or already settled (a duplicate, or a stale claim) is dropped. A message
-        that is not a notification is kept on the queue, so that SQS moves it to the
-        dead-letter queue after ``maxReceiveCount`` deliveries.
+        A notification names its file by inference id first (this batch's files), then by
+        ``inputLocation``. Notifications of other batches and runs are recorded too. One
+        whose claim is unknown or already settled (a duplicate, or a stale claim) is
+        dropped. A message that is not a well-formed notification touches nothing and is
+        kept on the queue, so that SQS moves it to the dead-letter queue after
+        ``maxReceiveCount`` deliveries, where it can be read.
         """
         result = MessageBatchResult()
-        transitions: list[Transition] = []
-        receipts: dict[str, list[dict[str, str]]] = {}
         by_inference_id = {iid: uri for uri, iid in self.files.items()}
+        receipts: dict[tuple[str, str], list[dict[str, str]]] = {}
+        rounds: list[dict[str, Transition]] = []  # each writes a file once: a transaction touches an item once
         for i, message in enumerate(messages):
             entry = {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
             try:
@@ -86,25 +90,33 @@ class BatchWatcher:
                 result.malformed += 1
                 log.error("Left message %s on the queue for the dead-letter queue: %s", message.get("MessageId"), err)
                 continue
-            uri = notification.input_location or by_inference_id.get(notification.inference_id)
+            uri = by_inference_id.get(notification.inference_id) or _table_key(notification.input_location)
             if not uri:
                 result.ignored += 1
                 result.delete.append(entry)
                 log.warning("Dropped notification for unknown inference id %s", notification.inference_id)
                 continue
-            transitions.append(notification.transition(uri))
-            receipts.setdefault(uri, []).append(entry)
-        if transitions:
-            written = self.table.apply(transitions)
-            result.recorded = len(written.applied)
+            key = (uri, notification.inference_id)
+            if key in receipts:  # the same notification delivered twice
+                receipts[key].append(entry)
+                result.ignored += 1
+                continue
+            receipts[key] = [entry]
+            free = next((r for r in rounds if uri not in r), None)
+            if free is None:
+                rounds.append(free := {})
+            free[uri] = notification.transition(uri)
+        for transitions in rounds:
+            written = self.table.apply(transitions.values())
+            result.recorded += len(written.applied)
             result.ignored += len(written.rejected)
             for uri in written.rejected:
                 log.info("Notification for %s is a duplicate or belongs to a settled or unknown claim", uri)
-            for t in transitions:
+            for t in transitions.values():
                 if t.uri in self.pending and t.uri in written.applied and self.files[t.uri] == t.inference_id:
                     self._settle(t.uri, t.to)
-            for entries in receipts.values():
-                result.delete.extend(entries)
+        for entries in receipts.values():
+            result.delete.extend(entries)
         return result
 
     # ------------------------------------------------------------------ checks
@@ -196,3 +208,10 @@ class BatchWatcher:
         bucket, key = split_s3_uri(uri)
         body = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{_FAILURE_EXCERPT_BYTES - 1}")["Body"]
         return body.read().decode("utf-8", "replace").strip()
+
+
+def _table_key(input_location: str | None) -> str | None:
+    """The status table's key for a notification's ``inputLocation``, when it can be one of ours."""
+    if input_location and input_location.startswith("s3://") and len(input_location.encode()) <= _KEY_MAX_BYTES:
+        return input_location
+    return None

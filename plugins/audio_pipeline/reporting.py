@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from audio_pipeline.listing import split_s3_uri
 from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, describe_counts, utcnow
+from audio_pipeline.summaries import first_sentence
 
 REPORTED_ATTRIBUTES = ("status", "output_location", "summary_location", "failure_reason", "summary_error")
+
+
+def file_line(f: dict[str, Any]) -> str:
+    """One file of the run on one line: status, where its transcript and summary are, the
+    summary's first sentence, or why it has none."""
+    parts = [f"{f['status']:<10} {f['uri']}"]
+    if f["status"] in (Status.COMPLETED, Status.SUMMARIZED) and f.get("output_location"):
+        parts.append(f"transcript {f['output_location']}")  # a failed file's output location holds nothing
+    if f.get("summary_location"):
+        parts.append(f"summary {f['summary_location']}")
+    if f.get("failure_reason"):
+        parts.append(f"reason: {f['failure_reason']}")
+    elif f.get("summary_error"):
+        parts.append(f"summary error: {f['summary_error']}")
+    if f.get("summary_opening"):
+        parts.append(f'"{f["summary_opening"]}"')
+    return "  ".join(parts)
 
 
 @dataclass
@@ -28,13 +50,7 @@ class RunReport:
         out = [f"run {self.run_id} over {self.bucket_uri or '(no bucket URI)'}: {counts}"]
         if self.abandoned:
             out.append(f"{self.abandoned} files were still in flight when the run ended and are now failed")
-        for f in self.files:
-            detail = f.get("summary_location") or f.get("output_location") or ""
-            if f.get("failure_reason"):
-                detail = f"reason: {f['failure_reason']}"
-            elif f.get("summary_error"):
-                detail = f"summary error: {f['summary_error']}"
-            out.append(f"{f['status']:<10} {f['uri']}  {detail}".rstrip())
+        out.extend(file_line(f) for f in self.files)
         return out
 
     def to_json(self) -> str:
@@ -79,3 +95,20 @@ def settle_run(table: StatusTable, run_id: str, bucket_uri: str | None, reason: 
         for uri, item in sorted(items.items())
     ]
     return RunReport(run_id=run_id, bucket_uri=bucket_uri, files=files, abandoned=abandoned)
+
+
+def add_summary_openings(report: RunReport, s3_client: Any, workers: int = 8) -> None:
+    """Read each summary document of the run and keep its first sentence (``summary_opening``)."""
+
+    def opening(location: str) -> str:
+        bucket, key = split_s3_uri(location)
+        try:
+            document = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+            return first_sentence(document["summary"])
+        except (ClientError, BotoCoreError, ValueError, KeyError, TypeError) as err:
+            return f"(summary unreadable: {err})"
+
+    summarized = [f for f in report.files if f.get("summary_location")]
+    with ThreadPoolExecutor(workers) as pool:
+        for f, text in zip(summarized, pool.map(opening, [f["summary_location"] for f in summarized]), strict=True):
+            f["summary_opening"] = text

@@ -26,7 +26,9 @@ summarising it, and the next run takes it for its summary.
 
 Writes are batched in ``TransactWriteItems`` of up to 100 items; when a transaction is
 cancelled, the items whose condition failed are reported as rejected and the others are
-retried, so a batch costs one call in the common case.
+retried, so a batch costs one call in the common case. Throttling and 5xx answers are
+retried by the client itself (adaptive mode on the hook); this module retries only what
+botocore cannot: ``UnprocessedKeys`` and the items of a cancelled transaction.
 """
 
 from __future__ import annotations
@@ -355,37 +357,34 @@ class StatusTable:
         return result
 
     def _transact_chunk(self, pending: list[tuple[str, dict[str, Any]]], result: WriteResult) -> None:
+        """Write ``pending`` in one transaction. Throttling and 5xx answers were retried by the
+        client already (adaptive mode, :class:`~audio_pipeline.hooks.status_table.StatusTableHook`);
+        what it cannot do is read a cancellation item by item: items whose condition failed are
+        rejected, the others (a conflicting transaction, say) are sent again."""
         attempt = 0
         while pending:
             try:
                 self.client.transact_write_items(TransactItems=[op for _, op in pending])
             except ClientError as err:
-                code = err.response.get("Error", {}).get("Code")
-                if code == "TransactionCanceledException":
-                    reasons = err.response.get("CancellationReasons") or []
-                    if len(reasons) != len(pending):
-                        # No per-item reasons: settle each item on its own.
-                        for single in pending:
-                            self._transact_chunk([single], result)
-                        return
-                    retry = []
-                    for (uri, op), reason in zip(pending, reasons, strict=True):
-                        if reason.get("Code") == "ConditionalCheckFailed":
-                            result.rejected.append(uri)
-                        else:
-                            retry.append((uri, op))
-                    pending = retry
-                elif code not in (
-                    "ThrottlingException",
-                    "ProvisionedThroughputExceededException",
-                    "TransactionInProgressException",
-                    "InternalServerError",
-                    "RequestLimitExceeded",
-                ):
+                if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                     raise
+                reasons = err.response.get("CancellationReasons") or []
+                if len(reasons) != len(pending):
+                    # No per-item reasons: settle each item on its own.
+                    for single in pending:
+                        self._transact_chunk([single], result)
+                    return
+                retry = []
+                for (uri, op), reason in zip(pending, reasons, strict=True):
+                    if reason.get("Code") == "ConditionalCheckFailed":
+                        result.rejected.append(uri)
+                    else:
+                        retry.append((uri, op))
+                pending = retry
                 attempt += 1
                 if pending:
-                    self._sleep(attempt, f"TransactWriteItems: {code}")
+                    codes = sorted({r.get("Code") for r in reasons} - {"ConditionalCheckFailed", "None", None})
+                    self._sleep(attempt, f"TransactWriteItems cancelled ({', '.join(codes)})")
                 continue
             result.applied.extend(uri for uri, _ in pending)
             return

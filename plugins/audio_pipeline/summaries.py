@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -88,6 +86,12 @@ def summary_location(output_location: str) -> str:
     return f"{base}.summary.json"
 
 
+def first_sentence(text: str, limit: int = 200) -> str:
+    """The summary's opening sentence, for one-line reports (cut at ``limit`` characters)."""
+    sentence = _SENTENCE_END.split(text.strip(), maxsplit=1)[0].strip()
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
+
 def split_text(text: str, limit: int) -> list[str]:
     """Split ``text`` into parts of at most ``limit`` characters, at sentence ends where possible."""
     if limit < 1:
@@ -134,15 +138,11 @@ class Summarizer:
         *,
         chunk_chars: int = 12000,
         max_tokens: int = 1024,
-        max_attempts: int = 6,
-        backoff_base: float = 1.0,
     ) -> None:
         self.client = client
         self.model_id = model_id
         self.chunk_chars = chunk_chars
         self.max_tokens = max_tokens
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
 
     def summarize(self, transcript: str) -> Summary:
         text = transcript.strip()
@@ -178,24 +178,22 @@ class Summarizer:
         return parse_answer("".join(b.get("text", "") for b in blocks))
 
     def _converse(self, user_text: str) -> dict[str, Any]:
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                return self.client.converse(
-                    modelId=self.model_id,
-                    system=[{"text": prompt("summarize_system")}],
-                    messages=[{"role": "user", "content": [{"text": user_text}]}],
-                    inferenceConfig={"maxTokens": self.max_tokens, "temperature": 0.2},
-                )
-            except ClientError as err:
-                code = err.response.get("Error", {}).get("Code", "")
-                message = err.response.get("Error", {}).get("Message", "")
-                if code not in RETRYABLE_ERRORS:
-                    raise SummaryError(f"Bedrock model {self.model_id}: {code}: {message}") from err
-                if attempt == self.max_attempts:
-                    raise SummaryError(
-                        f"Bedrock model {self.model_id}: {code} after {attempt} attempts: {message}", retryable=True
-                    ) from err
-                delay = self.backoff_base * 2 ** (attempt - 1) * (0.5 + random.random())
-                log.info("Bedrock %s (%s); retrying in %.1fs", code, message, delay)
-                time.sleep(delay)
-        raise SummaryError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        """One Converse request. The client has retried throttling and 5xx answers already
+        (adaptive mode on its hook); an error here is final for this attempt of the task,
+        and :class:`SummaryError` says whether a later attempt may help."""
+        try:
+            return self.client.converse(
+                modelId=self.model_id,
+                system=[{"text": prompt("summarize_system")}],
+                messages=[{"role": "user", "content": [{"text": user_text}]}],
+                inferenceConfig={"maxTokens": self.max_tokens, "temperature": 0.2},
+            )
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            message = err.response.get("Error", {}).get("Message", "")
+            if code not in RETRYABLE_ERRORS:
+                raise SummaryError(f"Bedrock model {self.model_id}: {code}: {message}") from err
+            attempts = err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+            raise SummaryError(
+                f"Bedrock model {self.model_id}: {code} after {attempts} attempts: {message}", retryable=True
+            ) from err

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from audio_pipeline.summaries import first_sentence
+from benchmarks.verdict import Judge
 from local.stack.airflow_api import AirflowApi
 from local.stack.demo import SAMPLES, results, run_pipeline, upload
 from local.stack.launcher import Stack
@@ -101,6 +103,41 @@ def test_nothing_is_left_in_flight_and_the_run_manifest_is_written(outcome):
     assert manifest["counts"] == {"summarized": len(REFERENCES), "failed": 1}
 
 
+def task_log_records(stack, run_id):
+    """Every record of the run's task logs as Airflow wrote them (trigger logs included)."""
+    folder = stack.settings.state_dir / "airflow" / "logs" / "dag_id=audio_transcription" / f"run_id={run_id}"
+    files = sorted(p for p in folder.rglob("*.log*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): [json.loads(line) for line in p.read_text().splitlines()] for p in files}
+
+
+def test_task_logs_of_the_run_carry_no_warnings(stack, outcome):
+    logs = task_log_records(stack, outcome["run_id"])
+    tasks = {name.split("/")[0] for name in logs}
+    assert len(tasks) == 6 and any(".trigger." in name for name in logs), sorted(logs)
+    loud = [
+        f"{name}: {r['level']}: {r['event']}"
+        for name, records in logs.items()
+        for r in records
+        if r.get("level") in ("warning", "error", "critical")
+    ]
+    assert not loud, "\n".join(loud)
+
+
+def test_report_run_logs_one_line_per_file_with_its_transcript_summary_and_first_sentence(outcome):
+    log = outcome["api"].task_log(outcome["run_id"], "report_run")
+    for clip, row in outcome["rows"].items():
+        lines = [line for line in log.splitlines() if line.split()[1:2] == [row.uri]]
+        assert len(lines) == 1, (clip, log)
+        if row.status == "summarized":
+            assert re.fullmatch(
+                rf'summarized {re.escape(row.uri)}  transcript s3://\S+\.out  summary s3://\S+\.summary\.json  "[^"]+"',
+                lines[0],
+            ), lines[0]
+            assert lines[0].split('"')[1] == first_sentence(row.summary)
+        else:
+            assert lines[0].startswith(f"failed     {row.uri}  reason: "), lines[0]
+
+
 def test_mapped_tasks_have_readable_names(outcome):
     tis = outcome["api"].task_instances(outcome["run_id"])
     mapped = [ti for ti in tis if ti["task_id"].startswith("transcribe.")]
@@ -123,9 +160,8 @@ def test_transcripts_of_a_run_without_summaries_are_summarised_by_the_next_run_n
     assert api.wait_for_run(second, timeout=300) == "success"
     rows = results(session, "audio-transcription-input", keys)
     assert {r.status for r in rows} == {"summarized"} and all(r.summary for r in rows)
-    health = f"{stack.settings.url(stack.settings.ports.sagemaker_runtime)}/_emulator/health"
-    endpoints = json.loads(urllib.request.urlopen(health, timeout=10).read())["endpoints"]
-    assert sum(e["duplicate_inputs"] for e in endpoints.values()) == 0, "nothing was transcribed twice"
+    verdicts = Judge(session, stack.settings.witness_dir).judge([f"s3://audio-transcription-input/{k}" for k in keys])
+    assert [(v.outcome, v.model_calls, v.summaries) for v in verdicts] == [("summarized", 1, 1)] * len(keys), verdicts
 
 
 @pytest.mark.parametrize(

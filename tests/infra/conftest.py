@@ -47,27 +47,31 @@ def existing_endpoint(tmp_path_factory):
     return synth(tmp_path_factory, existingEndpointName="parakeet-async-endpoint")[0]
 
 
+def cdk_synth(outdir: Path, context: dict) -> subprocess.CompletedProcess:
+    """``cd infra && cdk synth -c ...`` as the CDK CLI runs it: cdk.json's app command, the context
+    (cdk.json's, then the ``-c`` values) in CDK_CONTEXT_JSON."""
+    return subprocess.run(
+        shlex.split(CDK_JSON["app"]),
+        cwd=REPO / "infra",
+        env={**os.environ, "CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps({**CDK_CONTEXT, **context})},
+        capture_output=True,
+        text=True,
+    )
+
+
 @pytest.fixture(scope="session")
 def customised(tmp_path_factory):
-    """``cd infra && cdk synth -c ...`` as the CDK CLI runs it: cdk.json's app command, the context in
-    CDK_CONTEXT_JSON. Every inference parameter changed, a foundation-model id for Bedrock, and no
-    image URI, so the image is a CDK asset built from infra/container/Dockerfile."""
+    """Every inference parameter changed, a foundation-model id for Bedrock, and no image URI, so the
+    image is a CDK asset built from infra/container/Dockerfile; synthesised as ``cdk synth`` does."""
     outdir = tmp_path_factory.mktemp("cdk.out")
     context = {
-        **CDK_CONTEXT,
         "inputBucketName": "team-audio",
         "modelDataUrl": "s3://team-models/parakeet/model.tar.gz",
         "instanceType": "ml.g5.xlarge",
         "maxInstances": 5,
         "bedrockModelId": "anthropic.claude-3-5-haiku-20241022-v1:0",
     }
-    result = subprocess.run(
-        shlex.split(CDK_JSON["app"]),
-        cwd=REPO / "infra",
-        env={**os.environ, "CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps(context)},
-        capture_output=True,
-        text=True,
-    )
+    result = cdk_synth(outdir, context)
     assert result.returncode == 0, result.stderr[-3000:]
     path = outdir / f"{STACK}.template.json"
     return Template.from_json(json.loads(path.read_text())), path

@@ -30,7 +30,9 @@ def test_dockerfile_runs_the_model_server_with_the_parakeet_backend():
     base = next(line for line in instructions if line.startswith("FROM "))
     assert "nvidia/nemo:" in base, "a GPU image with NeMo and CUDA"
     assert "EXPOSE 8080" in instructions
-    assert 'ENTRYPOINT ["python", "-m", "model_server"]' in instructions and 'CMD ["serve"]' in instructions
+    # NVIDIA's entrypoint (CUDA forward compatibility) runs first, then execs the model server
+    entrypoint = 'ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "python", "-m", "model_server"]'
+    assert entrypoint in instructions and 'CMD ["serve"]' in instructions
     assert "COPY model_server/ /opt/program/model_server/" in instructions, "the package the local stack runs"
     assert any("MODEL_BACKEND=parakeet" in line for line in lines)
     pins = dict(re.findall(r'"([\w-]+)==([^"]+)"', next(i for i in instructions if i.startswith("RUN pip install"))))
@@ -44,6 +46,7 @@ def test_the_image_is_built_from_the_dockerfile_and_the_model_server_only(custom
     outdir = path.parent
     (image,) = json.loads((outdir / f"{STACK}.assets.json").read_text())["dockerImages"].values()
     assert image["source"]["dockerFile"] == "infra/container/Dockerfile"
+    assert image["source"]["platform"] == "linux/amd64", "SageMaker runs x86-64; Apple silicon builds arm64"
     context = outdir / image["source"]["directory"]
     files = {p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file()}
     server = [p for p in (REPO / "model_server").rglob("*") if p.is_file() and "__pycache__" not in p.parts]

@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import aws_cdk as cdk
+import botocore.session
 import pytest
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match
@@ -11,11 +12,12 @@ from cfnlint.api import lint_file
 
 from audio_pipeline.config import PipelineConfig, StackNames
 from audio_pipeline.status import table_definition
+from audio_pipeline.summaries import summary_location
 from infra.app import build
 from infra.plugins_zip import build as build_plugins_zip
-from infra.settings import AIRFLOW_VERSION, DEFAULT_PARAKEET_MODEL, InfraSettings
+from infra.settings import AIRFLOW_VERSION, DEFAULT_PARAKEET_MODEL, INFERENCE_AMI_VERSION, InfraSettings, SettingError
 from infra.stacks.mwaa import SECRETS_BACKEND, VARIABLES_PREFIX, bedrock_resources
-from tests.infra.conftest import CDK_CONTEXT, IMAGE, REPO, STACK
+from tests.infra.conftest import CDK_CONTEXT, IMAGE, REPO, STACK, cdk_synth
 
 CONFIG, NAMES = PipelineConfig(), StackNames()
 PROFILE = CONFIG.bedrock_model_id
@@ -188,6 +190,53 @@ def test_async_endpoint_on_our_container(template):
     assert ecr == {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"}
 
 
+def test_the_variant_runs_on_a_host_whose_driver_fits_the_images_cuda(template):
+    """Without InferenceAmiVersion, g4dn/g5 hosts carry NVIDIA driver 470 (CUDA 11.4): NeMo's CUDA 12 sees no GPU."""
+    (config,) = resources(template, "AWS::SageMaker::EndpointConfig").values()
+    (variant,) = config["Properties"]["ProductionVariants"]
+    assert variant["InferenceAmiVersion"] == INFERENCE_AMI_VERSION
+    shape = (
+        botocore.session.get_session().get_service_model("sagemaker").shape_for("ProductionVariantInferenceAmiVersion")
+    )
+    assert INFERENCE_AMI_VERSION in shape.enum, "a value CreateEndpointConfig accepts"
+    assert INFERENCE_AMI_VERSION.startswith("al2023-ami-sagemaker-inference-gpu-")
+
+
+def test_retained_resources_do_not_block_a_retry_after_a_failed_first_create(template):
+    """RetainExceptOnCreate: a rolled-back first create deletes the fixed-name table and the buckets, so
+    the next deploy does not fail with 'already exists'; a stack deletion or replacement keeps them."""
+    kept = {
+        name: (resource["DeletionPolicy"], resource["UpdateReplacePolicy"])
+        for name, resource in template.to_json()["Resources"].items()
+        if resource.get("DeletionPolicy", "Delete") != "Delete"
+    }
+    assert set(kept.values()) == {("RetainExceptOnCreate", "Retain")}, kept
+    kinds = sorted(template.to_json()["Resources"][name]["Type"] for name in kept)
+    assert kinds == ["AWS::DynamoDB::Table", "AWS::Logs::LogGroup"] + ["AWS::S3::Bucket"] * 3
+    (key,) = resources(template, "AWS::KMS::Key").values()
+    assert key.get("DeletionPolicy", "Delete") == "Delete", "it encrypts only the topics and queues, deleted too"
+
+
+def test_the_input_bucket_is_required(tmp_path):
+    """No default bucket: a made-up name would grant read access to a bucket someone else may own."""
+    result = cdk_synth(tmp_path, {"modelImageUri": IMAGE})
+    assert result.returncode != 0 and "inputBucketName is required" in result.stderr, result.stderr[-2000:]
+    assert not list(tmp_path.glob("*.template.json"))
+    assert "inputBucketName" not in CDK_CONTEXT, "cdk.json names no bucket"
+    with pytest.raises(SettingError, match="inputBucketName 's3://team-audio/' is not an S3 bucket name"):
+        InfraSettings.from_context(cdk.App(context={"inputBucketName": "s3://team-audio/"}))
+
+
+def test_the_variant_and_its_scaling_are_named_for_the_instance_type(template, customised):
+    """Changing instanceType makes a new variant, and CloudFormation registers scaling on it anew."""
+    for instance_type, synthesised in (("ml.g4dn.xlarge", template), ("ml.g5.xlarge", customised[0])):
+        variant = instance_type.replace(".", "-")
+        (config,) = resources(synthesised, "AWS::SageMaker::EndpointConfig").values()
+        assert [v["VariantName"] for v in config["Properties"]["ProductionVariants"]] == [variant]
+        (target,) = resources(synthesised, "AWS::ApplicationAutoScaling::ScalableTarget").values()
+        assert joined(target["Properties"]["ResourceId"]).endswith(f"/variant/{variant}")
+
+
 def test_scaling_from_zero_on_the_backlog(template):
     template.has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalableTarget",
@@ -233,7 +282,7 @@ def test_scaling_from_zero_on_the_backlog(template):
 
 
 def test_parameters_come_from_the_cdk_context():
-    context = {"inputBucketName": "b", "parakeetModel": "nvidia/parakeet-tdt-1.1b", "maxInstances": "5"}
+    context = {"inputBucketName": "team-audio", "parakeetModel": "nvidia/parakeet-tdt-1.1b", "maxInstances": "5"}
     settings = InfraSettings.from_context(cdk.App(context={**context, "existingEndpointName": ""}))
     assert (settings.parakeet_model, settings.max_instances) == ("nvidia/parakeet-tdt-1.1b", 5), "-c gives strings"
     assert settings.existing_endpoint_name is None and settings.instance_type == "ml.g4dn.xlarge"
@@ -352,6 +401,7 @@ def test_outputs_name_what_a_user_needs(template):
         "OutputBucket": ref(template, "AWS::S3::Bucket", "StorageOutput"),
         "MwaaBucket": ref(template, "AWS::S3::Bucket", "StorageMwaa"),
         "AirflowUiUrl": {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [environment, "WebserverUrl"]}]]},
+        "TriggerPolicyArn": ref(template, "AWS::IAM::ManagedPolicy", "AirflowTriggerPolicy"),
     }
 
 
@@ -385,6 +435,63 @@ def test_execution_role_calls_only_what_the_dag_calls(template):
     }
     output = logical_id(template, "AWS::S3::Bucket", "StorageOutput")
     assert not [a for a in actions_on(statements, output) if "Delete" in a], "nothing in the output bucket is deleted"
+
+
+def joined(value):
+    """An ARN built with Fn::Join, with its references written as <Ref> / <LogicalId.Attr>."""
+
+    def part(p):
+        if isinstance(p, str):
+            return p
+        if "Ref" in p:
+            return f"<{p['Ref']}>"
+        return "<" + ".".join(p["Fn::GetAtt"]) + ">"
+
+    return "".join(part(p) for p in value["Fn::Join"][1]) if isinstance(value, dict) else value
+
+
+def test_the_dag_writes_only_its_manifests_and_summaries(template):
+    output = logical_id(template, "AWS::S3::Bucket", "StorageOutput")
+    writes = {
+        joined(resource)
+        for statement in role_statements(template, "AirflowExecutionRole")
+        if any(a.startswith("s3:Put") for a in as_list(statement["Action"]))
+        for resource in as_list(statement["Resource"])
+        if output in json.dumps(resource)
+    }
+    assert writes == {f"<{output}.Arn>/{CONFIG.runs_prefix}*", f"<{output}.Arn>/*.summary.json"}
+    assert summary_location(f"s3://b/{CONFIG.transcripts_prefix}x.out").endswith("/x.summary.json"), (
+        "the DAG's own name"
+    )
+
+
+def test_new_dags_start_unpaused(template):
+    """MWAA pauses new DAGs by default: the nightly schedule would never fire and a triggered run would wait."""
+    (environment,) = resources(template, "AWS::MWAA::Environment").values()
+    assert environment["Properties"]["AirflowConfigurationOptions"]["core.dags_are_paused_at_creation"] == "False"
+
+
+def test_a_trigger_policy_for_people_to_attach(template):
+    """``aws mwaa invoke-rest-api`` needs airflow:InvokeRestApi on an Airflow role of this environment (the UI
+    airflow:CreateWebLoginToken); Airflow's User role may trigger, watch and unpause DAGs."""
+    (name,) = resources(template, "AWS::IAM::ManagedPolicy")
+    policy = template.to_json()["Resources"][name]["Properties"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["airflow:InvokeRestApi", "airflow:CreateWebLoginToken"]
+    assert joined(statement["Resource"]) == (
+        "arn:<AWS::Partition>:airflow:<AWS::Region>:<AWS::AccountId>:role/audio-transcription/User"
+    )
+    assert not {"Roles", "Users", "Groups"} & set(policy), "attached by the user to whoever triggers runs"
+
+
+def test_sagemaker_may_use_the_notification_key_for_this_account_only(template):
+    (key,) = resources(template, "AWS::KMS::Key").values()
+    (statement,) = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    ]
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
 def test_bedrock_resources_for_models_and_inference_profiles():
@@ -463,7 +570,9 @@ def test_cdk_nag_findings_are_all_acknowledged_with_reasons_and_all_used(deploye
 
 
 def test_cdk_nag_fails_the_synth_on_an_unacknowledged_finding(tmp_path):
-    app = cdk.App(context={**CDK_CONTEXT, "modelImageUri": IMAGE}, outdir=str(tmp_path))
+    app = cdk.App(
+        context={**CDK_CONTEXT, "inputBucketName": "team-audio", "modelImageUri": IMAGE}, outdir=str(tmp_path)
+    )
     sqs.Queue(build(app), "WithoutDeadLettersOrTls")
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()

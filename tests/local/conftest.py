@@ -4,7 +4,10 @@ asynchronous endpoint needs, for tests of the local emulators."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
+import time
+import urllib.request
 from contextlib import contextmanager
 
 import boto3
@@ -27,6 +30,25 @@ def moto(monkeypatch):
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
         yield url
+
+
+@contextmanager
+def serving_process(argv, ready_url, env=None):
+    """A server process (output discarded), once ``ready_url`` answers; killed on exit."""
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, f"{argv} did not start"
+                time.sleep(0.1)
+        yield process
+    finally:
+        process.kill()
+        process.wait()
 
 
 @contextmanager

@@ -1,7 +1,8 @@
-"""docker-compose.yaml runs what the native launcher runs (no Docker engine here: checked statically)."""
+"""docker-compose.yaml runs what the native launcher runs, checked statically (test_compose_up.py runs it)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,11 @@ def in_container(argv: list[str]) -> list[str]:
     return out
 
 
+def with_defaults(text: str) -> str:
+    """``text`` as compose interpolates it with none of the ``${VAR:-default}`` overrides set."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+
+
 LAUNCHED = [*emulator_services(SETTINGS), runtime_service(SETTINGS), *airflow_services(SETTINGS)]
 
 
@@ -51,7 +57,7 @@ def test_same_command_and_port(service):
     compose = COMPOSE[COMPOSE_NAME.get(service.name, service.name)]
     assert compose["command"] == in_container(service.argv)
     if service.port:
-        assert f"{service.port}:{service.port}" in compose["ports"]
+        assert [with_defaults(p) for p in compose["ports"]] == [f"127.0.0.1:{service.port}:{service.port}"]
 
 
 def test_airflow_services_mount_the_dag_package_and_share_one_configuration():
@@ -77,3 +83,29 @@ def test_official_layout_pieces():
     assert {"postgres", "airflow-init", "bootstrap"} <= set(COMPOSE)
     assert COMPOSE["airflow-init"]["command"] == ["airflow", "db", "migrate"]
     assert COMPOSE["bootstrap"]["command"] == ["python", "-m", "local.bootstrap"]
+
+
+def test_published_ports_bind_loopback_unless_overridden():
+    for name, service in COMPOSE.items():
+        for port in service.get("ports", []):
+            assert port.startswith("${BIND_ADDRESS:-127.0.0.1}:${PORT_"), (name, port)
+
+
+def test_long_running_services_have_healthchecks_and_airflow_waits_for_init():
+    jobs = {"airflow-init", "bootstrap"}
+    for name, service in COMPOSE.items():
+        if name not in jobs:
+            assert service["healthcheck"]["test"], name
+    for name in COMPOSE_NAME.values():
+        assert COMPOSE[name]["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}
+        assert COMPOSE[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+
+
+def test_official_images_unless_overridden_and_the_postgres_extra():
+    assert COMPOSE["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:16}"
+    args = COMPOSE["airflow-apiserver"]["build"]["args"]
+    assert args["AIRFLOW_IMAGE"] == "${AIRFLOW_IMAGE:-apache/airflow:3.3.1-python3.12}"
+    dockerfile = (REPO / COMPOSE["airflow-apiserver"]["build"]["dockerfile"]).read_text()
+    assert "FROM ${AIRFLOW_IMAGE}" in dockerfile and "requirements/stack.txt" in dockerfile
+    # Airflow 3 on PostgreSQL needs asyncpg (its postgres extra); without it every Airflow container exits
+    assert "apache-airflow[postgres]==3.3.1" in (REPO / "requirements/stack.txt").read_text()

@@ -111,3 +111,92 @@ def test_transactions_copy_only_touched_items_and_still_roll_back(monkeypatch):
         assert "Item" not in ddb.get_item(TableName="t", Key={"k": {"S": "new"}}), "the put is rolled back"
         assert ddb.get_item(TableName="t", Key={"k": {"S": "1"}})["Item"]["v"] == {"N": "1"}, "so is the update"
         assert ddb.scan(TableName="t")["Count"] == 50
+
+
+def test_condition_expressions_are_lexed_once_and_still_decide_per_item(monkeypatch):
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    from local.moto_server import cache_condition_expression_tokens
+
+    monkeypatch.setattr(
+        ConditionExpressionParser, "_lex_condition_expression", ConditionExpressionParser._lex_condition_expression
+    )
+    lexed = []
+    real_lex_one = ConditionExpressionParser._lex_one_node
+
+    def counting(self, remaining):
+        lexed.append(remaining)
+        return real_lex_one(self, remaining)
+
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_one_node", counting)
+    cache_condition_expression_tokens()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.put_item(TableName="t", Item={"k": {"S": "a"}, "v": {"N": "1"}})
+
+        def put_if(expression, value):
+            ddb.put_item(
+                TableName="t",
+                Item={"k": {"S": "a"}, "v": {"N": str(value)}},
+                ConditionExpression=expression,
+                ExpressionAttributeValues={":v": {"N": str(value - 1)}},
+            )
+
+        put_if("v = :v", 2)
+        after_first = len(lexed)
+        put_if("v = :v", 3)  # same text, other values: decided on the new values, not lexed again
+        assert len(lexed) == after_first
+        with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+            put_if("v = :v", 9)
+        with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+            put_if("v < :v", 3)  # another text is lexed on its own
+        assert len(lexed) > after_first
+        assert ddb.get_item(TableName="t", Key={"k": {"S": "a"}})["Item"]["v"] == {"N": "3"}
+
+
+def test_fill_writes_listable_objects_in_process():
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    import boto3
+
+    from benchmarks.claim_phase import _wait_up
+    from tests.moto_server import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "local.moto_server", "-p", str(port)], stderr=subprocess.DEVNULL)
+    try:
+        _wait_up(url, server)
+        s3 = boto3.client(
+            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        s3.create_bucket(Bucket="fill-test")
+        request = urllib.request.Request(
+            f"{url}/_emulator/s3/fill",
+            data=json.dumps({"bucket": "fill-test", "prefix": "p/", "count": 1500, "size": 100}).encode(),
+            method="POST",
+        )
+        assert json.loads(urllib.request.urlopen(request).read()) == {"filled": 1500}
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket="fill-test", Prefix="p/")
+        objects = [o for page in pages for o in page["Contents"]]
+        assert len(objects) == 1500 and objects[0]["Key"] == "p/000000.wav" and objects[-1]["Key"] == "p/001499.wav"
+        assert {o["Size"] for o in objects} == {100}
+        assert s3.get_object(Bucket="fill-test", Key="p/000007.wav")["Body"].read().startswith(b"RIFF")
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -4,11 +4,9 @@ import base64
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from contextlib import contextmanager
 
 import boto3
@@ -21,7 +19,7 @@ from local.sagemaker_async.server import RuntimeServer
 from local.sagemaker_async.service import AsyncInferenceService, Faults
 from tests.moto_server import free_port
 
-from .conftest import REGION, drain, running_model_server, url_of
+from .conftest import REGION, drain, running_model_server, serving_process, url_of
 
 ENVELOPE = {"awsRegion", "eventTime", "receivedTime", "invocationStatus", "requestParameters", "inferenceId"}
 ENVELOPE |= {"eventVersion", "eventSource", "eventName"}
@@ -326,20 +324,8 @@ def model_process(port):
     """``python -m model_server`` (benchmark backend) that exits at once on a body with CRASH-ME."""
     env = {**os.environ, "BENCHMARK_SERVICE_SECONDS": "0.05", "MODEL_FAULT_CRASH_MARKER": "CRASH-ME"}
     argv = [sys.executable, "-m", "model_server", "--backend", "benchmark", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "model server did not start"
-                time.sleep(0.1)
+    with serving_process(argv, f"http://127.0.0.1:{port}/ping", env) as process:
         yield process
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_model_crash_fails_that_file_once_and_the_emulator_goes_on(async_endpoint, tmp_path):

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.status import StatusTable, table_definition
+from tests.moto_server import moto_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGION = "us-east-1"
@@ -27,6 +29,21 @@ def aws(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}))
     with mock_aws():
         yield
+
+
+@pytest.fixture
+def aws_over_http(monkeypatch):
+    """moto over HTTP (aiobotocore clients cannot use moto's in-process mock; nor can
+    :func:`answer_over_http`, whose answered attempts in-process moto would also execute)."""
+    with moto_server() as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}})
+        )
+        yield url
 
 
 @pytest.fixture
@@ -80,3 +97,39 @@ def put_audio(s3, key: str, body: bytes = b"RIFF....WAVEfmt ", bucket: str = "au
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     head = s3.head_object(Bucket=bucket, Key=key)
     return {"uri": f"s3://{bucket}/{key}", "etag": head["ETag"].strip('"'), "size": head["ContentLength"]}
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **kwargs):
+        yield self.data
+
+
+def answer_over_http(client, operation: str, answers: list[tuple[int, dict]]) -> list[int]:
+    """Answer the next calls of ``operation`` at the HTTP layer (botocore's ``before-send``) with
+    ``(status, JSON body)``, errors as ``{"__type": code, "message": ...}``: the client parses and
+    retries them as it would AWS's answers. Later calls go through (to moto over HTTP: see
+    :func:`aws_over_http`). Returns each attempt's status (``0`` for those that went through)."""
+    pending = list(answers)
+    attempts: list[int] = []
+
+    def send(request, **kwargs):
+        if not pending:
+            attempts.append(0)
+            return None
+        status, body = pending.pop(0)
+        attempts.append(status)
+        headers = {"Content-Type": "application/json"}
+        if "__type" in body:
+            headers["x-amzn-ErrorType"] = body["__type"]
+        return AWSResponse(request.url, status, headers, _Body(json.dumps(body).encode()))
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(f"before-send.{service}.{operation}", send)
+    return attempts
+
+
+def aws_error(code: str, message: str) -> dict:
+    return {"__type": code, "message": message}

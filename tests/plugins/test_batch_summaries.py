@@ -4,13 +4,15 @@ import json
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.stub import Stubber
 
 from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
-from audio_pipeline.status import Status, Transition, inference_id_for
+from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
+from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
 from audio_pipeline.summaries import Summarizer
 
-from .conftest import CONFIG, REGION
+from .conftest import CONFIG, REGION, answer_over_http, aws_error
 
 OUT = CONFIG.output_bucket
 MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
@@ -52,7 +54,7 @@ def bedrock(aws):
 
 
 def summarizer(client) -> Summarizer:
-    return Summarizer(client, MODEL, max_attempts=2, backoff_base=0)
+    return Summarizer(client, MODEL)
 
 
 def test_summary_is_stored_next_to_the_transcript_and_recorded(table, s3, bedrock):
@@ -98,11 +100,16 @@ def test_a_rejected_request_is_recorded_and_not_worth_a_retry(table, s3, bedrock
     assert "Input is too long" in item["summary_error"]
 
 
-def test_throttling_that_outlasts_the_retries_is_worth_a_retry(table, s3, bedrock):
-    client, stub = bedrock
+def test_throttling_that_outlasts_the_retries_is_worth_a_retry(aws_over_http):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=OUT)
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb.create_table(TableName=CONFIG.status_table, **table_definition())
+    table = StatusTable(ddb, CONFIG.status_table)
+    config = Config(retries={"mode": "adaptive", "max_attempts": 1})
+    client = AdaptiveBedrockRuntimeHook(region_name=REGION, config=config).conn
     files = transcribed(table, s3, [b'{"text": "a call"}'])
-    for _ in range(2):
-        stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    answer_over_http(client, "Converse", [(429, aws_error("ThrottlingException", "Too many requests"))] * 2)
 
     report = BatchSummarizer(table, s3, summarizer(client), run_id="run-1").run(files)
 

@@ -53,3 +53,55 @@ def test_envelope_whose_message_is_already_an_object():
 def test_malformed_messages_are_named(body, message):
     with pytest.raises(NotificationFormatError, match=message):
         parse_notification(body)
+
+
+def _reshaped(**fields) -> dict:
+    doc = notification("success", inference_id="abc")
+    for path, value in fields.items():
+        parent, _, name = path.rpartition("__")
+        (doc[parent] if parent else doc)[name] = value
+    return doc
+
+
+# The strangers of issue 9: the SNS envelope and the SageMaker event shape are right, the field types are not.
+WRONG_TYPES = {
+    "requestParameters a string": (_reshaped(requestParameters="s3://audio-in/calls/one.wav"), "requestParameters"),
+    "inputLocation an object": (
+        _reshaped(requestParameters__inputLocation={"bucket": "audio-in"}),
+        "requestParameters.inputLocation must be a string",
+    ),
+    "inputLocation a number": (
+        _reshaped(requestParameters__inputLocation=42),
+        "requestParameters.inputLocation must be a string",
+    ),
+    "responseParameters a string": (_reshaped(responseParameters="s3://out/x.out"), "responseParameters"),
+    "inferenceId an object": (_reshaped(inferenceId={"id": "abc"}), "inferenceId must be a string"),
+    "a JSON array": ([notification("success", inference_id="abc")], "expected a JSON object, got list"),
+}
+
+
+@pytest.mark.parametrize(("doc", "message"), WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+@pytest.mark.parametrize("wrap", [sns_envelope, json.dumps], ids=["sns-envelope", "raw-delivery"])
+def test_right_shape_wrong_field_types_are_named(doc, message, wrap):
+    with pytest.raises(NotificationFormatError, match=message):
+        parse_notification(wrap(doc))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"requestParameters__inputLocation": "audio-in/calls/one.wav"}, "not an InvokeEndpointAsync InputLocation"),
+        ({"requestParameters__inputLocation": "s3://b/" + "k" * 1020}, "at most 1024 characters"),
+        ({"responseParameters__outputLocation": "transcripts/x.out"}, "outputLocation is not an s3://"),
+        ({"failureReason": ["a", "list"]}, "failureReason must be a string"),
+        ({"inferenceId": ""}, "needs inferenceId"),
+    ],
+)
+def test_fields_that_cannot_be_what_sagemaker_sends_are_named(fields, message):
+    with pytest.raises(NotificationFormatError, match=message):
+        parse_notification(sns_envelope(_reshaped(**fields)))
+
+
+def test_deeply_nested_json_is_malformed_not_a_crash():
+    with pytest.raises(NotificationFormatError, match="not JSON"):
+        parse_notification("[" * 100_000 + "]" * 100_000)

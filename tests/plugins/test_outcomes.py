@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -8,6 +9,7 @@ from audio_pipeline.outcomes import BatchWatcher
 from audio_pipeline.status import Status, Transition, inference_id_for
 
 from .conftest import CONFIG, notification, sns_envelope
+from .test_notifications import WRONG_TYPES
 
 OUT = CONFIG.output_bucket
 
@@ -100,6 +102,44 @@ def test_malformed_message_stays_on_the_queue(table, s3):
     result = w.record_messages([message("definitely not json", 0), message(json.dumps({"Type": "Other"}), 1)])
     assert result.malformed == 2 and result.delete == []
     assert not w.done
+
+
+def test_strangers_with_wrong_field_types_leave_the_batch_untouched(table, s3):
+    files = submitted_batch(table, s3, 2)
+    w = watcher(table, s3, files)
+    strangers = []
+    for n, (doc, _) in enumerate(WRONG_TYPES.values(), start=10):
+        doc = copy.deepcopy(doc)  # posing as this batch's first file wherever the field types allow
+        if isinstance(doc, dict) and isinstance(doc["inferenceId"], str):
+            doc["inferenceId"] = files[0]["inference_id"]
+        request = doc.get("requestParameters") if isinstance(doc, dict) else None
+        if isinstance(request, dict) and isinstance(request["inputLocation"], str):
+            request["inputLocation"] = files[0]["uri"]
+        strangers.append(message(sns_envelope(doc), n))
+    result = w.record_messages([*strangers[:3], success_for(files[0], 0), *strangers[3:], failure_for(files[1], 1)])
+    assert result.malformed == len(WRONG_TYPES) and result.recorded == 2
+    assert {e["ReceiptHandle"] for e in result.delete} == {"r0", "r1"}, "strangers are left for the dead-letter queue"
+    assert w.done and w.settled == {"completed": 1, "failed": 1}
+
+
+def test_matches_by_inference_id_before_input_location(table, s3):
+    files = submitted_batch(table, s3, 1)
+    w = watcher(table, s3, files)
+    doc = notification("success", inference_id=files[0]["inference_id"])
+    doc["requestParameters"]["inputLocation"] = "https://audio-in.s3.amazonaws.com/calls/0.wav"  # another spelling
+    result = w.record_messages([message(sns_envelope(doc))])
+    assert result.recorded == 1 and w.done
+    assert table.get_many([files[0]["uri"]])[files[0]["uri"]]["status"] == "completed"
+
+
+def test_a_stale_claims_notification_does_not_hide_the_current_one(table, s3):
+    files = submitted_batch(table, s3, 1)
+    w = watcher(table, s3, files)
+    stale = dict(files[0], inference_id=inference_id_for(files[0]["uri"], "e", "run-0"))  # an earlier run's claim
+    result = w.record_messages([success_for(stale, 0), success_for(files[0], 1), success_for(files[0], 2)])
+    assert w.done and result.recorded == 1 and result.ignored == 2
+    assert {e["ReceiptHandle"] for e in result.delete} == {"r0", "r1", "r2"}
+    assert table.get_many([files[0]["uri"]])[files[0]["uri"]]["status"] == "completed"
 
 
 def test_refresh_sees_what_other_sensors_recorded(table, s3):

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 
-from audio_pipeline.reporting import settle_run
+from audio_pipeline.reporting import add_summary_openings, settle_run
 from audio_pipeline.status import Status, Transition, inference_id_for
+from audio_pipeline.summaries import first_sentence
+from tests.plugins.conftest import CONFIG
 
 
 def test_settle_run_fails_leftovers_and_reports_every_file(table):
@@ -49,3 +51,57 @@ def test_a_file_a_later_run_took_is_left_to_it(table):
     table.apply([Transition(uri, f["inference_id"], Status.COMPLETED, {"run_id": "run-2"})])  # taken since
     settle_run(table, "run-1", None, reason="x")
     assert "summary_error" not in table.get_many([uri])[uri]
+
+
+def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_sentence(table, s3):
+    uris = [f"s3://audio-in/{name}.wav" for name in ("talk", "noise", "later")]
+    files = [{"uri": u, "etag": "e", "size": 1, "inference_id": inference_id_for(u, "e", "run-1")} for u in uris]
+    table.claim(files, "run-1")
+    talk, noise, later = files
+    table.apply(
+        [
+            Transition(f["uri"], f["inference_id"], Status.SUBMITTED, {"output_location": f"s3://o/{i}.out"})
+            for i, f in enumerate(files)
+        ]
+    )
+    summary = f"s3://{CONFIG.output_bucket}/transcripts/0.summary.json"
+    s3.put_object(
+        Bucket=CONFIG.output_bucket,
+        Key="transcripts/0.summary.json",
+        Body=json.dumps({"summary": "Plants turn light into sugar. They also release oxygen."}),
+    )
+    table.apply(
+        [
+            Transition(talk["uri"], talk["inference_id"], Status.COMPLETED, {"output_location": "s3://o/0.out"}),
+            Transition(noise["uri"], noise["inference_id"], Status.FAILED, {"failure_reason": "not decodable audio"}),
+            Transition(later["uri"], later["inference_id"], Status.COMPLETED, {"summary_error": "throttled"}),
+        ]
+    )
+    table.apply([Transition(talk["uri"], talk["inference_id"], Status.SUMMARIZED, {"summary_location": summary})])
+    report = settle_run(table, "run-1", "s3://audio-in/", reason="ended")
+    add_summary_openings(report, s3)
+    lines = {line.split()[1]: line for line in report.lines()[1:]}
+    assert len(lines) == 3
+    assert lines[talk["uri"]] == (
+        f'summarized {talk["uri"]}  transcript s3://o/0.out  summary {summary}  "Plants turn light into sugar."'
+    )
+    assert lines[noise["uri"]] == f"failed     {noise['uri']}  reason: not decodable audio", "no transcript it lacks"
+    assert lines[later["uri"]] == f"completed  {later['uri']}  transcript s3://o/2.out  summary error: throttled"
+    assert json.loads(report.to_json())["files"][2]["summary_opening"] == "Plants turn light into sugar."
+
+
+def test_an_unreadable_summary_is_reported_not_raised(table, s3):
+    uri = "s3://audio-in/a.wav"
+    f = {"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}
+    table.claim([f], "run-1")
+    table.apply([Transition(uri, f["inference_id"], Status.COMPLETED, {"output_location": "s3://o/a.out"})])
+    gone = f"s3://{CONFIG.output_bucket}/transcripts/gone.summary.json"
+    table.apply([Transition(uri, f["inference_id"], Status.SUMMARIZED, {"summary_location": gone})])
+    report = settle_run(table, "run-1", None, reason="ended")
+    add_summary_openings(report, s3)
+    assert "(summary unreadable: " in report.lines()[1] and "NoSuchKey" in report.lines()[1]
+
+
+def test_first_sentence_is_cut_for_one_line():
+    assert first_sentence("  One. Two.") == "One."
+    assert first_sentence("x" * 300, limit=20) == "x" * 19 + "…"

@@ -4,15 +4,18 @@ from dataclasses import replace
 
 import pytest
 
+from audio_pipeline.hooks.retries import DEFAULT_RETRIES
+from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.status import (
     TRANSITIONS,
     Status,
     StatusTable,
     Transition,
     inference_id_for,
+    table_definition,
 )
 
-from .conftest import CONFIG
+from .conftest import CONFIG, answer_over_http, aws_error
 
 
 def claimed(uri: str, etag: str = "e1", run_id: str = "run-1") -> dict:
@@ -142,22 +145,35 @@ def test_run_index_lists_what_a_run_claimed(table):
     assert {i["status"] for i in items} == {"processing"}
 
 
-def test_throttled_transaction_is_retried(table, monkeypatch):
-    from botocore.exceptions import ClientError
-
+def test_throttled_transaction_is_retried(aws_over_http):
+    """By the hook's client (adaptive mode), at the HTTP layer: the table does not retry it again."""
+    client = StatusTableHook(aws_conn_id="aws_default", status_table=CONFIG.status_table).conn
+    client.create_table(TableName=CONFIG.status_table, **table_definition())
+    table = StatusTable(client, CONFIG.status_table)
     f = claimed("s3://b/a.wav")
-    real = table.client.transact_write_items
-    attempts = []
-
-    def throttled(**kwargs):
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
-        return real(**kwargs)
-
-    monkeypatch.setattr(table.client, "transact_write_items", throttled)
+    attempts = answer_over_http(client, "TransactWriteItems", [(400, aws_error("ThrottlingException", "slow down"))])
     assert table.claim([f], "run-1").applied == [f["uri"]]
     assert len(attempts) == 2
+
+
+def test_the_status_tables_client_retries_adaptively(aws):
+    retries = StatusTableHook(aws_conn_id="aws_default", status_table=CONFIG.status_table).conn.meta.config.retries
+    assert retries == {"mode": "adaptive", "total_max_attempts": DEFAULT_RETRIES["max_attempts"] + 1}
+
+
+def test_throttling_the_client_gave_up_on_is_not_retried_again(table, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    calls = []
+
+    def throttled(**kwargs):
+        calls.append(1)
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
+
+    monkeypatch.setattr(table.client, "transact_write_items", throttled)
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        table.claim([claimed("s3://b/a.wav")], "run-1")
+    assert len(calls) == 1, "botocore retried it already: no retries stacked on its retries"
 
 
 def test_state_machine_has_no_way_out_of_terminal_states():

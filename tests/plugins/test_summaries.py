@@ -4,8 +4,11 @@ import json
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.stub import ANY, Stubber
 
+from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
+from audio_pipeline.hooks.retries import DEFAULT_RETRIES
 from audio_pipeline.summaries import (
     NO_SPEECH,
     Summarizer,
@@ -14,6 +17,8 @@ from audio_pipeline.summaries import (
     split_text,
     summary_location,
 )
+
+from .conftest import answer_over_http, aws_error
 
 PROFILE = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -77,27 +82,50 @@ def test_parse_answer(text, summary, points):
     assert parse_answer(text) == (summary, points)
 
 
-def test_retries_throttling_then_succeeds(bedrock):
-    client, stub = bedrock
-    stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
-    stub.add_client_error("converse", "ServiceUnavailableException", "busy", 503)
-    stub.add_response("converse", answer('{"summary": "ok", "key_points": []}'))
-    assert Summarizer(client, PROFILE, backoff_base=0).summarize("words").summary == "ok"
+@pytest.fixture
+def bedrock_over_http(monkeypatch):
+    """The DAG's Bedrock client (adaptive retries), answered at the HTTP layer so botocore retries."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+
+    def client(**config):
+        return AdaptiveBedrockRuntimeHook(aws_conn_id=None, region_name="us-east-1", config=Config(**config)).conn
+
+    return client
 
 
-def test_gives_up_after_max_attempts(bedrock):
-    client, stub = bedrock
-    for _ in range(3):
-        stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
-    with pytest.raises(SummaryError, match="ThrottlingException after 3 attempts"):
-        Summarizer(client, PROFILE, max_attempts=3, backoff_base=0).summarize("words")
+def test_retries_throttling_then_succeeds(bedrock_over_http):
+    client = bedrock_over_http()
+    answers = [
+        (429, aws_error("ThrottlingException", "Too many requests")),
+        (503, aws_error("ServiceUnavailableException", "busy")),
+        (200, answer('{"summary": "ok", "key_points": []}')),
+    ]
+    attempts = answer_over_http(client, "Converse", answers)
+    assert Summarizer(client, PROFILE).summarize("words").summary == "ok"
+    assert attempts == [429, 503, 200], "retried by the client, once per answer"
+
+
+def test_gives_up_after_max_attempts(bedrock_over_http):
+    client = bedrock_over_http(retries={"mode": "adaptive", "max_attempts": 2})
+    attempts = answer_over_http(client, "Converse", [(429, aws_error("ThrottlingException", "Too many requests"))] * 3)
+    with pytest.raises(SummaryError, match="ThrottlingException after 3 attempts") as raised:
+        Summarizer(client, PROFILE).summarize("words")
+    assert raised.value.retryable and len(attempts) == 3, "no retries stacked on the client's"
+
+
+def test_the_summary_client_retries_adaptively(bedrock_over_http):
+    assert bedrock_over_http().meta.config.retries == {
+        "mode": "adaptive",
+        "total_max_attempts": DEFAULT_RETRIES["max_attempts"] + 1,
+    }
 
 
 def test_does_not_retry_a_bad_request(bedrock):
     client, stub = bedrock
     stub.add_client_error("converse", "ValidationException", "The provided model identifier is invalid.", 400)
     with pytest.raises(SummaryError, match=f"{PROFILE}: ValidationException"):
-        Summarizer(client, PROFILE, backoff_base=0).summarize("words")
+        Summarizer(client, PROFILE).summarize("words")
 
 
 def test_long_transcript_is_summarised_hierarchically_never_truncated(bedrock):
@@ -123,7 +151,7 @@ def test_long_transcript_is_summarised_hierarchically_never_truncated(bedrock):
         stub.add_response("converse", answer('{"summary": "Group summary.", "key_points": []}'))
     stub.add_response("converse", answer('{"summary": "The whole recording.", "key_points": ["k"]}'))
 
-    summary = Summarizer(client, PROFILE, chunk_chars=chunk_chars, backoff_base=0).summarize(transcript)
+    summary = Summarizer(client, PROFILE, chunk_chars=chunk_chars).summarize(transcript)
 
     assert summary.summary == "The whole recording." and summary.chunks == len(parts)
     assert len(requests) == len(parts) + len(groups) + 1

@@ -11,23 +11,14 @@ import pytest
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
-from tests.moto_server import moto_server
 
 from .conftest import CONFIG, REGION, notification, sns_envelope
+from .test_notifications import WRONG_TYPES
 
 
 @pytest.fixture
-def endpoint(monkeypatch):
-    """moto over HTTP: the trigger's aiobotocore client cannot use moto's in-process mock."""
-    with moto_server() as url:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}})
-        )
-        yield url
+def endpoint(aws_over_http):
+    return aws_over_http
 
 
 @pytest.fixture
@@ -107,6 +98,24 @@ async def test_fires_once_every_notification_is_recorded(stack, capsys):
     # the malformed message was left for SQS to redrive; the recorded ones were deleted
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     assert int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 1
+
+
+async def test_strangers_of_every_wrong_shape_neither_crash_it_nor_touch_the_batch(stack):
+    s3, table, sqs, queue_url = stack
+    files, ref = submitted_batch(s3, table, 2)
+    for doc, _ in WRONG_TYPES.values():
+        for _ in range(3):
+            sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
+    for f in files:
+        doc = notification("success", inference_id=f["inference_id"], input_location=f["uri"])
+        sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
+
+    event = await asyncio.wait_for(trigger_for(ref, queue_url, batch_wait_seconds=0).run().asend(None), timeout=60)
+
+    assert event.payload == {"status": "success", "manifest": ref["manifest"], "settled": {"completed": 2}}
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    left = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    assert left == 3 * len(WRONG_TYPES), "every stranger is left for the dead-letter queue"
 
 
 async def test_settles_from_s3_when_the_notification_is_lost(stack):

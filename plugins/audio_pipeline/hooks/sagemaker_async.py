@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from botocore.config import Config
 
-DEFAULT_RETRIES = {"mode": "adaptive", "max_attempts": 10}
-"""Throttling and 5xx answers are retried by botocore with client-side rate limiting."""
+from audio_pipeline.hooks.retries import AdaptiveRetries
 
 
-class SageMakerAsyncInferenceHook(AwsBaseHook):
+class SageMakerAsyncInferenceHook(AdaptiveRetries, AwsBaseHook):
     """
     Interact with SageMaker asynchronous inference through ``boto3.client("sagemaker-runtime")``.
 
     The Amazon provider's ``SageMakerHook`` covers the control plane only; nothing in it
-    calls ``InvokeEndpointAsync``. The client retries throttling adaptively unless a
-    ``config`` is given.
+    calls ``InvokeEndpointAsync``. The client retries throttling adaptively unless its
+    botocore configuration (the hook's ``config``, an operator's ``botocore_config`` or
+    the connection's ``config_kwargs``) sets ``retries`` itself.
 
     Additional arguments (such as ``aws_conn_id``) may be specified and
     are passed down to the underlying AwsBaseHook.
@@ -25,5 +24,4 @@ class SageMakerAsyncInferenceHook(AwsBaseHook):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = "sagemaker-runtime"
-        kwargs.setdefault("config", Config(retries=DEFAULT_RETRIES))
         super().__init__(*args, **kwargs)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from audio_pipeline.hooks.retries import AdaptiveRetries
 from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
 from audio_pipeline.status import StatusTable
 
 
-class StatusTableHook(SharedLoaderAwsHook):
+class StatusTableHook(AdaptiveRetries, SharedLoaderAwsHook):
     """
     The status table on a low-level ``boto3.client("dynamodb")``.
 
     The provider's ``DynamoDBHook`` is built on the resource API, whose client rewrites
     attribute values; the conditional transactions in :class:`StatusTable` need the
-    plain client.
+    plain client, which retries throttling adaptively (see :class:`AdaptiveRetries`).
 
     :param status_table: name of the status table
 

@@ -1,0 +1,154 @@
+"""``python -m benchmarks.claim_phase [--files N]``: list + filter + claim at scale, without Airflow.
+
+Starts the project's moto server (``local.moto_server``) on a free port, creates the bucket
+and the status table as the bootstrap does, writes N objects straight into moto's S3
+(``/_emulator/s3/fill``), then runs ``claim_new_files`` (what ``claim_new_audio`` runs)
+twice: a first run that claims all N files and, once the benchmark has marked them
+``summarized`` (as a finished run leaves them), a second run over the same prefix with
+nothing new. Prints, for each: wall time, the CPU seconds of the claiming code and of the
+moto server (which, on a shared machine, vary less than wall time), AWS calls per file by
+operation (counted at the moto server), and the claimed / not-claimed figures. Results go to
+``benchmarks/results/claim-N<N>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import psutil
+
+from audio_pipeline.claims import claim_new_files
+from audio_pipeline.config import PipelineConfig
+from audio_pipeline.listing import S3Location
+from audio_pipeline.status import StatusTable, table_definition
+from tests.moto_server import free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BUCKET = "audio-transcription-input"
+PREFIX = "claim-bench/"
+
+
+def _post(url: str, document: dict | None = None) -> dict:
+    data = json.dumps(document or {}).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=3600) as response:
+        return json.loads(response.read())
+
+
+def _calls(moto: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{moto}/_emulator/calls", timeout=30) as response:
+        return json.loads(response.read()).get("other", {})
+
+
+def _wait_up(moto: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the moto server exited at start")
+        try:
+            _calls(moto)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the moto server did not answer within 60 s")
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def one_pass(moto: str, server: psutil.Process, session: boto3.session.Session, run_id: str, n: int) -> dict:
+    config = PipelineConfig()
+    table = StatusTable(session.client("dynamodb"), config.status_table)
+    _post(f"{moto}/_emulator/calls/reset")
+    me = psutil.Process()
+    cpu_before = _cpu(me), _cpu(server)
+    started = time.perf_counter()
+    report = claim_new_files(session.client("s3"), table, S3Location(BUCKET, PREFIX), config.extensions, run_id)
+    seconds = time.perf_counter() - started
+    client_cpu, server_cpu = _cpu(me) - cpu_before[0], _cpu(server) - cpu_before[1]
+    calls = _calls(moto)
+    return {
+        "run_id": run_id,
+        "seconds": round(seconds, 1),
+        "client_cpu_s": round(client_cpu, 1),
+        "moto_cpu_s": round(server_cpu, 1),
+        "files_per_second": round(n / seconds),
+        "claimed": len(report.claimed),
+        "not_claimed": dict(report.not_claimed),
+        "calls_per_file": round(sum(calls.values()) / n, 4),
+        "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def mark_summarized(session: boto3.session.Session, table_name: str) -> None:
+    """Leave every file the way a finished run does (setup for the rerun, not measured)."""
+    ddb = session.client("dynamodb")
+    items = [i for page in ddb.get_paginator("scan").paginate(TableName=table_name) for i in page["Items"]]
+    for item in items:
+        item["status"] = {"S": "summarized"}
+    for i in range(0, len(items), 25):
+        requests = [{"PutRequest": {"Item": item}} for item in items[i : i + 25]]
+        pending = {table_name: requests}
+        while pending:
+            pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or None
+
+
+def measure(n: int) -> dict:
+    port = free_port()
+    moto = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.moto_server", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_up(moto, process)
+        server = psutil.Process(process.pid)
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        os.environ["AWS_ENDPOINT_URL"] = moto
+        session.client("s3").create_bucket(Bucket=BUCKET)
+        session.client("dynamodb").create_table(TableName=PipelineConfig().status_table, **table_definition())
+        started = time.perf_counter()
+        _post(f"{moto}/_emulator/s3/fill", {"bucket": BUCKET, "prefix": PREFIX, "count": n, "size": 1024})
+        fill_seconds = time.perf_counter() - started
+        first = one_pass(moto, server, session, "bench__first", n)
+        mark_summarized(session, PipelineConfig().status_table)
+        rerun = one_pass(moto, server, session, "bench__rerun", n)
+        return {"N": n, "fill_seconds": round(fill_seconds, 1), "first": first, "rerun": rerun}
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    result = measure(args.files)
+    print(json.dumps(result, indent=1))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"claim-N{args.files}.json").write_text(json.dumps(result, indent=1) + "\n")
+    for name in ("first", "rerun"):
+        r = result[name]
+        print(
+            f"claim phase N={args.files} {name}: {r['seconds']} s (CPU: claiming {r['client_cpu_s']} s, "
+            f"moto {r['moto_cpu_s']} s), {r['calls_per_file']} calls/file, {r['claimed']} claimed"
+        )
+
+
+if __name__ == "__main__":
+    main()

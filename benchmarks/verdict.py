@@ -1,0 +1,144 @@
+"""Lost or processed twice, decided per file version (URI + ETag) from outside the pipeline.
+
+The witnesses are the journals of the SageMaker-async emulator, the model server and the
+Bedrock emulator (``local.witness``) and the objects in S3; the status table is read only for
+the status and reason a file ended with. A file version is
+
+- **summarized**: its transcript and its summary are objects in S3, and its status says
+  ``summarized``;
+- **failed**: its status says ``failed`` with a reason;
+- **summary error**: its transcript is an object in S3, its status says ``completed`` with
+  a ``summary_error``;
+- **lost**: anything else (in flight, missing, failed without a reason, a status with no
+  object behind it, a status about another version).
+
+It was **processed twice** when the model server was called more than once for it, or
+Bedrock answered more than one request to summarise its transcript. A transcript is known
+to Bedrock's journal by the digest of its text, so the files judged together must hold
+different recordings (two copies of one recording have one transcript).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from audio_pipeline.config import PipelineConfig
+from audio_pipeline.summaries import summary_location
+from audio_pipeline.transcripts import TranscriptFormatError, parse_transcript
+from local.witness import Witnesses, text_key
+
+OUTCOMES = ("summarized", "failed", "summary_error", "lost")
+
+
+@dataclass(frozen=True)
+class FileVerdict:
+    uri: str
+    etag: str
+    status: str | None
+    outcome: str
+    """One of OUTCOMES."""
+    accepted: int
+    """InvokeEndpointAsync requests the endpoint accepted for this URI (any version)."""
+    model_calls: int
+    summaries: int
+    """Bedrock requests that succeeded for this version's transcript."""
+
+    @property
+    def twice(self) -> bool:
+        return self.model_calls > 1 or self.summaries > 1
+
+
+@dataclass
+class Tally:
+    files_in: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    twice: int = 0
+    accepted: int = 0
+    model_calls: int = 0
+    summaries: int = 0
+    examples: list[str] = field(default_factory=list)
+    """A few lost or twice file versions, with what the witnesses saw, for the error message."""
+
+    @classmethod
+    def of(cls, verdicts: list[FileVerdict]) -> Tally:
+        tally = cls(files_in=len(verdicts))
+        for v in verdicts:
+            tally.outcomes[v.outcome] += 1
+            tally.twice += v.twice
+            tally.accepted += v.accepted
+            tally.model_calls += v.model_calls
+            tally.summaries += v.summaries
+            if (v.outcome == "lost" or v.twice) and len(tally.examples) < 5:
+                tally.examples.append(
+                    f"{v.uri} ({v.outcome}, status {v.status}, {v.model_calls} model calls, {v.summaries} summaries)"
+                )
+        return tally
+
+    @property
+    def lost(self) -> int:
+        return self.outcomes["lost"]
+
+
+class Judge:
+    """Reads the witnesses of one stack and judges file versions."""
+
+    def __init__(self, session: Any, witness_dir: Path) -> None:
+        self.s3 = session.client("s3")
+        self.table = session.resource("dynamodb").Table(PipelineConfig().status_table)
+        self.witnesses = Witnesses.load(witness_dir)
+        self.succeeded = self.witnesses.summaries_succeeded()
+
+    def judge(self, uris: list[str]) -> list[FileVerdict]:
+        return [self._one(uri) for uri in uris]
+
+    def _one(self, uri: str) -> FileVerdict:
+        bucket, key = _split(uri)
+        etag = self.s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        calls = self.witnesses.calls_of(uri, etag)
+        locations = self.witnesses.output_locations({c["inference_id"] for c in calls})
+        transcripts = [t for t in map(self._transcript, sorted(locations)) if t is not None]
+        summary_stored = any(self._exists(summary_location(location)) for location, _ in transcripts)
+        summaries = sum(self.succeeded[text_key(text)] for text in {text for _, text in transcripts})
+        item = self.table.get_item(Key={"uri": uri}, ConsistentRead=True).get("Item") or {}
+        if item and str(item.get("etag", "")).strip('"') != etag.strip('"'):
+            item = {}  # a status about another version of the file says nothing about this one
+        status = item.get("status")
+        if status == "summarized" and transcripts and summary_stored:
+            outcome = "summarized"
+        elif status == "failed" and item.get("failure_reason"):
+            outcome = "failed"
+        elif status == "completed" and item.get("summary_error") and transcripts:
+            outcome = "summary_error"
+        else:
+            outcome = "lost"
+        accepted = sum(1 for a in self.witnesses.accepted if a["input_location"] == uri)
+        return FileVerdict(uri, etag, status, outcome, accepted, len(calls), summaries)
+
+    def _transcript(self, location: str) -> tuple[str, str] | None:
+        """(location, transcript text) of an output object in S3, or None when there is none."""
+        bucket, key = _split(location)
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError:
+            return None
+        try:
+            return location, parse_transcript(body)
+        except TranscriptFormatError:
+            return location, ""
+
+    def _exists(self, location: str) -> bool:
+        bucket, key = _split(location)
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError:
+            return False
+        return True
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key

@@ -1,0 +1,35 @@
+"""docs/benchmarks.md and README say what benchmarks/results/ says."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import report
+
+
+def test_the_committed_docs_match_the_committed_results():
+    runs = report.load()
+    assert {r["N"] for r in runs} >= {1000, 10000}
+    doc = report.DOC.read_text()
+    readme = report.README.read_text()
+    assert report.render_doc(doc, runs) == doc, "docs/benchmarks.md is stale: run python -m benchmarks.report"
+    assert report.render_readme(readme, runs) == readme, "README.md is stale: run python -m benchmarks.report"
+    assert report.PLOT.exists()
+
+
+def test_a_changed_result_changes_the_tables(tmp_path):
+    original = json.loads((report.RESULTS / "N1000.json").read_text())
+    (tmp_path / "N1000.json").write_text(json.dumps({**original, "calls_per_file": 9.99}))
+    (tmp_path / "N1000-before.json").write_text(json.dumps({**original, "calls_per_file": 7.77}))
+    runs = report.load(tmp_path)
+    assert [r["N"] for r in runs] == [1000], "only N<files>.json are the current runs"
+    doc = report.render_doc(report.DOC.read_text(), runs)
+    assert "| calls_per_file | 9.99 |" in doc and "7.77" not in doc
+    assert "2.83" not in report.render_readme(report.README.read_text(), runs)
+
+
+def test_a_page_without_its_markers_is_an_error():
+    with pytest.raises(ValueError, match="generated: figures"):
+        report.render_doc("no markers here", report.load())
