@@ -161,8 +161,7 @@ def test_a_retry_never_takes_back_a_file_another_run_took_for_its_summary(table,
 
     client, stub = bedrock
     files = transcribed(table, s3, [b'{"text": "a call"}'])
-    for _ in range(2):
-        stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)  # past botocore's retries
     assert BatchSummarizer(table, s3, summarizer(client), run_id="run-1").run(files).retryable
 
     read = table.get_many([files[0]["uri"]])[files[0]["uri"]]

@@ -249,7 +249,7 @@ def test_an_unclear_invoke_error_is_awaited_not_sent_again(table, silent_endpoin
     (not by botocore's retries either), so a result SageMaker sends later is kept and nothing runs twice."""
     from botocore.config import Config
 
-    from audio_pipeline.hooks.sagemaker_async import DEFAULT_RETRIES
+    from audio_pipeline.hooks.retries import DEFAULT_RETRIES
 
     url, received = silent_endpoint
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
