@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -22,6 +23,7 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from audio_pipeline.assets import RUN_MANIFESTS
 from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.claims import claim_new_files
@@ -39,6 +41,7 @@ AWS_CONN_ID = "aws_default"
 SCHEDULE = os.environ.get("AUDIO_PIPELINE_SCHEDULE", "0 2 * * *")
 BATCH_LABEL = "{{ task.batch['label'] }}"
 cfg = PipelineConfig.template
+OUTPUT_PATH = f"s3://{cfg('output_bucket')}/{cfg('transcripts_prefix')}"  # the endpoint's S3OutputPath
 
 
 @task
@@ -132,6 +135,7 @@ def transcribe(batch: BatchRef) -> None:
         request_ttl_seconds=cfg("request_ttl_seconds"),
         invocation_timeout_seconds=cfg("invocation_timeout_seconds"),
         result_grace_seconds=cfg("result_grace_seconds"),
+        output_path=OUTPUT_PATH,
         aws_conn_id=AWS_CONN_ID,
         map_index_template=BATCH_LABEL,
         # batches go in nearly in order, so the first ones finish (and get summarised) while
@@ -147,15 +151,18 @@ def transcribe(batch: BatchRef) -> None:
         invocation_timeout_seconds=cfg("invocation_timeout_seconds"),
         result_grace_seconds=cfg("result_grace_seconds"),
         reconcile_interval_seconds=cfg("reconcile_interval_seconds"),
+        endpoint_name=cfg("endpoint_name"),
+        output_path=OUTPUT_PATH,
         aws_conn_id=AWS_CONN_ID,
         map_index_template=BATCH_LABEL,
     )
     submit >> wait >> summarise(batch)
 
 
-@task
-def report_run(bucket_uri: str | None = None, run_id: str | None = None) -> dict[str, int]:
-    """Settle what is still in flight, log a line per file, and write the run manifest to S3."""
+@task(outlets=[RUN_MANIFESTS])
+def report_run(bucket_uri: str | None = None, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:
+    """Settle what is still in flight, log a line per file, write the run manifest to S3, and
+    emit an event of the run manifests' Asset for DAGs scheduled on new transcripts."""
     config = PipelineConfig.from_variables()
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = settle_run(table, run_id, bucket_uri, reason=f"run {run_id} ended before a result was recorded")
@@ -165,7 +172,14 @@ def report_run(bucket_uri: str | None = None, run_id: str | None = None) -> dict
         print(line)
     key = f"{config.run_prefix(run_id)}manifest.json"
     s3.load_string(report.to_json(), key, config.output_bucket, replace=True)
-    print(f"Run manifest: s3://{config.output_bucket}/{key}")
+    manifest = f"s3://{config.output_bucket}/{key}"
+    print(f"Run manifest: {manifest}")
+    outlet_events[RUN_MANIFESTS].extra = {
+        "manifest": manifest,
+        "run_id": run_id,
+        "bucket_uri": bucket_uri,
+        "counts": dict(report.counts),
+    }
     return dict(report.counts)
 
 

@@ -87,7 +87,13 @@ class InvocationHandler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body of {length} bytes is over 1 GB"})
             return
-        audio = self.rfile.read(length)
+        # the slot first: a request waiting for the model holds no body in memory (its upload
+        # waits in the socket), so a queue of large files cannot exhaust the container
+        with self.server.slots:
+            self._invoke(self.rfile.read(length))
+
+    def _invoke(self, audio: bytes) -> None:
+        """Answer one request body; the caller holds a model slot."""
         if self.server.witness:
             self.call_id = self.server.witness.call(self.headers, audio)
         if self.server.crash_marker and self.server.crash_marker in audio:
@@ -100,8 +106,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
             return
         started = time.monotonic()
         try:
-            with self.server.slots:
-                result = self.server.backend.transcribe(audio)
+            result = self.server.backend.transcribe(audio)
         except BadAudio as err:
             log.info("rejected %d bytes: %s", len(audio), err)
             self._reply(HTTPStatus.BAD_REQUEST, {"error": str(err)})

@@ -5,26 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from local.sagemaker_async.endpoints import AsyncEndpoint, ValidationError
 
-TTL_RANGE = (60, 21600)
-TIMEOUT_RANGE = (1, 3600)
 DEFAULT_TTL = 21600
 DEFAULT_TIMEOUT = 900
-INLINE_LIMIT_BYTES = 128_000
-
-# parameter: (its header after "x-amzn-sagemaker-", the pattern of botocore's model, what it asks)
-_STRING_HEADERS = {
-    "InferenceId": ("inference-id", r"[!-~][ -~]{0,63}", "1 to 64 printable ASCII characters"),
-    "CustomAttributes": ("custom-attributes", r"[\x00-\x7f]{0,1024}", "at most 1024 ASCII characters"),
-    "S3OutputPathExtension": ("s3outputpathextension", r"(?!s3:|https:)[a-zA-Z0-9!_.*'()/-]{1,512}", "a relative path"),
-    "Filename": ("filename", r"(?!.*\..*\.)[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}", "1 to 32 characters, at most one '.'"),
-}
 
 
 @dataclass
@@ -49,42 +37,22 @@ def _join(prefix: str, name: str) -> str:
     return prefix.rstrip("/") + "/" + name.lstrip("/")
 
 
-def _string_headers(headers: dict[str, str]) -> dict[str, str | None]:
-    values = {}
-    for name, (header, pattern, rule) in _STRING_HEADERS.items():
-        value = values[name] = headers.get(f"x-amzn-sagemaker-{header}")
-        if value is not None and not re.fullmatch(pattern, value):
-            raise ValidationError(f"{name} must be {rule}, got {value!r}.")
-    return values
-
-
-def _int_header(value: str | None, name: str, bounds: tuple[int, int], default: int) -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer, got {value!r}.") from None
-    low, high = bounds
-    if not low <= number <= high:
-        raise ValidationError(f"{name} must be between {low} and {high}, got {number}.")
-    return number
+def _int_header(value: str | None, default: int) -> int:
+    return default if value is None else int(value)
 
 
 def build_request(
     endpoint: AsyncEndpoint, headers: dict[str, str], received_at: float, body: bytes = b""
 ) -> AsyncRequest:
-    """Validate the request like sagemaker-runtime does, and name the result objects."""
+    """Name the result objects of a request whose parameters meet the model's constraints
+    (:func:`local.sagemaker_async.constraints.validate`)."""
     input_location = headers.get("x-amzn-sagemaker-inputlocation")
     if bool(input_location) == bool(body):
         raise ValidationError("Provide exactly one of Body (the payload inline) and InputLocation.")
-    if len(body) > INLINE_LIMIT_BYTES:
-        raise ValidationError(f"Body is {len(body)} bytes, over the 128000 of an inline payload: use InputLocation.")
     if input_location and (not input_location.startswith("s3://") or "/" not in input_location[len("s3://") :]):
         raise ValidationError(f"InputLocation {input_location!r} must be an S3 URI (s3://bucket/key).")
-    strings = _string_headers(headers)
     request_id = str(uuid.uuid4())
-    extension = strings["S3OutputPathExtension"]
+    extension = headers.get("x-amzn-sagemaker-s3outputpathextension")
     output_path = _join(endpoint.output_path, extension) if extension else endpoint.output_path
     return AsyncRequest(
         request_id=request_id,
@@ -92,19 +60,14 @@ def build_request(
         input_location=input_location,
         content_type=headers.get("x-amzn-sagemaker-content-type"),
         accept=headers.get("x-amzn-sagemaker-accept"),
-        custom_attributes=strings["CustomAttributes"],
-        inference_id=strings["InferenceId"] or str(uuid.uuid4()),
-        request_ttl_seconds=_int_header(
-            headers.get("x-amzn-sagemaker-requestttlseconds"), "RequestTTLSeconds", TTL_RANGE, DEFAULT_TTL
-        ),
+        custom_attributes=headers.get("x-amzn-sagemaker-custom-attributes"),
+        inference_id=headers.get("x-amzn-sagemaker-inference-id") or str(uuid.uuid4()),
+        request_ttl_seconds=_int_header(headers.get("x-amzn-sagemaker-requestttlseconds"), DEFAULT_TTL),
         invocation_timeout_seconds=_int_header(
-            headers.get("x-amzn-sagemaker-invocationtimeoutseconds"),
-            "InvocationTimeoutSeconds",
-            TIMEOUT_RANGE,
-            DEFAULT_TIMEOUT,
+            headers.get("x-amzn-sagemaker-invocationtimeoutseconds"), DEFAULT_TIMEOUT
         ),
         received_at=received_at,
-        output_location=_join(output_path, strings["Filename"] or f"{request_id}.out"),
+        output_location=_join(output_path, headers.get("x-amzn-sagemaker-filename") or f"{request_id}.out"),
         failure_location=_join(endpoint.failure_path, f"{request_id}-error.out") if endpoint.failure_path else None,
         inline_input=base64.b64encode(body).decode() if body else None,
     )

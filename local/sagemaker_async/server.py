@@ -9,6 +9,7 @@ from http.server import ThreadingHTTPServer
 from urllib.parse import unquote
 
 from local.aws_http import AwsJsonHandler
+from local.sagemaker_async.constraints import validate
 from local.sagemaker_async.endpoints import ValidationError
 from local.sagemaker_async.service import AsyncInferenceService
 
@@ -42,8 +43,10 @@ class RuntimeHandler(AwsJsonHandler):
             self.send_error_json(HTTPStatus.NOT_FOUND, "UnknownOperationException", f"no operation at POST {self.path}")
             return
         headers = {k.lower(): _header_text(v) for k, v in self.headers.items()}
+        name = unquote(match["name"])
         try:
-            request = self.server.service.accept(unquote(match["name"]), headers, body)
+            validate(name, headers, body)
+            request = self.server.service.accept(name, headers, body)
         except ValidationError as err:
             self.send_error_json(HTTPStatus.BAD_REQUEST, "ValidationError", str(err))
             return

@@ -85,6 +85,12 @@ class AirflowApi:
             if not page["task_instances"] or len(found) >= page["total_entries"]:
                 return found
 
+    def extra_links(self, run_id: str, task_id: str, map_index: int = -1) -> dict[str, str | None]:
+        """The task's extra links as the UI shows them (name -> URL)."""
+        run = urllib.request.quote(run_id, safe="")
+        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run}/taskInstances/{task_id}/links?map_index={map_index}"
+        return self._call("GET", path)["extra_links"]
+
     def task_log(self, run_id: str, task_id: str, try_number: int = 1, dag_id: str = DAG_ID) -> str:
         """The task's log as the UI shows it: one line per event, and each exception as ``type: message``."""
         run = urllib.request.quote(run_id, safe="")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import botocore.session
 from botocore.exceptions import ClientError
 
 from audio_pipeline.config import MAX_ASYNC_PAYLOAD_BYTES, UnusableInputError
@@ -113,7 +115,14 @@ class ListingReport:
         return out
 
 
-def _skip_reason(key: str, size: int, extensions: frozenset[str]) -> str | None:
+@functools.cache
+def input_location_limit() -> int:
+    """The longest ``InputLocation`` InvokeEndpointAsync accepts (1,024), from botocore's model."""
+    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    return model.operation_model("InvokeEndpointAsync").input_shape.members["InputLocation"].metadata["max"]
+
+
+def _skip_reason(bucket: str, key: str, size: int, extensions: frozenset[str]) -> str | None:
     if key.endswith("/"):
         return "folder marker"
     name = key.rsplit("/", 1)[-1]
@@ -124,6 +133,9 @@ def _skip_reason(key: str, size: int, extensions: frozenset[str]) -> str | None:
         return "zero bytes"
     if size > MAX_ASYNC_PAYLOAD_BYTES:
         return "over the 1 GB asynchronous inference limit"
+    limit = input_location_limit()
+    if len(f"s3://{bucket}/{key}".encode()) > limit:  # bytes: the most the header's length can be
+        return f"s3:// URI over the {limit} characters InvokeEndpointAsync accepts as InputLocation"
     return None
 
 
@@ -136,7 +148,7 @@ def iter_audio_objects(
         for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
             for obj in page.get("Contents", []):
                 report.objects += 1
-                reason = _skip_reason(obj["Key"], obj["Size"], extensions)
+                reason = _skip_reason(location.bucket, obj["Key"], obj["Size"], extensions)
                 if reason:
                     report.skip(reason, obj["Key"])
                     continue

@@ -122,6 +122,13 @@ def test_first_task_names_a_missing_endpoint(dag, aws):
         resolve(dag, "s3://audio-in/calls/")
 
 
+def test_report_run_updates_the_run_manifests_asset(dag):
+    from audio_pipeline.assets import RUN_MANIFESTS
+
+    assert dag.get_task("report_run").outlets == [RUN_MANIFESTS]
+    assert RUN_MANIFESTS.uri == "s3://audio-transcription-output/runs"
+
+
 # ------------------------------------------- the summarising task: retry or fail at once
 
 

@@ -5,56 +5,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
 from audio_pipeline.summaries import first_sentence
 from benchmarks.verdict import Judge
 from local.stack.airflow_api import AirflowApi
-from local.stack.demo import SAMPLES, results, run_pipeline, upload
-from local.stack.launcher import Stack
-from local.stack.services import Ports, Settings
+from local.stack.demo import SAMPLES, results
 from model_server.wer import word_error_rate
-from tests.moto_server import free_port
+from tests.e2e.conftest import REFERENCES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REFERENCES = json.loads((SAMPLES / "references.json").read_text())
 WER_BOUND = 0.35  # measured 0.00-0.12 per clip (docs/asr-quality.md)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("stack")
-    models = Path(__file__).resolve().parents[2] / ".local" / "models"
-    if models.is_dir():  # reuse the assembled Whisper model rather than rebuilding 140 MB
-        shutil.copytree(models, state / "models")
-    ports = Ports(*(free_port() for _ in range(5)))
-    stack = Stack(Settings(state_dir=state, ports=ports))
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stopped = stack.down()
-        assert "triggerer" in stopped and not stack.running()
-
-
-@pytest.fixture(scope="module")
-def outcome(stack, tmp_path_factory):
-    audio = tmp_path_factory.mktemp("audio")
-    for clip in REFERENCES:
-        shutil.copy(SAMPLES / clip, audio / clip)
-    (audio / "broken").mkdir()
-    (audio / "broken" / "not-really.wav").write_bytes(b"this is not audio at all, only text\n" * 50)
-    (audio / "notes.txt").write_text("meeting notes, not audio")
-    session = stack.aws_session()
-    keys = upload(session.client("s3"), audio, "audio-transcription-input", "e2e/")
-    api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
-    run_id, state, _ = run_pipeline(api, "s3://audio-transcription-input/e2e/", timeout=600)
-    rows = {r.uri.rsplit("/", 1)[-1]: r for r in results(session, "audio-transcription-input", keys)}
-    return {"run_id": run_id, "state": state, "rows": rows, "session": session, "api": api}
 
 
 def test_the_run_succeeds(outcome):

@@ -14,6 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ParamValidationError
 
+from local.sagemaker_async.constraints import constraints
 from local.sagemaker_async.requests import Journal
 from local.sagemaker_async.server import RuntimeServer
 from local.sagemaker_async.service import AsyncInferenceService, Faults
@@ -115,16 +116,60 @@ def test_missing_input_fails_with_a_reason(async_endpoint, emulator):
     [
         ({"EndpointName": "nope", "InputLocation": "s3://audio-in/a.wav"}, "Endpoint nope"),
         ({"EndpointName": "asr", "InputLocation": "https://example.com/a.wav"}, "must be an S3 URI"),
-        # botocore checks only the lower bounds of lengths and numbers: these reach the server
-        ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "InferenceId": "x" * 65}, "InferenceId"),
-        ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "RequestTTLSeconds": 21601}, "21600"),
-        ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "InvocationTimeoutSeconds": 3601}, "3600"),
-        ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "Filename": "a.b.out"}, "Filename"),
-        ({"EndpointName": "asr", "InputLocation": "s3://a/b", "S3OutputPathExtension": "s3://x"}, "S3OutputPath"),
+        # botocore checks only the lower bounds of lengths and numbers: these reach the server, which
+        # answers as sagemaker-runtime does ("1 validation error detected: Value '...' at 'member'
+        # failed to satisfy constraint: Member must ...")
+        (
+            {"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "InferenceId": "x" * 65},
+            f"Value '{'x' * 65}' at 'inferenceId' failed to satisfy constraint: Member must have length less than or "
+            "equal to 64",
+        ),
+        (
+            {"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "InferenceId": "id-é"},
+            "at 'inferenceId' failed to satisfy constraint: Member must satisfy regular expression pattern",
+        ),
+        (
+            {"EndpointName": "asr", "InputLocation": "s3://audio-in/" + "k" * 1011},
+            "at 'inputLocation' failed to satisfy constraint: Member must have length less than or equal to 1024",
+        ),
+        (
+            {"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "RequestTTLSeconds": 21601},
+            "Value '21601' at 'requestTTLSeconds' failed to satisfy constraint: Member must have value less than or "
+            "equal to 21600",
+        ),
+        (
+            {"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "InvocationTimeoutSeconds": 3601},
+            "at 'invocationTimeoutSeconds' failed to satisfy constraint: Member must have value less than or equal "
+            "to 3600",
+        ),
+        (
+            {"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "Filename": "a.b.out"},
+            "at 'filename' failed to satisfy constraint: Member must satisfy regular expression pattern",
+        ),
+        (
+            {"EndpointName": "asr", "InputLocation": "s3://a/b", "S3OutputPathExtension": "s3://x"},
+            "at 's3OutputPathExtension' failed to satisfy constraint",
+        ),
+        (
+            {"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "ContentType": "audio/wäv"},
+            "at 'contentType' failed to satisfy constraint: Member must satisfy regular expression pattern",
+        ),
+        (  # sensitive: the value is not repeated
+            {"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "CustomAttributes": "c" * 1025},
+            "1 validation error detected: Value at 'customAttributes' failed to satisfy constraint: Member must have "
+            "length less than or equal to 1024",
+        ),
+        (
+            {"EndpointName": "bad_name", "InputLocation": "s3://audio-in/a.wav", "RequestTTLSeconds": 21601},
+            "2 validation errors detected: Value 'bad_name' at 'endpointName' failed to satisfy constraint",
+        ),
         # Body and InputLocation: exactly one, and an inline Body of at most 128,000 bytes
         ({"EndpointName": "asr"}, "exactly one of Body"),
         ({"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav", "Body": b"x"}, "exactly one of Body"),
-        ({"EndpointName": "asr", "Body": b"x" * 128_001}, "128000"),
+        (
+            {"EndpointName": "asr", "Body": b"x" * 128_001},
+            "Value at 'body' failed to satisfy constraint: Member must have length less than or equal to 128000",
+        ),
     ],
 )
 def test_validation_errors_are_what_botocore_expects(emulator, kwargs, message):
@@ -133,6 +178,31 @@ def test_validation_errors_are_what_botocore_expects(emulator, kwargs, message):
     assert err.value.response["Error"]["Code"] == "ValidationError"
     assert message in err.value.response["Error"]["Message"]
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def _value_of_length(member, length):
+    """A value of ``member`` that meets its pattern, ``length`` bytes long."""
+    if member == "InputLocation":
+        return "s3://audio-in/" + "k" * (length - len("s3://audio-in/"))
+    return "a" * length
+
+
+@pytest.mark.parametrize("member", [name for name, c in constraints().items() if c.header and c.maximum])
+def test_every_upper_bound_of_botocores_model_is_enforced_exactly(emulator, member):
+    """At the model's bound the request is accepted, one past it rejected, naming the bound."""
+    constraint = constraints()[member]
+    bound = constraint.maximum
+    request = {"EndpointName": "asr", "InputLocation": "s3://audio-in/a.wav"}
+
+    def value(n):
+        return n if constraint.integer else _value_of_length(member, n)
+
+    accepted = emulator.invoke_endpoint_async(**{**request, member: value(bound)})
+    assert accepted["ResponseMetadata"]["HTTPStatusCode"] == 202
+    with pytest.raises(ClientError) as err:
+        emulator.invoke_endpoint_async(**{**request, member: value(bound + 1)})
+    clause = f"Member must have {'value' if constraint.integer else 'length'} less than or equal to {bound}"
+    assert f"at '{constraint.field}' failed to satisfy constraint: {clause}" in err.value.response["Error"]["Message"]
 
 
 def test_out_of_range_headers_are_rejected_by_the_server_too(emulator):
@@ -151,7 +221,10 @@ def test_out_of_range_headers_are_rejected_by_the_server_too(emulator):
     assert (
         err.value.code == 400 and err.value.headers["x-amzn-ErrorType"].split(":")[0] == "ValidationError"
     )  # as botocore reads it
-    assert "between 60 and 21600" in json.loads(err.value.read())["message"]
+    assert json.loads(err.value.read())["message"] == (
+        "1 validation error detected: Value '30' at 'requestTTLSeconds' failed to satisfy constraint: "
+        "Member must have value greater than or equal to 60"
+    )
 
 
 def test_concurrency_is_the_endpoints(async_endpoint, emulator):
@@ -359,3 +432,24 @@ def test_restart_drops_journaled_requests_of_a_deleted_endpoint(async_endpoint, 
         runtime.invoke_endpoint_async(EndpointName="asr-2", InputLocation="s3://audio-in/b.wav", InferenceId="b")
         (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
     assert note["inferenceId"] == "b" and journal.pending() == []
+
+
+def test_audio_over_the_models_duration_cap_fails_with_the_models_reason(async_endpoint, tmp_path, monkeypatch):
+    """The model server answers 400 naming its cap; the file fails with that reason (what the
+    pipeline records as the file's failure_reason), and is not sent again."""
+    from model_server.server import serve
+    from tests.model_server.decoding import Decoding, silent_wav
+
+    monkeypatch.setenv("MODEL_MAX_AUDIO_SECONDS", "2")
+    model = serve("127.0.0.1", 0, Decoding())
+    threading.Thread(target=model.serve_forever, daemon=True).start()
+    async_endpoint["s3"].put_object(Bucket="audio-in", Key="long.wav", Body=silent_wav(3.0))
+    try:
+        with running_emulator(url_of(model), tmp_path) as runtime:
+            runtime.invoke_endpoint_async(EndpointName="asr", InputLocation="s3://audio-in/long.wav", InferenceId="l")
+            (note,) = drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
+    finally:
+        model.shutdown()
+    assert note["invocationStatus"] == "Failed"
+    assert note["failureReason"].startswith("ClientError: Received client error (400) from primary with message")
+    assert "longer than 2 s" in note["failureReason"] and "MODEL_MAX_AUDIO_SECONDS=2" in note["failureReason"]

@@ -12,6 +12,8 @@ from model_server.backends import BadAudio, Segment, Transcription, create_backe
 from model_server.server import serve
 from model_server.wer import word_error_rate
 
+from .decoding import Decoding, silent_wav
+
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 REFERENCES = json.loads((SAMPLES / "references.json").read_text())
 
@@ -151,3 +153,57 @@ def test_whisper_transcribes_the_samples(whisper_server, clip):
 def test_whisper_rejects_what_is_not_audio(whisper_server, body):
     status, doc = post(whisper_server, body)
     assert status == 400 and doc["error"]
+
+
+def test_audio_over_the_duration_cap_is_answered_400_naming_the_cap(monkeypatch):
+    monkeypatch.setenv("MODEL_MAX_AUDIO_SECONDS", "2")
+    server, url = start(Decoding())
+    try:
+        status, doc = post(url, silent_wav(3.0))
+        assert status == 400 and "MODEL_MAX_AUDIO_SECONDS=2" in doc["error"] and "longer than 2 s" in doc["error"]
+        status, doc = post(url, silent_wav(1.0))
+        assert status == 200 and doc["duration_seconds"] == 1.0
+    finally:
+        server.shutdown()
+
+
+def test_a_request_waiting_for_the_model_has_not_read_its_body():
+    """The model slot is taken before the body is read: while the one slot is busy, a 64 MB
+    upload stays in the client's socket (the server holds none of it), and goes through once
+    the slot is free."""
+    import socket
+
+    release, entered = threading.Event(), threading.Event()
+
+    class Busy(Broken):
+        def transcribe(self, audio):
+            if audio == b"hold":
+                entered.set()
+                release.wait(30)
+            return super().transcribe(audio)
+
+    server, url = start(Busy())
+    holder = threading.Thread(target=post, args=(url, b"hold"))
+    holder.start()
+    assert entered.wait(10)
+    body = b"\0" * (64 << 20)
+    sent = threading.Event()
+    with socket.create_connection(server.server_address[:2]) as client:
+
+        def upload():
+            client.sendall(
+                f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+            )
+            sent.set()
+
+        uploading = threading.Thread(target=upload, daemon=True)
+        uploading.start()
+        try:
+            assert not sent.wait(2), "the server read the body of a request that waits for the model"
+        finally:
+            release.set()
+        assert sent.wait(30), "the upload went through once the slot was free"
+        client.settimeout(30)
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")
+    holder.join()
+    server.shutdown()

@@ -92,6 +92,23 @@ def test_objects_over_the_async_limit_are_skipped(s3, monkeypatch):
     assert report.skipped == {"over the 1 GB asynchronous inference limit": 1}
 
 
+def test_keys_whose_uri_is_over_the_input_location_limit_are_skipped(s3):
+    """InvokeEndpointAsync rejects an InputLocation over 1,024 characters (botocore's model): such
+    a key is skipped at listing with the reason, and the URI at the limit is kept."""
+    prefix = "calls/"
+    at_limit = prefix + "k" * (1024 - len("s3://audio-in/calls/") - len(".wav")) + ".wav"
+    over = prefix + "k" * (len(at_limit) - len(prefix) - len(".wav") + 1) + ".wav"
+    wide = prefix + "ü" * 510 + ".wav"  # 534 characters, but 1,044 bytes of UTF-8
+    for key in (at_limit, over, wide):
+        s3.put_object(Bucket="audio-in", Key=key, Body=b"x")
+    report = ListingReport()
+    found = list(iter_audio_objects(s3, S3Location("audio-in", prefix), EXTENSIONS, report))
+    assert [o.key for o in found] == [at_limit] and len(found[0].uri) == 1024
+    reason = "s3:// URI over the 1024 characters InvokeEndpointAsync accepts as InputLocation"
+    assert report.skipped == {reason: 2}
+    assert any(line.startswith(f"skipped 2 ({reason})") for line in report.lines())
+
+
 def test_missing_bucket_is_named(s3):
     location = S3Location("no-such-bucket", "x/")
     with pytest.raises(BucketUriError, match="bucket 'no-such-bucket' does not exist"):

@@ -11,6 +11,7 @@ from audio_pipeline.batches import BatchManifests
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.hooks.shared_loader import LOADER, SharedLoaderAwsHook
 from audio_pipeline.hooks.status_table import StatusTableHook
+from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.status import inference_id_for
@@ -47,6 +48,7 @@ def submit_operator(ref):
         request_ttl_seconds="600",  # rendered templates arrive as strings
         invocation_timeout_seconds="60",
         result_grace_seconds="30",
+        output_path=CONFIG.output_path,
     )
 
 
@@ -146,6 +148,50 @@ def test_sensor_accepts_a_queue_url(batch, queue_url):
     s = TranscriptionBatchSensor(task_id="t", batch=ref, status_table="t", notification_queue=queue_url)
     assert s.queue_url == queue_url
     json.dumps(s.batch)
+
+
+class RecordingTaskInstance:
+    def __init__(self):
+        self.xcom = {}
+
+    def xcom_push(self, key, value):
+        self.xcom[key] = value
+
+
+def links_of(ti):
+    return {cls.name: cls().format_link(**ti.xcom[cls.key]) for cls in (SageMakerEndpointLink, S3OutputPrefixLink)}
+
+
+def test_submit_stores_the_links_of_its_endpoint_and_output_prefix(batch, runtime):
+    _, ref = batch
+    ti = RecordingTaskInstance()
+    submit_operator(ref).execute({"ti": ti})
+    assert links_of(ti) == {
+        "SageMaker endpoint": "https://console.aws.amazon.com/sagemaker/home?region=us-east-1"
+        "#/endpoints/audio-transcription-async",
+        "Batch output in S3": f"https://console.aws.amazon.com/s3/buckets/{CONFIG.output_bucket}"
+        "?region=us-east-1&prefix=transcripts/",
+    }
+
+
+def test_sensor_stores_the_links_before_it_defers(batch, runtime, queue_url):
+    _, ref = batch
+    submit_operator(ref).execute({})
+    sensor = TranscriptionBatchSensor(
+        task_id="await_transcripts",
+        batch=ref,
+        status_table=CONFIG.status_table,
+        notification_queue=queue_url,
+        endpoint_name="audio-transcription-async",
+        output_path=CONFIG.output_path,
+    )
+    ti = RecordingTaskInstance()
+    with pytest.raises(TaskDeferred):
+        sensor.execute({"ti": ti})
+    assert links_of(ti)["Batch output in S3"].endswith(
+        f"/s3/buckets/{CONFIG.output_bucket}?region=us-east-1&prefix=transcripts/"
+    )
+    assert links_of(ti)["SageMaker endpoint"].endswith("#/endpoints/audio-transcription-async")
 
 
 def test_the_sensor_outlives_its_batch_s_last_deadline(batch, runtime, table, queue_url):

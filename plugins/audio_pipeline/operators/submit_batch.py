@@ -12,6 +12,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from audio_pipeline.batches import BatchRef, read_manifest
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.hooks.status_table import StatusTableHook
+from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
 from audio_pipeline.submission import BatchSubmitter, InvocationSettings
 
 if TYPE_CHECKING:
@@ -32,9 +33,11 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
     :param request_ttl_seconds: ``RequestTTLSeconds`` of each invocation
     :param invocation_timeout_seconds: ``InvocationTimeoutSeconds`` of each invocation
     :param result_grace_seconds: extra time past TTL + timeout before a silent file counts as failed
+    :param output_path: the endpoint's ``S3OutputPath``, for the task's console link to the batch's output
     """
 
     aws_hook_class = SageMakerAsyncInferenceHook
+    operator_extra_links = (SageMakerEndpointLink(), S3OutputPrefixLink())
     template_fields: Sequence[str] = aws_template_fields(
         "batch",
         "endpoint_name",
@@ -42,6 +45,7 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         "request_ttl_seconds",
         "invocation_timeout_seconds",
         "result_grace_seconds",
+        "output_path",
     )
     ui_color = "#7dc4e4"
 
@@ -54,10 +58,12 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         request_ttl_seconds: int | str = 21600,
         invocation_timeout_seconds: int | str = 900,
         result_grace_seconds: int | str = 300,
+        output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.batch = batch
+        self.output_path = output_path
         self.endpoint_name = endpoint_name
         self.status_table = status_table
         self.request_ttl_seconds = request_ttl_seconds
@@ -66,7 +72,9 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
 
     def execute(self, context: Context) -> dict[str, int]:
         aws = {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify}
-        files = read_manifest(S3Hook(**aws).conn, self.batch["manifest"])
+        s3 = S3Hook(**aws)
+        persist_batch_links(context, self, s3, self.endpoint_name, self.output_path)
+        files = read_manifest(s3.conn, self.batch["manifest"])
         table = StatusTableHook(status_table=self.status_table, **aws).table
         settings = InvocationSettings(
             endpoint_name=self.endpoint_name,

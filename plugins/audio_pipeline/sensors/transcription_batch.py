@@ -14,6 +14,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from audio_pipeline.batches import BatchRef
 from audio_pipeline.config import result_window_seconds
+from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
 from audio_pipeline.outcomes import BatchWatcher
 from audio_pipeline.status import describe_counts
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger, build_batch_watcher
@@ -43,6 +44,8 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
     :param result_grace_seconds: extra time past TTL + timeout before a silent file counts as failed
     :param reconcile_interval_seconds: minimum time between looks for results in S3
     :param deferrable: wait in the triggerer (default) instead of occupying a worker slot
+    :param endpoint_name: the endpoint the batch was submitted to, for the task's console link
+    :param output_path: the endpoint's ``S3OutputPath``, for the task's console link to the batch's output
     """
 
     aws_hook_class = SqsHook
@@ -54,7 +57,10 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         "invocation_timeout_seconds",
         "result_grace_seconds",
         "reconcile_interval_seconds",
+        "endpoint_name",
+        "output_path",
     )
+    operator_extra_links = (SageMakerEndpointLink(), S3OutputPrefixLink())
     ui_color = "#a6da95"
 
     def __init__(
@@ -70,9 +76,13 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         refresh_interval_seconds: int = 30,
         wait_time_seconds: int = 10,
         deferrable: bool = True,
+        endpoint_name: str | None = None,
+        output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.endpoint_name = endpoint_name
+        self.output_path = output_path
         self.batch = batch
         self.status_table = status_table
         self.notification_queue = notification_queue
@@ -109,6 +119,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         )
 
     def execute(self, context: Context) -> dict[str, int] | None:
+        persist_batch_links(context, self, self.hook, self.endpoint_name, self.output_path)
         if not self.deferrable:
             super().execute(context)
             return self._report(dict(self.watcher.settled))
