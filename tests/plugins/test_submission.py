@@ -258,7 +258,7 @@ def test_an_unclear_invoke_error_is_awaited_not_sent_again(table, silent_endpoin
         "sagemaker-runtime",
         region_name="us-east-1",
         endpoint_url=url,
-        config=Config(retries=DEFAULT_RETRIES, read_timeout=0.3, connect_timeout=1),
+        config=Config(retries=dict(DEFAULT_RETRIES), read_timeout=0.3, connect_timeout=1),  # botocore edits it
     )
     files = claim(table, 1)
 
