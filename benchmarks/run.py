@@ -3,7 +3,9 @@
 The model server runs its fixed-latency ``benchmark`` backend (a set service time per file,
 a fixed transcript), so the pipeline is measured, not the model. For each N it reports:
 AWS API calls per file made by the DAG (counted at the moto server, by operation; the
-InvokeEndpointAsync and Bedrock calls go to the emulators and are not in it), Airflow task
+InvokeEndpointAsync and Bedrock calls go to the emulators and are not in it), secret lookups
+per run (SSM ``GetParameter`` calls by any process: Variables and connections come from SSM
+Parameter Store, as on MWAA), Airflow task
 instances and XCom bytes per run, endpoint utilisation (model busy time / (concurrency x
 wall time from first submission to last completion)) against the ideal
 N x service time / concurrency, and the run's end-to-end wall time.
@@ -103,7 +105,8 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
     state = api.wait_for_run(run_id, timeout=7200)
     end_to_end = time.monotonic() - started
     sampler.stopped.set()
-    calls = _get(f"{moto}/_emulator/calls").get("airflow", {})
+    by_caller = _get(f"{moto}/_emulator/calls")
+    calls = by_caller.get("airflow", {})
     endpoint = _get(f"{settings.url(settings.ports.sagemaker_runtime)}/_emulator/health")["endpoints"]
     stats = next(iter(endpoint.values()))
     wall = stats["last_finished_at"] - stats["first_accepted_at"]
@@ -117,6 +120,7 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
         "state": state,
         "utilisation": round(stats["model_busy_seconds"] / (concurrency * wall), 3),
         "calls_per_file": round(sum(calls.values()) / n, 2),
+        "secret_lookups": sum(c.get("ssm:GetParameter", 0) for c in by_caller.values()),
         "task_instances": len(statuses),
         "xcom_bytes": xcom_bytes(settings.state_dir / "airflow" / "airflow.db", run_id),
         "wall_s": round(wall, 1),
@@ -142,7 +146,8 @@ def processed_twice(stack: Stack, prefix: str) -> int:
 def line(r: dict) -> str:
     return (
         f"N={r['N']} utilisation={r['utilisation']:.2f} calls_per_file={r['calls_per_file']:.1f} "
-        f"task_instances={r['task_instances']} xcom_bytes={r['xcom_bytes']} wall_s={r['wall_s']:.1f} "
+        f"task_instances={r['task_instances']} xcom_bytes={r['xcom_bytes']} secret_lookups={r['secret_lookups']} "
+        f"wall_s={r['wall_s']:.1f} "
         f"ideal_s={r['ideal_s']:.1f}"
     )
 

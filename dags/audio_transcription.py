@@ -1,13 +1,14 @@
 """Turn a bucket of audio into transcripts (SageMaker asynchronous inference) and summaries (Bedrock).
 
-1. ``resolve_bucket_uri``: the run's ``s3://bucket/prefix/`` (conf, or the schedule's Variable), checked.
+1. ``resolve_run``: the run's configuration, read once (one Variable), and its ``s3://bucket/prefix/``
+   (conf, or the configured prefix for the nightly run), checked; every later task gets both by XCom.
 2. ``claim_new_audio``: list every page, keep audio, skip what the status table has done or in
    flight, claim the rest with conditional writes, and write batch manifests to S3.
 3. ``transcribe`` (mapped over batches): submit each batch to the endpoint, wait in the triggerer
    for its notifications, summarise each transcript with Bedrock.
 4. ``report_run``: settle anything left in flight, log one line per file, write the run manifest.
 
-Configuration comes from Airflow Variables ``audio_pipeline_*`` (see ``audio_pipeline.config``),
+Configuration comes from the Airflow Variable ``audio_pipeline_config`` (see ``audio_pipeline.config``),
 AWS access from the ``aws_default`` connection.
 """
 
@@ -27,7 +28,7 @@ from audio_pipeline.assets import RUN_MANIFESTS
 from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
 from audio_pipeline.claims import claim_new_files
-from audio_pipeline.config import PipelineConfig, UnusableInputError
+from audio_pipeline.config import CONFIG_VARIABLE, PipelineConfig, UnusableInputError
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket, parse_bucket_uri
@@ -40,34 +41,53 @@ from audio_pipeline.summaries import Summarizer
 AWS_CONN_ID = "aws_default"
 SCHEDULE = os.environ.get("AUDIO_PIPELINE_SCHEDULE", "0 2 * * *")
 BATCH_LABEL = "{{ task.batch['label'] }}"
-cfg = PipelineConfig.template
-OUTPUT_PATH = f"s3://{cfg('output_bucket')}/{cfg('transcripts_prefix')}"  # the endpoint's S3OutputPath
+RESOLVE_RUN = "resolve_run"
 
 
-@task
-def resolve_bucket_uri(params: dict | None = None) -> str:
-    """The run's bucket URI: conf ``bucket_uri``, else the Variable for scheduled runs; must exist."""
-    config = PipelineConfig.from_variables()
+def setting(name: str) -> str:
+    """A template of one setting as the run's first task resolved it (an XCom, not a Variable)."""
+    return f"{{{{ ti.xcom_pull(task_ids={RESOLVE_RUN!r})['config'][{name!r}] }}}}"
+
+
+OUTPUT_PATH = f"s3://{setting('output_bucket')}/{setting('transcripts_prefix')}"  # the endpoint's S3OutputPath
+
+
+@task(task_id=RESOLVE_RUN)
+def resolve_run(params: dict | None = None, dag_run=None) -> dict:
+    """The run's inputs, read once: ``{"bucket_uri", "config"}``; the bucket and endpoint must exist.
+
+    The bucket URI is conf ``bucket_uri``, else the configured ``schedule_bucket_uri``; a
+    scheduled run with neither is skipped, saying so (a manual run without one fails).
+    """
     try:
-        location = parse_bucket_uri(params.get("bucket_uri") or config.schedule_bucket_uri)
+        config = PipelineConfig.from_variables()
+        uri = params.get("bucket_uri") or config.schedule_bucket_uri
+        if not uri and dag_run is not None and dag_run.run_type == "scheduled":
+            why = (
+                f"no bucket URI for the nightly run: set schedule_bucket_uri (s3://bucket/prefix/) in the "
+                f"Airflow Variable {CONFIG_VARIABLE}, or trigger the DAG with conf bucket_uri"
+            )
+            print(why)  # the task log shows a skip without its reason
+            raise AirflowSkipException(why)
+        location = parse_bucket_uri(uri)
         check_bucket(S3Hook(aws_conn_id=AWS_CONN_ID).conn, location)
         check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name)
     except UnusableInputError as err:
         raise AirflowFailException(str(err)) from err  # a retry would say the same
     print(f"Processing {location.uri} with endpoint {config.endpoint_name}")
-    return location.uri
+    return {"bucket_uri": location.uri, "config": config.to_dict()}
 
 
 @task
-def claim_new_audio(bucket_uri: str, params: dict | None = None, run_id: str | None = None) -> list[BatchRef]:
+def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = None) -> list[BatchRef]:
     """Claim the new audio files under the bucket URI and split them into batch manifests."""
-    config = PipelineConfig.from_variables()
+    config = PipelineConfig.from_mapping(run["config"])
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = claim_new_files(
         s3,
         table,
-        parse_bucket_uri(bucket_uri),
+        parse_bucket_uri(run["bucket_uri"]),
         config.extensions,
         run_id,
         lease_seconds=config.result_window_seconds,
@@ -82,10 +102,10 @@ def claim_new_audio(bucket_uri: str, params: dict | None = None, run_id: str | N
 
 
 @task(map_index_template="{{ batch_label }}")
-def summarise(batch: BatchRef, params: dict | None = None, run_id: str | None = None) -> dict[str, int]:
+def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: str | None = None) -> dict[str, int]:
     """Summarise each completed transcript of the batch with Bedrock (Converse)."""
     get_current_context()["batch_label"] = batch["label"]
-    config = PipelineConfig.from_variables()
+    config = PipelineConfig.from_mapping(run["config"])
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     files = read_manifest(s3, batch["manifest"])
@@ -125,16 +145,16 @@ def summarise(batch: BatchRef, params: dict | None = None, run_id: str | None = 
 
 
 @task_group
-def transcribe(batch: BatchRef) -> None:
+def transcribe(batch: BatchRef, run: dict) -> None:
     """One batch: submit to the endpoint, wait for the results, summarise."""
     submit = SubmitTranscriptionBatchOperator(
         task_id="submit",
         batch=batch,
-        endpoint_name=cfg("endpoint_name"),
-        status_table=cfg("status_table"),
-        request_ttl_seconds=cfg("request_ttl_seconds"),
-        invocation_timeout_seconds=cfg("invocation_timeout_seconds"),
-        result_grace_seconds=cfg("result_grace_seconds"),
+        endpoint_name=setting("endpoint_name"),
+        status_table=setting("status_table"),
+        request_ttl_seconds=setting("request_ttl_seconds"),
+        invocation_timeout_seconds=setting("invocation_timeout_seconds"),
+        result_grace_seconds=setting("result_grace_seconds"),
         output_path=OUTPUT_PATH,
         aws_conn_id=AWS_CONN_ID,
         map_index_template=BATCH_LABEL,
@@ -145,27 +165,27 @@ def transcribe(batch: BatchRef) -> None:
     wait = TranscriptionBatchSensor(
         task_id="await_transcripts",
         batch=batch,
-        status_table=cfg("status_table"),
-        notification_queue=cfg("notification_queue"),
-        request_ttl_seconds=cfg("request_ttl_seconds"),
-        invocation_timeout_seconds=cfg("invocation_timeout_seconds"),
-        result_grace_seconds=cfg("result_grace_seconds"),
-        reconcile_interval_seconds=cfg("reconcile_interval_seconds"),
-        endpoint_name=cfg("endpoint_name"),
+        status_table=setting("status_table"),
+        notification_queue=setting("notification_queue"),
+        request_ttl_seconds=setting("request_ttl_seconds"),
+        invocation_timeout_seconds=setting("invocation_timeout_seconds"),
+        result_grace_seconds=setting("result_grace_seconds"),
+        reconcile_interval_seconds=setting("reconcile_interval_seconds"),
+        endpoint_name=setting("endpoint_name"),
         output_path=OUTPUT_PATH,
         aws_conn_id=AWS_CONN_ID,
         map_index_template=BATCH_LABEL,
     )
-    submit >> wait >> summarise(batch)
+    submit >> wait >> summarise(batch, run)
 
 
 @task(outlets=[RUN_MANIFESTS])
-def report_run(bucket_uri: str | None = None, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:
+def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:
     """Settle what is still in flight, log a line per file, write the run manifest to S3, and
     emit an event of the run manifests' Asset for DAGs scheduled on new transcripts."""
-    config = PipelineConfig.from_variables()
+    config = PipelineConfig.from_mapping(run["config"])
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
-    report = settle_run(table, run_id, bucket_uri, reason=f"run {run_id} ended before a result was recorded")
+    report = settle_run(table, run_id, run["bucket_uri"], reason=f"run {run_id} ended before a result was recorded")
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID)
     add_summary_openings(report, s3.conn)
     for line in report.lines():
@@ -177,7 +197,7 @@ def report_run(bucket_uri: str | None = None, run_id: str | None = None, outlet_
     outlet_events[RUN_MANIFESTS].extra = {
         "manifest": manifest,
         "run_id": run_id,
-        "bucket_uri": bucket_uri,
+        "bucket_uri": run["bucket_uri"],
         "counts": dict(report.counts),
     }
     return dict(report.counts)
@@ -197,7 +217,7 @@ def report_run(bucket_uri: str | None = None, run_id: str | None = None, outlet_
             None,
             type=["null", "string"],
             title="Bucket URI",
-            description="s3://bucket/prefix/ to process. Empty: the Variable audio_pipeline_schedule_bucket_uri.",
+            description="s3://bucket/prefix/ to process. Empty: the configured schedule_bucket_uri.",
         ),
         "batch_size": Param(
             100,
@@ -214,11 +234,11 @@ def report_run(bucket_uri: str | None = None, run_id: str | None = None, outlet_
     },
 )
 def audio_transcription() -> None:
-    bucket_uri = resolve_bucket_uri()
-    batches = claim_new_audio(bucket_uri)
-    work = transcribe.expand(batch=batches)
-    report = report_run(bucket_uri)
-    bucket_uri >> batches >> work >> report.as_teardown(setups=bucket_uri)
+    run = resolve_run()
+    batches = claim_new_audio(run)
+    work = transcribe.partial(run=run).expand(batch=batches)
+    report = report_run(run)
+    run >> batches >> work >> report.as_teardown(setups=run)
 
 
 audio_transcription()

@@ -1,7 +1,8 @@
 """Create, idempotently, every AWS resource the pipeline needs, on the local moto server.
 
 The same shape ``infra/`` deploys in AWS, from the same definitions: names and S3 layout
-from ``audio_pipeline.config``, the table from ``audio_pipeline.status``. Run it with
+from ``audio_pipeline.config``, the table from ``audio_pipeline.status``, and the Airflow
+Variable ``audio_pipeline_config`` as an SSM parameter behind the secrets backend. Run it with
 ``python -m local.bootstrap`` (``AWS_ENDPOINT_URL`` pointing at moto).
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from audio_pipeline.config import PipelineConfig, StackNames
+from audio_pipeline.config import CONFIG_VARIABLE, VARIABLES_PREFIX, PipelineConfig, StackNames
 from audio_pipeline.status import table_definition
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,15 @@ def bootstrap(
 ) -> Resources:
     session = session or boto3.session.Session()
     region = session.region_name or "us-east-1"
-    s3, ddb, sns, sqs, sm = (
-        session.client(s, region_name=region) for s in ("s3", "dynamodb", "sns", "sqs", "sagemaker")
+    s3, ddb, sns, sqs, sm, ssm = (
+        session.client(s, region_name=region) for s in ("s3", "dynamodb", "sns", "sqs", "sagemaker", "ssm")
+    )
+    ssm.put_parameter(
+        Name=f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}",
+        Value=config.to_json(),
+        Type="String",
+        Overwrite=True,
+        Description=f"Airflow Variable {CONFIG_VARIABLE}",
     )
 
     for bucket in (INPUT_BUCKET, config.output_bucket):
@@ -151,4 +159,6 @@ def _ensure(create: Any) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(json.dumps(bootstrap().__dict__, indent=1))
+    from local.stack.services import Settings
+
+    print(json.dumps(bootstrap(config=PipelineConfig.from_mapping(Settings().variables)).__dict__, indent=1))

@@ -20,6 +20,10 @@ made through the Amazon provider's hooks (their User-Agent carries ``Airflow/``)
 ``POST /_emulator/s3/fill`` with ``{"bucket", "prefix", "count", "size"}`` writes ``count``
 objects ``<prefix>000000.wav``... in-process, for the benchmarks (an upload of 100,000 objects
 through HTTP took 266 s here; this takes seconds).
+
+``POST /_emulator/faults/sqs-5xx?seconds=N`` makes every SQS request answer 500
+``InternalError`` for the next N seconds (``seconds=0`` ends it): an SQS outage that
+outlasts botocore's retries. SNS still delivers to the queues meanwhile (inside moto).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import io
 import json
 import re
 import threading
+import time
 from collections import Counter, defaultdict, deque
 from typing import Any
 from urllib.parse import parse_qs
@@ -195,6 +200,40 @@ class CountingApp:
         return self.app(environ, start_response)
 
 
+class SqsOutage:
+    """Answers every SQS request with a 500 ``InternalError`` while an outage set through
+    ``POST /_emulator/faults/sqs-5xx?seconds=N`` lasts, in the protocol the client spoke."""
+
+    PATH = "/_emulator/faults/sqs-5xx"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.until = 0.0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == self.PATH and environ["REQUEST_METHOD"] == "POST":
+            seconds = float(parse_qs(environ.get("QUERY_STRING", "")).get("seconds", ["0"])[0])
+            self.until = time.monotonic() + seconds
+            return _answer(start_response, {"seconds": seconds})
+        if time.monotonic() < self.until and operation(environ).startswith("sqs:"):
+            message = "We encountered an internal error. Please try again. (local SQS outage)"
+            if environ.get("HTTP_X_AMZ_TARGET"):  # the JSON protocol
+                body = json.dumps({"__type": "com.amazonaws.sqs#InternalError", "message": message})
+                return _internal_error(start_response, "application/x-amz-json-1.0", body)
+            body = (
+                "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalError</Code>"
+                f"<Message>{message}</Message></Error><RequestId>local-outage</RequestId></ErrorResponse>"
+            )
+            return _internal_error(start_response, "text/xml", body)
+        return self.app(environ, start_response)
+
+
+def _internal_error(start_response: Any, content_type: str, text: str) -> list[bytes]:
+    body = text.encode()
+    start_response("500 Internal Server Error", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m local.moto_server", description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -202,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     snapshot_touched_items_in_transactions()
     cache_condition_expression_tokens()
-    app = CountingApp(DynamoDBInSeries(DomainDispatcherApplication(create_backend_app)))
+    app = SqsOutage(CountingApp(DynamoDBInSeries(DomainDispatcherApplication(create_backend_app))))
     run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
 
 

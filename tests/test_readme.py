@@ -1,4 +1,4 @@
-"""README.md documents what the code does: every Variable with its default, the commands CI runs."""
+"""README.md documents what the code does: every setting with its default, the commands CI runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 def test_every_variable_is_documented_with_its_default():
     for field in PipelineConfig.fields():
         default = f"`{field.default}`" if field.default != "" else "(empty)"
-        assert f"| `{PipelineConfig.variable_name(field.name)}` | {default} |" in README, field.name
+        assert f"| `{field.name}` | {default} |" in README, field.name
 
 
 def test_every_status_is_documented():

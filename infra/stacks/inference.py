@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
-from aws_cdk import Duration, IgnoreMode, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from audio_pipeline.config import PipelineConfig, StackNames
@@ -18,6 +21,17 @@ from infra.settings import InfraSettings
 from infra.stacks.notifications import Notifications
 
 REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = "infra/container/Dockerfile"
+
+
+def image_context() -> Path:
+    """The image's build context: the Dockerfile and model_server/ alone, copied out of the repository,
+    so that no other file (not even the repository's .dockerignore) changes the asset and rebuilds it."""
+    context = Path(tempfile.mkdtemp(prefix="model-image-"))
+    shutil.copytree(REPO / "model_server", context / "model_server", ignore=shutil.ignore_patterns("__pycache__"))
+    (context / DOCKERFILE).parent.mkdir(parents=True)
+    shutil.copyfile(REPO / DOCKERFILE, context / DOCKERFILE)
+    return context
 
 
 def variant_name(instance_type: str) -> str:
@@ -28,6 +42,9 @@ def variant_name(instance_type: str) -> str:
 
 
 STARTUP_TIMEOUT_SECONDS = 1800
+LEGACY_VARIANT = "AllTraffic"
+"""The variant's name before it carried the instance type (stacks deployed then still have it)."""
+SCALING = {"ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
 
 
 class AsyncEndpoint(Construct):
@@ -127,7 +144,52 @@ class AsyncEndpoint(Construct):
             endpoint_name=config.endpoint_name,
             endpoint_config_name=config_resource.attr_endpoint_config_name,
         )
+        endpoint.node.add_dependency(self._release_old_variant(config.endpoint_name, settings.instance_type))
         self._scaling(endpoint, settings, names)
+
+    def _release_old_variant(self, endpoint_name: str, instance_type: str) -> Construct:
+        """Deregister the old variant's scaling before the endpoint moves to a new instance type.
+
+        SageMaker refuses to update an endpoint that would remove a variant registered with
+        Application Auto Scaling. This runs before the endpoint's update: on an instanceType
+        change it deregisters the variant it last recorded (its physical id), and when first
+        created the ``AllTraffic`` variant of stacks deployed before variants carried the type.
+        The new variant's scalable target and policies are then created by CloudFormation.
+        """
+
+        stack = Stack.of(self)
+
+        def deregister(resource_id: str | cr.PhysicalResourceIdReference) -> cr.AwsSdkCall:
+            return cr.AwsSdkCall(
+                service="ApplicationAutoScaling",
+                action="deregisterScalableTarget",
+                parameters={**SCALING, "ResourceId": resource_id},
+                physical_resource_id=cr.PhysicalResourceId.of(
+                    f"endpoint/{endpoint_name}/variant/{variant_name(instance_type)}"
+                ),
+                ignore_error_codes_matching="ObjectNotFoundException",  # nothing registered: nothing to release
+            )
+
+        return cr.AwsCustomResource(
+            self,
+            "ReleaseOldVariant",
+            on_create=deregister(f"endpoint/{endpoint_name}/variant/{LEGACY_VARIANT}"),
+            on_update=deregister(cr.PhysicalResourceIdReference()),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    # Application Auto Scaling offers no resource-level permissions for this action
+                    iam.PolicyStatement(actions=["application-autoscaling:DeregisterScalableTarget"], resources=["*"]),
+                    # deregistering deletes the target-tracking policy and with it its alarms
+                    iam.PolicyStatement(
+                        actions=["cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+                        resources=[
+                            f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:TargetTracking-endpoint/{endpoint_name}/*"
+                        ],
+                    ),
+                ]
+            ),
+            install_latest_aws_sdk=False,
+        )
 
     def _image(self, settings: InfraSettings) -> str:
         if settings.model_image_uri:
@@ -145,10 +207,8 @@ class AsyncEndpoint(Construct):
         asset = ecr_assets.DockerImageAsset(
             self,
             "Image",
-            directory=str(REPO),
-            file="infra/container/Dockerfile",
-            exclude=["*", "!model_server", "!infra/container/Dockerfile", "**/__pycache__"],
-            ignore_mode=IgnoreMode.DOCKER,
+            directory=str(image_context()),
+            file=DOCKERFILE,
             platform=ecr_assets.Platform.LINUX_AMD64,  # SageMaker's hosts; a build on Apple silicon gives arm64
         )
         asset.repository.grant_pull(self.role)

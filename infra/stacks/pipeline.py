@@ -31,7 +31,8 @@ def nag_findings(
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]": "CDK's Lambdas (BucketDeployment uploads dags/, plugins.zip and requirements.txt; AwsCustomResource reads their S3 versions) log with the AWS basic execution role.",
         "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "CDK's KMS grants for the encrypted topics and queues.",
         "AwsSolutions-IAM5[Resource::*]": "Actions AWS offers only on '*': ecr:GetAuthorizationToken, "
-        "logs:DescribeLogGroups, cloudwatch:PutMetricData (namespace-conditioned), s3:GetAccountPublicAccessBlock.",
+        "logs:DescribeLogGroups, cloudwatch:PutMetricData (namespace-conditioned), s3:GetAccountPublicAccessBlock, "
+        "application-autoscaling:DeregisterScalableTarget.",
         f"AwsSolutions-IAM5[Resource::{arn(table)}/index/*]": "The DAG queries the table's run_id-index.",
         f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{input_bucket}/*]": "Read-only access to the audio objects of the user's input bucket.",
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
@@ -159,6 +160,14 @@ class AudioPipelineStack(Stack):
             output_prefixes=[config.transcripts_prefix, config.failures_prefix],
             dag_writes=dag_writes(config),
         )
+        if not settings.existing_endpoint_name:
+            alarms = f"alarm:TargetTracking-endpoint/{config.endpoint_name}/*"
+            findings[
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:{alarms}]"
+            ] = (
+                "The target-tracking alarms of the endpoint's variants, deleted with the old variant's scaling "
+                "when the instance type changes."
+            )
         prefix, _, base = settings.bedrock_model_id.partition(".")
         if prefix in PROFILE_PREFIXES:
             findings[f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/{base}]"] = (

@@ -53,28 +53,17 @@ class Constraint:
     def violations(self, value: str | bytes) -> list[str]:
         """What ``value`` breaks, each as AWS's "Member must ..." clause."""
         if self.integer:
-            number = int(value)
-            return [
-                *([f"Member must have value greater than or equal to {self.minimum}"] if _below(number, self) else []),
-                *([f"Member must have value less than or equal to {self.maximum}"] if _above(number, self) else []),
-            ]
-        length = len(value if isinstance(value, bytes) else value.encode("utf-8"))
+            measure, what = int(value), "value"
+        else:
+            measure, what = len(value if isinstance(value, bytes) else value.encode("utf-8")), "length"
         broken = []
-        if _below(length, self):
-            broken.append(f"Member must have length greater than or equal to {self.minimum}")
-        if _above(length, self):
-            broken.append(f"Member must have length less than or equal to {self.maximum}")
+        if self.minimum is not None and measure < self.minimum:
+            broken.append(f"Member must have {what} greater than or equal to {self.minimum}")
+        if self.maximum is not None and measure > self.maximum:
+            broken.append(f"Member must have {what} less than or equal to {self.maximum}")
         if self.regex is not None and isinstance(value, str) and not self.regex.fullmatch(value):
             broken.append(f"Member must satisfy regular expression pattern: {self.pattern}")
         return broken
-
-
-def _below(number: int, constraint: Constraint) -> bool:
-    return constraint.minimum is not None and number < constraint.minimum
-
-
-def _above(number: int, constraint: Constraint) -> bool:
-    return constraint.maximum is not None and number > constraint.maximum
 
 
 @functools.cache

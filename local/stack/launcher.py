@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import boto3
 
+from audio_pipeline.config import PipelineConfig
 from local.bootstrap import Resources, bootstrap
 from local.stack.processes import Processes
 from local.stack.services import (
@@ -66,7 +67,7 @@ class Stack:
         with ThreadPoolExecutor(2) as pool:
             migrated = pool.submit(self.processes.run_once, "airflow-db-migrate", [airflow[0].argv[0], "db", "migrate"])
             self.processes.wait_healthy(first[:1])
-            resources = bootstrap(self.aws_session())
+            resources = bootstrap(self.aws_session(), PipelineConfig.from_mapping(self.settings.variables))
             log.info(
                 "bootstrapped: bucket %s, table %s, endpoint %s",
                 resources.input_bucket,

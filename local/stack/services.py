@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audio_pipeline.config import secrets_backend_options
 from local import witness
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,18 +34,10 @@ class Settings:
     emulator_flags: tuple[str, ...] = ()
     """Extra flags for the SageMaker-async emulator (fault injection)."""
     bedrock_flags: tuple[str, ...] = ()
-    variables: dict[str, str] = field(
-        default_factory=lambda: {
-            # unpausing creates the latest nightly run: give it a (quiet) prefix to process
-            "schedule_bucket_uri": "s3://audio-transcription-input/nightly/",
-        }
-    )
-    """Airflow Variables (``audio_pipeline_<name>``) set for the local stack through the environment.
-
-    Airflow adds every Variable value a task reads to its secrets masker, which warns in the
-    task log about any value under 5 characters ("Skipping masking for a secret as it's too
-    short"), whatever the Variable's name: a healthy run's logs stay free of warnings only
-    while no value is that short."""
+    variables: dict[str, str] = field(default_factory=dict)
+    """Settings of the Variable ``audio_pipeline_config``, which the bootstrap writes to SSM
+    Parameter Store as ``infra/`` does. No ``schedule_bucket_uri``: the nightly run that
+    unpausing creates is skipped, saying why."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """More environment for every process (for example BENCHMARK_SERVICE_SECONDS)."""
     dag_bundles: dict[str, Path] = field(default_factory=dict)
@@ -101,10 +94,11 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}),
+        # Variables from SSM Parameter Store (moto's), with MWAA's secrets settings
+        **{f"AIRFLOW__{key.replace('.', '__').upper()}": value for key, value in secrets_backend_options().items()},
         # MWAA puts plugins/ on sys.path; so does this, for every process a task runs in
         "PYTHONPATH": str(REPO / "plugins"),
     }
-    env.update({f"AIRFLOW_VAR_AUDIO_PIPELINE_{k.upper()}": v for k, v in settings.variables.items()})
     if settings.dag_bundles:
         bundles = {"dags-folder": REPO / "dags", **settings.dag_bundles}
         env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(

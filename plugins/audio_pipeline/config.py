@@ -9,11 +9,54 @@ can use it without an Airflow installation.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+log = logging.getLogger(__name__)
+
+CONFIG_VARIABLE = "audio_pipeline_config"
+"""The one Airflow Variable holding the pipeline's settings: a JSON object ``{field: value}``.
+
+One Variable is one secrets-backend lookup (one SSM ``GetParameter`` on MWAA), read once per
+run by the DAG's first task, which passes the settings on to every later task by XCom."""
 VARIABLE_PREFIX = "audio_pipeline_"
-"""Each field ``x`` of :class:`PipelineConfig` is read from the Variable ``audio_pipeline_x``."""
+"""Before ``audio_pipeline_config``, each field ``x`` was its own Variable ``audio_pipeline_x``;
+those are still read when ``audio_pipeline_config`` is not set (one lookup per field)."""
+
+SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.systems_manager.SystemsManagerParameterStoreBackend"
+VARIABLES_PREFIX = "/airflow/variables"
+CONNECTIONS_PREFIX = "/airflow/connections"
+
+
+def secrets_backend_options() -> dict[str, str]:
+    """Airflow's ``[secrets]`` options as MWAA's ``AirflowConfigurationOptions`` (``section.key``);
+    the local stack sets the same as ``AIRFLOW__SECTION__KEY`` environment variables.
+
+    - Variables and connections live in SSM Parameter Store under the two prefixes.
+    - Only the pipeline's Variables (``audio_pipeline_*``) are looked up in SSM; any other
+      Variable goes straight to the environment and the metadata database.
+    - ``aws_default`` is never looked up in SSM: on MWAA it is the execution role (the
+      metadata database's connection, or none at all), so each hook's lookup would be a
+      ``GetParameter`` answered ``ParameterNotFound``. Other connections are looked up there.
+    - The secrets cache is on. In Airflow 3.3 it serves DAG parsing only (its documentation:
+      "There is no caching in place when DAG tasks are run"); the DAG reads no Variable when
+      parsed, so what bounds the lookups of a run is that its first task reads one Variable.
+    """
+    kwargs = {
+        "variables_prefix": VARIABLES_PREFIX,
+        "connections_prefix": CONNECTIONS_PREFIX,
+        "variables_lookup_pattern": f"^{VARIABLE_PREFIX}",
+        "connections_lookup_pattern": "^(?!aws_default$)",
+    }
+    return {
+        "secrets.backend": SECRETS_BACKEND,
+        "secrets.backend_kwargs": json.dumps(kwargs),
+        "secrets.use_cache": "True",
+        "secrets.cache_ttl_seconds": "900",
+    }
+
 
 DEFAULT_AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "mp3", "flac", "m4a", "ogg", "opus", "webm", "aac")
 
@@ -45,9 +88,9 @@ def _doc(default: Any, description: str) -> Any:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Settings the DAG reads at run time from Airflow Variables (``audio_pipeline_<field>``).
+    """Settings the DAG reads once per run from the Airflow Variable ``audio_pipeline_config``.
 
-    A Variable that is not set falls back to the default below; the defaults are the names
+    A setting the Variable leaves out takes the default below; the defaults are the names
     that ``infra/`` and the local bootstrap create.
     """
 
@@ -85,21 +128,25 @@ class PipelineConfig:
 
     @classmethod
     def variable_name(cls, field_name: str) -> str:
+        """The field's Variable before ``audio_pipeline_config`` (read only when that is not set)."""
         return VARIABLE_PREFIX + field_name
-
-    @classmethod
-    def template(cls, field_name: str) -> str:
-        """A Jinja expression that renders the field's Variable, or its default when unset."""
-        default = next(f.default for f in cls.fields() if f.name == field_name)
-        return f"{{{{ var.value.get({cls.variable_name(field_name)!r}, {str(default)!r}) }}}}"
 
     @classmethod
     def fields(cls) -> list[dataclasses.Field]:
         return list(dataclasses.fields(cls))
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> PipelineConfig:
-        """Build from ``{field: raw value}``; strings are converted to each field's type."""
+    def from_mapping(cls, values: dict[str, Any], source: str = CONFIG_VARIABLE) -> PipelineConfig:
+        """Build from ``{field: raw value}``; strings are converted to each field's type.
+
+        Raises :class:`UnusableInputError` naming ``source`` and the setting that is wrong.
+        """
+        known = {f.name for f in cls.fields()}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UnusableInputError(
+                f"{source}: unknown settings {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known))})"
+            )
         kwargs: dict[str, Any] = {}
         for f in cls.fields():
             if f.name not in values or values[f.name] is None:
@@ -109,19 +156,56 @@ class PipelineConfig:
                 try:
                     kwargs[f.name] = int(raw)
                 except (TypeError, ValueError):
-                    raise ValueError(
-                        f"Airflow Variable {cls.variable_name(f.name)!r} must be an integer, got {raw!r}"
-                    ) from None
+                    raise UnusableInputError(f"{source}: {f.name!r} must be an integer, got {raw!r}") from None
             else:
                 kwargs[f.name] = str(raw)
         return cls(**kwargs)
 
     @classmethod
+    def from_json(cls, text: str) -> PipelineConfig:
+        """Parse the value of the Variable ``audio_pipeline_config``."""
+        try:
+            values = json.loads(text)
+        except ValueError as err:
+            raise UnusableInputError(f"Airflow Variable {CONFIG_VARIABLE!r} is not valid JSON: {err}") from None
+        if not isinstance(values, dict):
+            raise UnusableInputError(
+                f"Airflow Variable {CONFIG_VARIABLE!r} must be a JSON object of settings, got {type(values).__name__}"
+            )
+        return cls.from_mapping(values, source=f"Airflow Variable {CONFIG_VARIABLE!r}")
+
+    @classmethod
     def from_variables(cls) -> PipelineConfig:
-        """Read every field from its Airflow Variable, falling back to the default."""
+        """The settings from the Variable ``audio_pipeline_config`` (one lookup), unset ones defaulted.
+
+        Without it, each setting is read from its own Variable ``audio_pipeline_<field>``, as
+        before it existed (one lookup per setting), and the log says how to move to it.
+        """
         from airflow.sdk import Variable
 
-        return cls.from_mapping({f.name: Variable.get(cls.variable_name(f.name), default=None) for f in cls.fields()})
+        text = Variable.get(CONFIG_VARIABLE, default=None)
+        if text is not None:
+            return cls.from_json(text)
+        values = {f.name: Variable.get(cls.variable_name(f.name), default=None) for f in cls.fields()}
+        found = {name: value for name, value in values.items() if value is not None}
+        if found:
+            log.warning(
+                "Read %d settings from one Variable each (%s); put them in the one JSON Variable %r "
+                "instead (one secrets lookup per run): %s",
+                len(found),
+                ", ".join(cls.variable_name(name) for name in found),
+                CONFIG_VARIABLE,
+                json.dumps(found),
+            )
+        return cls.from_mapping(found, source="Airflow Variables audio_pipeline_*")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting, JSON-serialisable: the XCom a run's tasks share and the Variable's value."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The value of the Variable ``audio_pipeline_config`` holding exactly these settings."""
+        return json.dumps(self.to_dict(), indent=1)
 
     @property
     def extensions(self) -> frozenset[str]:

@@ -41,7 +41,7 @@ def parse_bucket_uri(value: Any) -> S3Location:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise BucketUriError(
             'no bucket URI: trigger the DAG with conf {"bucket_uri": "s3://bucket/prefix/"} '
-            "or set the Airflow Variable audio_pipeline_schedule_bucket_uri for scheduled runs"
+            "or set schedule_bucket_uri in the Airflow Variable audio_pipeline_config for scheduled runs"
         )
     if not isinstance(value, str):
         raise BucketUriError(f"bucket_uri must be a string like s3://bucket/prefix/, got {type(value).__name__}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,7 @@ class BatchWatcher:
         self.fallback_deadline = fallback_deadline
         self.refresh_interval_seconds = refresh_interval_seconds
         self.reconcile_interval_seconds = reconcile_interval_seconds
-        self._last_refresh = self._last_reconcile = self._last_message = clock()
+        self._last_refresh = self._last_reconcile = clock()
         self.files = {f["uri"]: f["inference_id"] for f in files}
         self.pending: dict[str, dict[str, Any]] = {uri: {} for uri in self.files}
         self.settled: Counter[str] = Counter()
@@ -121,18 +121,15 @@ class BatchWatcher:
 
     # ------------------------------------------------------------------ checks
 
-    def tick(self, *, quiet: bool) -> None:
-        """Periodic work after each receive: refresh when due; reconcile once the queue has been
-        silent for a whole interval (a lost notification shows as silence, and while results
-        flow there is nothing to look for); enforce deadlines."""
+    def tick(self) -> None:
+        """Periodic work after each receive: refresh when due; look in S3 every
+        ``reconcile_interval_seconds`` however busy the queue (a lost notification hides
+        among the others on a shared queue); enforce deadlines."""
         now = self.clock()
-        if not quiet:
-            self._last_message = now
         if now - self._last_refresh >= self.refresh_interval_seconds:
             self.refresh()
             self._last_refresh = now
-        silent = now - self._last_message >= self.reconcile_interval_seconds
-        if silent and now - self._last_reconcile >= self.reconcile_interval_seconds:
+        if now - self._last_reconcile >= self.reconcile_interval_seconds:
             self.refresh()  # other sensors may have settled some: look in S3 only for the rest
             self.reconcile()
             self._last_reconcile = now
@@ -153,11 +150,12 @@ class BatchWatcher:
             else:
                 self.pending[uri] = item
 
-    def reconcile(self) -> None:
-        """Settle pending files whose output or failure object exists although no notification came."""
+    def reconcile(self, uris: Iterable[str] | None = None) -> None:
+        """Settle pending files (all, or ``uris``) whose output or failure object exists
+        although no notification came."""
         transitions = []
-        for uri, item in self.pending.items():
-            iid = self.files[uri]
+        for uri in list(self.pending) if uris is None else [u for u in uris if u in self.pending]:
+            item, iid = self.pending[uri], self.files[uri]
             output, failure = item.get("output_location"), item.get("failure_location")
             if output and object_exists(self.s3, output):
                 transitions.append(
@@ -171,20 +169,25 @@ class BatchWatcher:
         self._apply(transitions, "reconciled from S3")
 
     def expire(self) -> None:
-        """Fail pending files whose deadline has passed."""
+        """Fail pending files whose deadline has passed, unless their result is in S3 after all."""
         now = self.clock()
+        deadlines = {uri: float(item.get("deadline") or self.fallback_deadline) for uri, item in self.pending.items()}
+        due = {uri: deadline for uri, deadline in deadlines.items() if now > deadline}
+        if not due:
+            return
+        self.reconcile(due)
         transitions = []
-        for uri, item in self.pending.items():
-            deadline = float(item.get("deadline") or self.fallback_deadline)
-            if now > deadline:
-                reason = (
-                    "no result notification and no output or failure object by the deadline "
-                    f"({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(deadline))}: RequestTTLSeconds + "
-                    "InvocationTimeoutSeconds + grace after submission)"
-                )
-                transitions.append(
-                    Transition(uri, self.files[uri], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
-                )
+        for uri, deadline in due.items():
+            if uri not in self.pending:
+                continue
+            reason = (
+                "no result notification and no output or failure object by the deadline "
+                f"({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(deadline))}: RequestTTLSeconds + "
+                "InvocationTimeoutSeconds + grace after submission)"
+            )
+            transitions.append(
+                Transition(uri, self.files[uri], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
+            )
         self._apply(transitions, "past the deadline")
 
     # --------------------------------------------------------------- internals

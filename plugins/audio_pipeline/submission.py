@@ -40,8 +40,8 @@ def check_endpoint(sagemaker_client: Any, endpoint_name: str) -> None:
         if err.response.get("Error", {}).get("Code") != "ValidationException":  # throttled, say: retry
             raise
         raise EndpointNotFoundError(
-            f"SageMaker endpoint {endpoint_name!r} does not exist ({err}); set the Airflow Variable "
-            "audio_pipeline_endpoint_name to an asynchronous inference endpoint in this region"
+            f"SageMaker endpoint {endpoint_name!r} does not exist ({err}); set endpoint_name in the Airflow "
+            "Variable audio_pipeline_config to an asynchronous inference endpoint in this region"
         ) from err
     if status not in ("InService", "Updating", "SystemUpdating"):  # Creating, say: a retry may find it ready
         raise RuntimeError(f"SageMaker endpoint {endpoint_name!r} is {status}, not InService")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -56,7 +58,7 @@ def test_schedule_and_params(dag):
 
 def test_task_graph(dag):
     assert {t.task_id for t in dag.tasks} == {
-        "resolve_bucket_uri",
+        "resolve_run",
         "claim_new_audio",
         "transcribe.submit",
         "transcribe.await_transcripts",
@@ -95,8 +97,9 @@ def aws(monkeypatch):
         yield
 
 
-def resolve(dag, bucket_uri):
-    return dag.get_task("resolve_bucket_uri").python_callable(params={"bucket_uri": bucket_uri})
+def resolve(dag, bucket_uri, run_type="manual"):
+    run = SimpleNamespace(run_type=run_type)
+    return dag.get_task("resolve_run").python_callable(params={"bucket_uri": bucket_uri}, dag_run=run)
 
 
 @pytest.mark.parametrize(
@@ -127,6 +130,60 @@ def test_report_run_updates_the_run_manifests_asset(dag):
 
     assert dag.get_task("report_run").outlets == [RUN_MANIFESTS]
     assert RUN_MANIFESTS.uri == "s3://audio-transcription-output/runs"
+
+
+def test_a_nightly_run_without_a_bucket_uri_is_skipped_saying_why(dag, aws):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="no bucket URI for the nightly run.*schedule_bucket_uri"):
+        resolve(dag, None, run_type="scheduled")
+
+
+# ------------------------------------------------- the configuration, read once per run
+
+
+def test_the_first_task_reads_the_configuration_once_and_hands_it_on(dag, aws, monkeypatch):
+    from airflow.sdk import Variable
+
+    from local.bootstrap import INPUT_BUCKET, bootstrap
+
+    bootstrap(boto3.session.Session())
+    settings = {"max_batches": 8, "summary_concurrency": "2"}
+    monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_CONFIG", json.dumps(settings))
+    reads = []
+    real = Variable.get
+    monkeypatch.setattr(Variable, "get", lambda key, *args, **kwargs: reads.append(key) or real(key, *args, **kwargs))
+
+    run = resolve(dag, f"s3://{INPUT_BUCKET}/calls/")
+
+    assert reads == ["audio_pipeline_config"], "one Variable, one secrets lookup"
+    assert run["bucket_uri"] == f"s3://{INPUT_BUCKET}/calls/"
+    assert run["config"]["max_batches"] == 8 and run["config"]["summary_concurrency"] == 2
+    assert run["config"]["endpoint_name"] == "audio-transcription-async", "unset settings take their defaults"
+    assert len(json.dumps(run)) < 2048, "a small XCom"
+
+
+def test_later_tasks_read_no_variable(dag, aws, monkeypatch):
+    """Templated fields render the first task's XCom, and the tasks build their settings from it."""
+    from airflow.sdk import Variable
+
+    from audio_pipeline.config import PipelineConfig
+    from local.bootstrap import INPUT_BUCKET, bootstrap
+
+    for task in dag.tasks:
+        for name in task.template_fields:
+            assert "var." not in str(getattr(task, name, "")), f"{task.task_id}.{name} renders a Variable"
+
+    bootstrap(boto3.session.Session())
+    boto3.client("s3").put_object(Bucket=INPUT_BUCKET, Key="calls/a.wav", Body=b"RIFF....WAVEfmt ")
+    monkeypatch.setattr(Variable, "get", lambda *args, **kwargs: pytest.fail(f"Variable.get{args}"))
+    run = {"bucket_uri": f"s3://{INPUT_BUCKET}/calls/", "config": PipelineConfig(max_batches=3).to_dict()}
+    params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
+    batches = dag.get_task("claim_new_audio").python_callable(run=run, params=params, run_id="run-1")
+    assert [b["files"] for b in batches] == [1]
+    events = defaultdict(SimpleNamespace)
+    counts = dag.get_task("report_run").python_callable(run=run, run_id="run-1", outlet_events=events)
+    assert counts == {"failed": 1}, "the teardown fails what the run left in flight"
 
 
 # ------------------------------------------- the summarising task: retry or fail at once
@@ -163,10 +220,10 @@ def summarise(dag, aws, monkeypatch):
             self.conn = bedrock
 
     fn = dag.get_task("transcribe.summarise").python_callable
-    monkeypatch.setattr(PipelineConfig, "from_variables", classmethod(lambda cls: config))
     monkeypatch.setitem(fn.__globals__, "AdaptiveBedrockRuntimeHook", StubbedBedrock)
     monkeypatch.setitem(fn.__globals__, "get_current_context", lambda: {})
-    yield lambda: fn(batch, params={"summarize": True}, run_id="run-1"), stub
+    run = {"bucket_uri": "s3://audio-in/calls/", "config": config.to_dict()}
+    yield lambda: fn(batch, run=run, params={"summarize": True}, run_id="run-1"), stub
     stub.deactivate()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+import urllib.request
 
 import pytest
 
@@ -139,9 +141,64 @@ def test_unusable_bucket_uri_fails_the_first_task_at_once_saying_why(stack, buck
     api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
     run_id = api.trigger({"bucket_uri": bucket_uri})
     assert api.wait_for_run(run_id, timeout=120) == "failed"
-    first = next(ti for ti in api.task_instances(run_id) if ti["task_id"] == "resolve_bucket_uri")
+    first = next(ti for ti in api.task_instances(run_id) if ti["task_id"] == "resolve_run")
     assert first["state"] == "failed" and first["try_number"] == 1, "no retries: a retry would say the same"
-    assert message in api.task_log(run_id, "resolve_bucket_uri")
+    assert message in api.task_log(run_id, "resolve_run")
+
+
+def secret_lookups(stack, reset: bool = False) -> int:
+    """``GetParameter`` calls the moto server answered (every caller: Airflow's secrets backend in
+    each task process, the triggerer, the scheduler); ``reset`` zeroes the count first."""
+    url = f"{stack.settings.url(stack.settings.ports.moto)}/_emulator/calls"
+    if reset:
+        urllib.request.urlopen(urllib.request.Request(f"{url}/reset", method="POST"), timeout=10).close()
+    calls = json.loads(urllib.request.urlopen(url, timeout=10).read())
+    return sum(by_operation.get("ssm:GetParameter", 0) for by_operation in calls.values())
+
+
+def nightly_run(api: AirflowApi) -> str:
+    """The nightly run that unpausing the DAG creates (the latest interval, no catchup), finished."""
+    api.wait_for_dag()
+    api.unpause()
+    deadline = time.monotonic() + 120
+    while not (runs := [r for r in api.dag_runs() if r["run_type"] == "scheduled"]) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert runs, "unpausing creates the latest nightly run"
+    run_id = runs[0]["dag_run_id"]
+    api.wait_for_run(run_id, timeout=120)
+    return run_id
+
+
+def test_a_run_reads_its_configuration_once_whatever_the_number_of_batches(stack):
+    """Variables come from SSM Parameter Store, as on MWAA: the secret lookups of a run are
+    counted at the moto server, for one batch and for three."""
+    session = stack.aws_session()
+    clip = min(REFERENCES, key=lambda c: (SAMPLES / c).stat().st_size)
+    api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
+    nightly_run(api)  # no other run while counting
+    lookups = {}
+    for batches in (1, 3):
+        prefix = f"lookups-{batches}/"
+        for i in range(3):
+            session.client("s3").upload_file(str(SAMPLES / clip), "audio-transcription-input", f"{prefix}{i}-{clip}")
+        secret_lookups(stack, reset=True)
+        run_id = api.trigger({"bucket_uri": f"s3://audio-transcription-input/{prefix}", "batch_size": 3 // batches})
+        assert api.wait_for_run(run_id, timeout=300) == "success"
+        mapped = {ti["map_index"] for ti in api.task_instances(run_id) if ti["task_id"] == "transcribe.submit"}
+        assert len(mapped) == batches
+        lookups[batches] = secret_lookups(stack)
+    print(f"secret lookups per run: {lookups}")
+    assert 1 <= lookups[1] <= 10 and lookups[3] == lookups[1], lookups
+
+
+def test_the_nightly_run_without_a_configured_prefix_is_skipped_saying_why(stack):
+    """The local stack sets no schedule_bucket_uri."""
+    api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
+    run_id = nightly_run(api)
+    assert api.wait_for_run(run_id, timeout=10) == "success", "not red in the UI, not an alert"
+    states = {ti["task_id"]: ti["state"] for ti in api.task_instances(run_id)}
+    assert states["resolve_run"] == "skipped" and states["report_run"] == "skipped", states
+    assert "no bucket URI for the nightly run" in api.task_log(run_id, "resolve_run")
 
 
 def test_stack_env_lets_boto3_reach_the_stack(stack):

@@ -237,6 +237,27 @@ def test_the_variant_and_its_scaling_are_named_for_the_instance_type(template, c
         assert joined(target["Properties"]["ResourceId"]).endswith(f"/variant/{variant}")
 
 
+def test_the_old_variants_scaling_is_released_before_the_endpoint_changes(template, customised):
+    """SageMaker refuses an update that removes a variant registered with autoscaling: before the endpoint's
+    update, the variant last recorded (on create: the legacy AllTraffic) is deregistered."""
+    for instance_type, synthesised in (("ml.g4dn.xlarge", template), ("ml.g5.xlarge", customised[0])):
+        every = synthesised.to_json()["Resources"]
+        (name,) = [n for n, r in every.items() if r["Type"] == "Custom::AWS" and n.startswith("InferenceReleaseOld")]
+        create, update = (json.loads(every[name]["Properties"][key]) for key in ("Create", "Update"))
+        target = f"endpoint/{CONFIG.endpoint_name}/variant/"
+        dimensions = {"ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
+        for call in (create, update):
+            assert (call["service"], call["action"]) == ("ApplicationAutoScaling", "deregisterScalableTarget")
+            assert call["physicalResourceId"] == {"id": target + instance_type.replace(".", "-")}, (
+                "what the next update releases"
+            )
+            assert call["ignoreErrorCodesMatching"] == "ObjectNotFoundException"
+        assert create["parameters"] == {**dimensions, "ResourceId": target + "AllTraffic"}
+        assert update["parameters"] == {**dimensions, "ResourceId": "PHYSICAL:RESOURCEID:"}, "the previous variant"
+        (endpoint,) = [n for n, r in every.items() if r["Type"] == "AWS::SageMaker::Endpoint"]
+        assert name in every[endpoint]["DependsOn"]
+
+
 def test_scaling_from_zero_on_the_backlog(template):
     template.has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalableTarget",

@@ -4,10 +4,7 @@ asynchronous endpoint needs, for tests of the local emulators."""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
-import time
-import urllib.request
 from contextlib import contextmanager
 
 import boto3
@@ -15,7 +12,7 @@ import pytest
 
 from model_server.backends.benchmark import BenchmarkBackend
 from model_server.server import serve
-from tests.moto_server import moto_server
+from tests.moto_server import moto_server, serving_process  # noqa: F401 (the emulator tests use it)
 
 REGION = "us-east-1"
 
@@ -30,25 +27,6 @@ def moto(monkeypatch):
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
         yield url
-
-
-@contextmanager
-def serving_process(argv, ready_url, env=None):
-    """A server process (output discarded), once ``ready_url`` answers; killed on exit."""
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(ready_url, timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, f"{argv} did not start"
-                time.sleep(0.1)
-        yield process
-    finally:
-        process.kill()
-        process.wait()
 
 
 @contextmanager

@@ -65,3 +65,11 @@ def test_notifications_reach_the_queue_in_an_sns_envelope(aws):
     (message,) = boto3.client("sqs").receive_message(QueueUrl=resources.queue_url)["Messages"]
     envelope = json.loads(message["Body"])
     assert envelope["Type"] == "Notification" and json.loads(envelope["Message"]) == {"inferenceId": "x"}
+
+
+def test_bootstrap_writes_the_variable_to_ssm_as_infra_does(aws):
+    from audio_pipeline.config import CONFIG_VARIABLE, VARIABLES_PREFIX
+
+    bootstrap(config=PipelineConfig(reconcile_interval_seconds=15))
+    value = boto3.client("ssm").get_parameter(Name=f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}")["Parameter"]["Value"]
+    assert PipelineConfig.from_json(value) == PipelineConfig(reconcile_interval_seconds=15)

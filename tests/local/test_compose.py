@@ -75,7 +75,7 @@ def test_airflow_services_mount_the_dag_package_and_share_one_configuration():
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
         assert env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] == "http://sagemaker-runtime:5001"
         for key, value in native.items():
-            if key.startswith("AIRFLOW_VAR_"):
+            if key.startswith("AIRFLOW__SECRETS__"):
                 assert env[key] == value
 
 

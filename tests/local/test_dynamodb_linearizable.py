@@ -4,34 +4,20 @@ every claim of the pipeline rely on it)."""
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.moto_server import free_port
-
-from .conftest import serving_process
+from tests.moto_server import local_moto_server
 
 TABLE = "claims"
 ROUNDS = 40
 CLAIMERS = 6
 CANCELLERS = 3
 LOST_THE_RACE = ("ConditionalCheckFailedException", "TransactionCanceledException")
-
-
-@contextmanager
-def moto_process() -> Iterator[str]:
-    port = free_port()
-    argv = [sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)]
-    url = f"http://127.0.0.1:{port}"
-    with serving_process(argv, f"{url}/_emulator/calls"):
-        yield url
 
 
 def client(url: str):
@@ -84,7 +70,7 @@ def cancelled_transaction(ddb, worker: int, n: int) -> None:
 
 @pytest.fixture(scope="module")
 def url():
-    with moto_process() as url:
+    with local_moto_server() as url:
         client(url).create_table(
             TableName=TABLE,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],

@@ -200,3 +200,37 @@ def test_fill_writes_listable_objects_in_process():
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_sqs_outage_switch_answers_500_to_sqs_alone_for_its_duration():
+    import time
+    import urllib.request
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from tests.moto_server import local_moto_server
+
+    with local_moto_server() as url:
+        aws = {
+            "endpoint_url": url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "x",
+            "aws_secret_access_key": "x",
+            "config": Config(retries={"mode": "standard", "max_attempts": 2}),
+        }
+        sqs, s3 = boto3.client("sqs", **aws), boto3.client("s3", **aws)
+        queue_url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        switch = urllib.request.Request(f"{url}/_emulator/faults/sqs-5xx?seconds=2", method="POST")
+        urllib.request.urlopen(switch).close()
+        with pytest.raises(ClientError) as raised:
+            sqs.receive_message(QueueUrl=queue_url)
+        assert raised.value.response["Error"]["Code"] == "InternalError"
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        retried = raised.value.response["ResponseMetadata"]["RetryAttempts"]
+        assert retried == 2, "botocore retried it (max_attempts counts the retries)"
+        s3.create_bucket(Bucket="still-served")  # other services are not affected
+        time.sleep(2)
+        sqs.send_message(QueueUrl=queue_url, MessageBody="after the outage")
+        assert sqs.receive_message(QueueUrl=queue_url)["Messages"][0]["Body"] == "after the outage"

@@ -3,8 +3,6 @@ from __future__ import annotations
 import copy
 import json
 
-import pytest
-
 from audio_pipeline.outcomes import BatchWatcher
 from audio_pipeline.status import Status, Transition, inference_id_for
 
@@ -14,10 +12,10 @@ from .test_notifications import WRONG_TYPES
 OUT = CONFIG.output_bucket
 
 
-def submitted_batch(table, s3, n, run_id="run-1", deadline=10_000):
+def submitted_batch(table, s3, n, run_id="run-1", deadline=10_000, prefix="calls/"):
     files = []
     for i in range(n):
-        uri = f"s3://audio-in/calls/{i}.wav"
+        uri = f"s3://audio-in/{prefix}{i}.wav"
         files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", run_id)})
     table.claim(files, run_id)
     table.apply(
@@ -176,13 +174,28 @@ def test_silent_file_fails_at_its_deadline(table, s3):
     assert "no result notification" in reason and "deadline" in reason
 
 
-@pytest.mark.parametrize("quiet", [True, False])
-def test_tick_reconciles_only_when_the_queue_is_quiet(table, s3, quiet):
-    files = submitted_batch(table, s3, 1)
-    s3.put_object(Bucket=OUT, Key=f"transcripts/{files[0]['inference_id']}.out", Body=b"{}")
+def test_tick_looks_in_s3_every_interval_however_busy_the_queue(table, s3):
+    files = submitted_batch(table, s3, 2)
+    others = submitted_batch(table, s3, 30, run_id="run-2", prefix="other/")  # a busy shared queue: another run
+    s3.put_object(Bucket=OUT, Key=f"transcripts/{files[0]['inference_id']}.out", Body=b"{}")  # its notification lost
     now = [0.0]
     w = BatchWatcher(table, s3, files, fallback_deadline=1e9, clock=lambda: now[0], reconcile_interval_seconds=60)
     w.refresh()
-    now[0] = 61.0
-    w.tick(quiet=quiet)
-    assert w.done is quiet
+    for n, other in enumerate(others):  # a notification every 2 s, never a quiet interval
+        now[0] = 2.0 * (n + 1)
+        w.record_messages([success_for(other, n)])
+        w.tick()
+    assert list(w.pending) == [files[1]["uri"]], "the file whose notification was lost is settled from S3"
+    assert w.settled == {"completed": 1}
+
+
+def test_a_file_past_its_deadline_is_looked_for_in_s3_before_it_fails(table, s3):
+    files = submitted_batch(table, s3, 2, deadline=100)
+    s3.put_object(Bucket=OUT, Key=f"transcripts/{files[0]['inference_id']}.out", Body=b"{}")
+    now = [101.0]
+    w = BatchWatcher(table, s3, files, fallback_deadline=1e9, clock=lambda: now[0], reconcile_interval_seconds=1e9)
+    w.refresh()
+    w.tick()
+    assert w.done and w.settled == {"completed": 1, "failed": 1}
+    items = table.get_many(f["uri"] for f in files)
+    assert [items[f["uri"]]["status"] for f in files] == ["completed", "failed"]

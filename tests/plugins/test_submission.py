@@ -202,7 +202,7 @@ def test_content_types(uri, expected):
 
 def test_check_endpoint_tells_a_missing_endpoint_from_a_passing_problem(aws, monkeypatch):
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-    with pytest.raises(EndpointNotFoundError, match="endpoint 'nowhere' does not exist.*audio_pipeline_endpoint_name"):
+    with pytest.raises(EndpointNotFoundError, match="endpoint .nowhere. does not exist.*endpoint_name in the Airflow"):
         check_endpoint(sagemaker, "nowhere")
 
     def throttled(**kwargs):

@@ -3,7 +3,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import threading
 import time
+import urllib.request
 
 import boto3
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
+from tests.moto_server import local_moto_server
 
 from .conftest import CONFIG, REGION, notification, sns_envelope
 from .test_notifications import WRONG_TYPES
@@ -23,6 +26,29 @@ def endpoint(aws_over_http):
 
 @pytest.fixture
 def stack(endpoint):
+    return resources()
+
+
+@pytest.fixture
+def stack_with_sqs_outages(monkeypatch):
+    """The stack's own moto server (a process), whose SQS can be made to answer 500; botocore
+    retries once before an error reaches the trigger."""
+    with local_moto_server() as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+        extra = {"region_name": REGION, "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 1}}}
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": extra}))
+
+        def outage(seconds: float) -> None:
+            switch = f"{url}/_emulator/faults/sqs-5xx?seconds={seconds}"
+            urllib.request.urlopen(urllib.request.Request(switch, method="POST")).close()
+
+        yield (*resources(), outage)
+
+
+def resources():
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=CONFIG.output_bucket)
     ddb = boto3.client("dynamodb", region_name=REGION)
@@ -125,6 +151,49 @@ async def test_settles_from_s3_when_the_notification_is_lost(stack):
     trigger = trigger_for(ref, queue_url, reconcile_interval_seconds=0)
     event = await asyncio.wait_for(trigger.run().asend(None), timeout=30)
     assert event.payload["settled"] == {"completed": 1}
+
+
+async def test_settles_a_lost_notification_from_s3_while_the_queue_is_busy(stack):
+    s3, table, sqs, queue_url = stack
+    out = f"s3://{CONFIG.output_bucket}/transcripts/lost.out"
+    files, ref = submitted_batch(s3, table, 2, output_location=out)
+    s3.put_object(Bucket=CONFIG.output_bucket, Key="transcripts/lost.out", Body=b"{}")  # files[0]: no notification
+    doc = notification("success", inference_id=files[1]["inference_id"], input_location=files[1]["uri"])
+    sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
+    stop = threading.Event()
+
+    def other_runs_results():  # a notification every 0.2 s: the queue is never quiet
+        n = 0
+        while not stop.wait(0.2):
+            n += 1
+            doc = notification("success", inference_id=f"other-{n}", input_location=f"s3://audio-in/other/{n}.wav")
+            sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
+
+    feeder = threading.Thread(target=other_runs_results)
+    feeder.start()
+    try:
+        trigger = trigger_for(ref, queue_url, reconcile_interval_seconds=2, batch_wait_seconds=0.1)
+        event = await asyncio.wait_for(trigger.run().asend(None), timeout=30)
+    finally:
+        stop.set()
+        feeder.join()
+    assert event.payload["settled"] == {"completed": 2}
+
+
+async def test_rides_out_sqs_answering_500(stack_with_sqs_outages, capsys):
+    s3, table, sqs, queue_url, outage = stack_with_sqs_outages
+    files, ref = submitted_batch(s3, table, 2)
+    for f in files:
+        doc = notification("success", inference_id=f["inference_id"], input_location=f["uri"])
+        sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
+    outage(4)
+    started = time.monotonic()
+    event = await asyncio.wait_for(trigger_for(ref, queue_url).run().asend(None), timeout=60)
+    assert event.payload["status"] == "success", event.payload
+    assert event.payload["settled"] == {"completed": 2}
+    assert time.monotonic() - started >= 3, "it waited the outage out"
+    logged = "".join(capsys.readouterr())  # the trigger's log (structlog, as in the triggerer)
+    assert "transient error, retry 1 in" in logged and "(InternalError) when calling the ReceiveMessage" in logged
 
 
 async def test_fails_silent_files_at_the_deadline(stack):

@@ -42,7 +42,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
     :param request_ttl_seconds: ``RequestTTLSeconds`` the batch was submitted with
     :param invocation_timeout_seconds: ``InvocationTimeoutSeconds`` the batch was submitted with
     :param result_grace_seconds: extra time past TTL + timeout before a silent file counts as failed
-    :param reconcile_interval_seconds: minimum time between looks for results in S3
+    :param reconcile_interval_seconds: time between looks for results in S3, however busy the queue
     :param deferrable: wait in the triggerer (default) instead of occupying a worker slot
     :param endpoint_name: the endpoint the batch was submitted to, for the task's console link
     :param output_path: the endpoint's ``S3OutputPath``, for the task's console link to the batch's output
@@ -158,7 +158,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
             result = self.watcher.record_messages(messages)
             if result.delete:
                 sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
-        self.watcher.tick(quiet=not messages)
+        self.watcher.tick()
         return self.watcher.done
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, int]:

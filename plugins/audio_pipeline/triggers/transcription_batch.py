@@ -16,6 +16,7 @@ from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.outcomes import BatchWatcher
 from audio_pipeline.status import describe_counts
+from audio_pipeline.transient import TransientRetry
 
 
 def build_batch_watcher(
@@ -70,8 +71,9 @@ class TranscriptionBatchTrigger(BaseTrigger):
     from the queue, whichever batch or run it belongs to, so parallel triggers on one
     queue share the work instead of stealing each other's messages. Files whose
     notification never comes are settled from their output or failure object in S3
-    (looked for whenever the queue is quiet, at most every ``reconcile_interval_seconds``),
-    and past their deadline they are marked ``failed``. The trigger keeps no state that
+    (looked for every ``reconcile_interval_seconds`` however busy the queue, and again
+    before a file is failed), and past their deadline they are marked ``failed``. A
+    transient AWS error is retried with backoff, not reported. The trigger keeps no state that
     ``serialize()`` does not carry: a restarted triggerer rebuilds it from the manifest
     and the table.
 
@@ -79,11 +81,14 @@ class TranscriptionBatchTrigger(BaseTrigger):
     :param status_table: DynamoDB status table
     :param queue_url: URL of the SQS queue subscribed to the endpoint's SNS topics
     :param fallback_deadline: epoch seconds after which a file with no deadline of its own fails
-    :param reconcile_interval_seconds: minimum time between looks for results in S3
+    :param reconcile_interval_seconds: time between looks for results in S3
     :param refresh_interval_seconds: how often to re-read the batch's pending files
     :param wait_time_seconds: SQS long-poll wait
     :param batch_wait_seconds: pause after a receive that was not full, so that the next one
         collects up to 10 notifications (fewer receive, delete and write calls per file)
+    :param transient_error_timeout_seconds: how long SQS, S3 or DynamoDB may keep answering
+        5xx or throttling (after botocore's own retries) before the trigger gives up; until
+        then it retries with backoff, logging each retry
     :param aws_conn_id: the Airflow connection used for AWS credentials
     :param region_name: AWS region name; boto3's default when not given
     """
@@ -99,6 +104,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         refresh_interval_seconds: int = 30,
         wait_time_seconds: int = 10,
         batch_wait_seconds: float = 2.0,
+        transient_error_timeout_seconds: float = 600,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
     ) -> None:
@@ -111,6 +117,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         self.refresh_interval_seconds = refresh_interval_seconds
         self.wait_time_seconds = wait_time_seconds
         self.batch_wait_seconds = batch_wait_seconds
+        self.transient_error_timeout_seconds = transient_error_timeout_seconds
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
 
@@ -126,6 +133,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
                 "refresh_interval_seconds": self.refresh_interval_seconds,
                 "wait_time_seconds": self.wait_time_seconds,
                 "batch_wait_seconds": self.batch_wait_seconds,
+                "transient_error_timeout_seconds": self.transient_error_timeout_seconds,
                 "aws_conn_id": self.aws_conn_id,
                 "region_name": self.region_name,
             },
@@ -143,23 +151,14 @@ class TranscriptionBatchTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        retrying = TransientRetry(self.log, self.manifest, self.transient_error_timeout_seconds)
         try:
-            watcher = await asyncio.to_thread(self._build_watcher)
+            watcher = await retrying(asyncio.to_thread, self._build_watcher)
             sqs_hook = SqsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
             progress = _Progress(self.log, self.manifest, len(watcher.files))
             async with await sqs_hook.get_async_conn() as sqs:
                 while not watcher.done:
-                    response = await sqs.receive_message(
-                        QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_time_seconds
-                    )
-                    messages = response.get("Messages", [])
-                    if messages:
-                        result = await asyncio.to_thread(watcher.record_messages, messages)
-                        if result.delete:
-                            await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
-                    await asyncio.to_thread(watcher.tick, quiet=not messages)
-                    if 0 < len(messages) < 10 and not watcher.done:
-                        await asyncio.sleep(self.batch_wait_seconds)
+                    await retrying(self._receive_and_record, sqs, watcher)
                     progress.report(watcher.settled)
             progress.report(watcher.settled)  # also when everything settled before the first receive
         except Exception as err:
@@ -169,3 +168,19 @@ class TranscriptionBatchTrigger(BaseTrigger):
             )
             return
         yield TriggerEvent({"status": "success", "manifest": self.manifest, "settled": dict(watcher.settled)})
+
+    async def _receive_and_record(self, sqs: Any, watcher: BatchWatcher) -> None:
+        """One receive: record its notifications, delete them, then the watcher's periodic work.
+        Safe to run again after any error: a notification is deleted only once recorded, and
+        recording one twice is a no-op."""
+        response = await sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_time_seconds
+        )
+        messages = response.get("Messages", [])
+        if messages:
+            result = await asyncio.to_thread(watcher.record_messages, messages)
+            if result.delete:
+                await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
+        await asyncio.to_thread(watcher.tick)
+        if 0 < len(messages) < 10 and not watcher.done:
+            await asyncio.sleep(self.batch_wait_seconds)

@@ -1,0 +1,82 @@
+"""The configuration: one JSON Variable read once, the older one-Variable-per-setting form, the secrets backend."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from audio_pipeline.config import (
+    CONFIG_VARIABLE,
+    VARIABLES_PREFIX,
+    PipelineConfig,
+    UnusableInputError,
+    secrets_backend_options,
+)
+
+
+def test_settings_round_trip_through_the_variable_and_unset_ones_default():
+    config = PipelineConfig.from_json(json.dumps({"max_batches": "8", "bedrock_model_id": "eu.model"}))
+    assert config.max_batches == 8 and config.bedrock_model_id == "eu.model"
+    assert config.status_table == PipelineConfig().status_table
+    assert PipelineConfig.from_json(config.to_json()) == config
+    assert PipelineConfig.from_mapping(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "'audio_pipeline_config' is not valid JSON"),
+        ('["endpoint_name"]', "must be a JSON object of settings, got list"),
+        ('{"endpoint": "x"}', "unknown settings 'endpoint' .known: audio_extensions, "),
+        ('{"max_batches": "many"}', "'max_batches' must be an integer, got 'many'"),
+    ],
+)
+def test_a_wrong_variable_is_named_with_what_is_wrong(text, message):
+    with pytest.raises(UnusableInputError, match=message):
+        PipelineConfig.from_json(text)
+
+
+def test_the_json_variable_is_one_lookup(monkeypatch):
+    from airflow.sdk import Variable
+
+    monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_CONFIG", '{"max_batches": 5}')
+    monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_MAX_BATCHES", "9")  # not read once the JSON Variable exists
+    reads = []
+    real = Variable.get
+    monkeypatch.setattr(Variable, "get", lambda key, *args, **kwargs: reads.append(key) or real(key, *args, **kwargs))
+    assert PipelineConfig.from_variables().max_batches == 5
+    assert reads == [CONFIG_VARIABLE]
+
+
+def test_the_older_variables_still_work_without_it_and_the_log_says_how_to_move(monkeypatch, caplog):
+    monkeypatch.delenv("AIRFLOW_VAR_AUDIO_PIPELINE_CONFIG", raising=False)
+    monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_MAX_BATCHES", "9")
+    monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_ENDPOINT_NAME", "parakeet")
+    config = PipelineConfig.from_variables()
+    assert config.max_batches == 9 and config.endpoint_name == "parakeet"
+    assert CONFIG_VARIABLE in caplog.text and '"endpoint_name": "parakeet"' in caplog.text
+
+
+def test_the_secrets_backend_looks_up_the_pipelines_variables_and_never_aws_default(aws):
+    from airflow.providers.amazon.aws.secrets.systems_manager import SystemsManagerParameterStoreBackend
+
+    options = secrets_backend_options()
+    assert options["secrets.backend"].endswith("SystemsManagerParameterStoreBackend")
+    backend = SystemsManagerParameterStoreBackend(**json.loads(options["secrets.backend_kwargs"]))
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}", Value='{"max_batches": 3}', Type="String")
+    lookups = []
+    backend.client.meta.events.register(
+        "before-parameter-build.ssm.GetParameter", lambda params, **kw: lookups.append(params)
+    )
+
+    assert backend.get_variable(CONFIG_VARIABLE) == '{"max_batches": 3}'
+    assert backend.get_conn_value("aws_default") is None
+    assert backend.get_variable("some_other_teams_variable") is None
+    assert backend.get_conn_value("slack_alerts") is None  # looked up: other connections may live in SSM
+    assert [p["Name"] for p in lookups] == [
+        f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}",
+        "/airflow/connections/slack_alerts",
+    ]
