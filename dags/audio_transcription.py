@@ -14,7 +14,9 @@ AWS access from the ``aws_default`` connection.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -78,8 +80,24 @@ def resolve_run(params: dict | None = None, dag_run=None) -> dict:
     return {"bucket_uri": location.uri, "config": config.to_dict()}
 
 
+def _run_ended(ti: Any) -> Callable[[str], bool] | None:
+    """Whether a run of this DAG has ended (success or failed), asked of Airflow once per run id."""
+    if ti is None:
+        return None
+
+    @functools.cache
+    def ended(run_id: str) -> bool:
+        try:
+            return ti.get_dagrun_state(dag_id=ti.dag_id, run_id=run_id) in ("success", "failed")
+        except Exception as err:  # a run deleted, say: its lease still decides
+            print(f"state of run {run_id} unknown ({err}); its files wait for their deadline")
+            return False
+
+    return ended
+
+
 @task
-def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = None) -> list[BatchRef]:
+def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None) -> list[BatchRef]:
     """Claim the new audio files under the bucket URI and split them into batch manifests."""
     config = PipelineConfig.from_mapping(run["config"])
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
@@ -94,6 +112,7 @@ def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = 
         reprocess_failed=params["reprocess_failed"],
         summarize=params["summarize"],
         max_files=params["max_files"],
+        run_ended=_run_ended(ti),
     )
     for line in report.lines():
         print(line)

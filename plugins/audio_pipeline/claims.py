@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,9 @@ from audio_pipeline.status import (
 
 log = logging.getLogger(__name__)
 
+RunEnded = Callable[[str], bool]
+"""Whether the DAG run with this run id has ended (success or failed)."""
+
 LOOKUP_CHUNK = 1000
 """Listed objects looked up (10 BatchGetItem calls) and claimed (10 transactions) at a time."""
 
@@ -35,6 +38,8 @@ class ClaimReport:
     """Claimed although in flight: the run that held them ended without settling them."""
     for_summary: int = 0
     """Transcribed before but never summarised (summaries off, or failed): taken for their summary alone."""
+    adopted: int = 0
+    """In flight for a run that has ended: taken over as they are (same inference id, never sent twice)."""
     listing: ListingReport = field(default_factory=ListingReport)
 
     def lines(self) -> list[str]:
@@ -45,6 +50,8 @@ class ClaimReport:
             out.append(f"{self.abandoned} of them were left in flight past their deadline by an earlier run")
         if self.for_summary:
             out.append(f"{self.for_summary} of them were transcribed before and need only their summary")
+        if self.adopted:
+            out.append(f"{self.adopted} of them were in flight for a run that has ended, and are awaited as they are")
         return out
 
 
@@ -80,26 +87,59 @@ def _lease_expired(item: dict[str, Any], now: float) -> bool:
     return "deadline" in item and item["deadline"] < int(now)
 
 
-def _late_result(s3_client: Any, item: dict[str, Any] | None, etag: str) -> bool:
-    """Failed, same content, yet its result is in S3: it came after the file was failed."""
-    if not item or item.get("status") != Status.FAILED or item.get("etag") != etag:
+def _result_in_s3(s3_client: Any, item: dict[str, Any] | None, etag: str, now: float, reprocess_failed: bool) -> bool:
+    """Whether a file about to be claimed again (failed, with ``reprocess_failed``; or left in
+    flight past its deadline) has its result in S3 after all: it came late, or its notification
+    was lost with nobody left to look. Transcribing it again would do the work twice."""
+    if not item or item.get("etag") != etag or not item.get("output_location"):
         return False
-    return bool(item.get("output_location")) and object_exists(s3_client, item["output_location"])
+    status = item.get("status")
+    if not ((status == Status.FAILED and reprocess_failed) or (status == Status.SUBMITTED and _abandoned(item, now))):
+        return False
+    return object_exists(s3_client, item["output_location"])
+
+
+def _held_by_ended_run(item: dict[str, Any] | None, etag: str, run_id: str, run_ended: RunEnded | None) -> bool:
+    """In flight, or transcribed and not yet summarised, for a run that has ended (marked failed by
+    hand, say) although its lease runs on: nobody will finish that work but a later run."""
+    if run_ended is None or not item or item.get("etag") != etag or item.get("run_id") in (None, run_id):
+        return False
+    if item.get("status") not in (*IN_FLIGHT, Status.COMPLETED) or "summary_error" in item:
+        return False
+    return run_ended(item["run_id"])
+
+
+def _adopt(table: StatusTable, files: Sequence[tuple[ClaimedFile, Mapping[str, Any]]], run_id: str) -> list[str]:
+    """Hand in-flight files of an ended run to ``run_id`` as they are: same inference id, status and
+    deadline, so a submitted file is awaited (never invoked again) and a file never sent is sent once."""
+    moves = [
+        Transition(
+            f["uri"],
+            f["inference_id"],
+            Status(item["status"]),
+            {"run_id": run_id},
+            expect=(Status(item["status"]),),
+            require={"run_id": item["run_id"]},
+        )
+        for f, item in files
+    ]
+    return table.apply(moves).applied
 
 
 def _record_late_result(table: StatusTable, item: dict[str, Any]) -> dict[str, Any]:
-    """Record a failed file's late result: ``completed``, free for any run to take for its summary."""
-    reason = "its result arrived after the file was failed; no summary yet"
+    """Record the result found in S3: ``completed``, free for any run to take for its summary."""
+    reason = f"its result was found in S3 after the file was {item['status']} by run {item['run_id']}; no summary yet"
     late = Transition(
         item["uri"],
         item["inference_id"],
         Status.COMPLETED,
         {"completed_at": utcnow(), "summary_error": reason},
-        expect=(Status.FAILED,),
+        expect=(Status(item["status"]),),
+        require={"run_id": item["run_id"]},
     )
     if not table.apply([late]).applied:
         return item
-    log.info("%s: its result arrived after it failed; kept, not transcribed again", item["uri"])
+    log.info("%s: %s; kept, not transcribed again", item["uri"], reason)
     return {**item, "status": Status.COMPLETED, "summary_error": reason}
 
 
@@ -169,6 +209,7 @@ def claim_new_files(
     reprocess_failed: bool = False,
     summarize: bool = True,
     max_files: int = 0,
+    run_ended: RunEnded | None = None,
 ) -> ClaimReport:
     """Claim every audio file under ``location`` that is new, changed, abandoned or (optionally) failed.
 
@@ -177,6 +218,9 @@ def claim_new_files(
     expired) is taken over as it is, transcript and inference id kept, for its summary alone.
     With ``reprocess_failed``, a failed file whose result is in S3 after all (it came late) is
     recorded ``completed`` and taken for its summary, not transcribed again.
+    With ``run_ended`` (run id -> whether that DAG run has ended), the work a run left behind
+    when it ended without settling it (marked failed by hand, its scheduler gone) is taken over
+    at once, before its lease expires: same inference id, nothing sent or transcribed twice.
     Safe to retry: files this run claimed or took on an earlier attempt are claimed again
     without a write. A file claimed by a concurrent run loses the conditional write here and
     is left to that run.
@@ -191,6 +235,7 @@ def claim_new_files(
         now = table.clock()
         candidates: list[ClaimedFile] = []
         for_summary: list[tuple[ClaimedFile, dict[str, Any]]] = []
+        adopt: list[tuple[ClaimedFile, dict[str, Any]]] = []
         for obj in chunk:
             iid = inference_id_for(obj.uri, obj.etag, run_id)
             file = ClaimedFile(uri=obj.uri, etag=obj.etag, size=obj.size, inference_id=iid)
@@ -201,9 +246,14 @@ def claim_new_files(
             if _taken_before(item, run_id):
                 report.claimed.append(_for_summary(obj, item))  # taken by an earlier attempt of this task
                 continue
-            if reprocess_failed and _late_result(s3_client, item, obj.etag):
+            if _result_in_s3(s3_client, item, obj.etag, now, reprocess_failed):
                 item = _record_late_result(table, item)
-            if summarize and _needs_summary(item, obj.etag, now):
+            if _held_by_ended_run(item, obj.etag, run_id, run_ended) and item["status"] in IN_FLIGHT:
+                adopt.append((_for_summary(obj, item), item))
+                continue
+            if summarize and (
+                _needs_summary(item, obj.etag, now) or _held_by_ended_run(item, obj.etag, run_id, run_ended)
+            ):
                 for_summary.append((_for_summary(obj, item), item))
                 continue
             reason = _why_not(item, obj.etag, reprocess_failed, now)
@@ -214,6 +264,7 @@ def claim_new_files(
         if max_files:
             candidates = candidates[: max(0, max_files - len(report.claimed))]
             for_summary = for_summary[: max(0, max_files - len(report.claimed) - len(candidates))]
+            adopt = adopt[: max(0, max_files - len(report.claimed) - len(candidates) - len(for_summary))]
         written = set(
             table.claim(candidates, run_id, lease_seconds=lease_seconds, reprocess_failed=reprocess_failed).applied
         )
@@ -222,7 +273,10 @@ def claim_new_files(
         taken = set(take_for_summary(table, for_summary, run_id, lease_seconds))
         report.claimed.extend(f for f, _ in for_summary if f["uri"] in taken)
         report.for_summary += len(taken)
-        lost = len(candidates) - len(written) + len(for_summary) - len(taken)
+        adopted = set(_adopt(table, adopt, run_id))
+        report.claimed.extend(f for f, _ in adopt if f["uri"] in adopted)
+        report.adopted += len(adopted)
+        lost = len(candidates) - len(written) + len(for_summary) - len(taken) + len(adopt) - len(adopted)
         if lost:
             report.not_claimed["claimed by a concurrent run"] += lost
         if max_files and len(report.claimed) >= max_files:

@@ -189,3 +189,44 @@ def test_reprocessing_failed_files_keeps_a_result_that_came_late(s3, table):
     assert again not in files, "the file without a result is claimed again under a new inference id"
     item = table.get_many([late["uri"]])[late["uri"]]
     assert item["status"] == Status.COMPLETED and item["run_id"] == "run-2" and "summary_error" not in item
+
+
+def test_a_run_marked_failed_by_hand_leaves_its_work_to_the_next_run_as_it_is(s3, table):
+    """run-1 ended (marked failed mid-flight) before its lease did: a.wav was submitted, b.wav was
+    not yet sent, c.wav was transcribed. run-2 takes all three over at once with their inference
+    ids: a.wav is awaited, never sent again; b.wav is sent once; c.wav only needs its summary."""
+    put(s3, "calls/a.wav", "calls/b.wav", "calls/c.wav")
+    files = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-1").claimed
+    a, b, c = sorted(files, key=lambda f: f["uri"])
+    table.apply([Transition(a["uri"], a["inference_id"], Status.SUBMITTED, {"deadline": 10**10})])
+    _finish(table, [c], Status.COMPLETED)
+    ended = {"run-1"}
+
+    report = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2", run_ended=ended.__contains__)
+
+    assert sorted(report.claimed, key=lambda f: f["uri"]) == [a, b, c], "same inference ids"
+    assert report.adopted == 2 and report.for_summary == 1
+    items = table.get_many(f["uri"] for f in files)
+    assert [items[f["uri"]]["status"] for f in (a, b, c)] == ["submitted", "processing", "completed"]
+    assert {i["run_id"] for i in items.values()} == {"run-2"}
+    still_running = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-3", run_ended=ended.__contains__)
+    assert still_running.claimed == [], "run-2 has not ended: its work is its own"
+
+
+def test_a_file_left_in_flight_whose_result_is_in_s3_is_not_transcribed_again(s3, ddb):
+    """Its run ended without reading the notification, and the lease expired: the result is in S3,
+    so the next run keeps it (same inference id, summary only) instead of claiming the file anew."""
+    now = [1_000.0]
+    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, clock=lambda: now[0])
+    put(s3, "calls/a.wav")
+    (f,) = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-1", lease_seconds=600).claimed
+    out = f"s3://{CONFIG.output_bucket}/transcripts/{f['inference_id']}.out"
+    table.apply([Transition(f["uri"], f["inference_id"], Status.SUBMITTED, {"output_location": out, "deadline": 1600})])
+    s3.put_object(Bucket=CONFIG.output_bucket, Key=f"transcripts/{f['inference_id']}.out", Body=b'{"text": "hi"}')
+    now[0] = 1_601.0
+
+    report = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2", lease_seconds=600)
+
+    assert report.claimed == [f] and report.for_summary == 1 and report.abandoned == 0
+    item = table.get_many([f["uri"]])[f["uri"]]
+    assert item["status"] == Status.COMPLETED and item["run_id"] == "run-2"
