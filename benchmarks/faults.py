@@ -25,7 +25,7 @@ from audio_pipeline.config import PipelineConfig
 from benchmarks.verdict import Judge, Tally
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
-from local.stack.services import QUICK_RECONCILE, Ports, Settings, runtime_service
+from local.stack.services import QUICK_RECONCILE, Ports, Settings, airflow_services, runtime_service
 from tests.moto_server import free_port
 
 BUCKET = "audio-transcription-input"
@@ -73,13 +73,17 @@ class Row:
     """InvokeEndpointAsync requests accepted for these files (the emulator's journal)."""
     model_calls: int = 0
     """Calls into the model for these file versions (the model server's journal)."""
+    reruns: int = 0
+    """Of those, calls repeating one accepted request (the endpoint restarted while the model ran it)."""
     summaries: int = 0
     """Summary requests Bedrock answered for their transcripts (the Bedrock emulator's journal)."""
     seconds: float = 0.0
     examples: list[str] = field(default_factory=list)
+    trigger_errors: int = 0
+    """Triggers that fired an error event (failing their sensor's attempt), from the triggerer's logs."""
 
     @classmethod
-    def of(cls, scenario: str, tally: Tally, runs: str, seconds: float) -> Row:
+    def of(cls, scenario: str, tally: Tally, runs: str, seconds: float, trigger_errors: int) -> Row:
         o = tally.outcomes
         return cls(
             scenario,
@@ -92,9 +96,11 @@ class Row:
             runs,
             tally.accepted,
             tally.model_calls,
+            tally.reruns,
             tally.summaries,
             round(seconds, 1),
             tally.examples,
+            trigger_errors,
         )
 
     def ok(self) -> bool:
@@ -148,6 +154,79 @@ def publish_strangers(stack: Stack) -> None:
     sqs.send_message(QueueUrl=url, MessageBody="this is not JSON")
 
 
+def _wait_for_triggers(stack: Stack, timeout: float = 300) -> None:
+    """Until a trigger has long-polled the notification queue (Airflow's SQS calls, counted by moto)."""
+    calls = f"{stack.settings.url(stack.settings.ports.moto)}/_emulator/calls"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if json.loads(urllib.request.urlopen(calls, timeout=10).read()).get("airflow", {}).get("sqs:ReceiveMessage"):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no trigger polled the queue within {timeout:.0f}s")
+
+
+def wrong_field_types(notification: dict) -> list:
+    """The strangers of issue 9: the SageMaker event shape is right, the field types are not."""
+
+    def replaced(**fields: object) -> dict:
+        doc = json.loads(json.dumps(notification))
+        for path, value in fields.items():
+            parent, _, name = path.rpartition("__")
+            (doc[parent] if parent else doc)[name] = value
+        return doc
+
+    location = notification["requestParameters"]["inputLocation"]
+    return [
+        replaced(requestParameters=location),
+        replaced(requestParameters__inputLocation={"uri": location}),
+        replaced(requestParameters__inputLocation=42),
+        replaced(responseParameters=notification["responseParameters"]["outputLocation"]),
+        replaced(inferenceId={"id": notification["inferenceId"]}),
+        [notification],
+    ]
+
+
+def publish_wrong_field_types(stack: Stack, copies: int = 3) -> None:
+    """Each wrong-typed notification ``copies`` times on the endpoint's success topic (posing as
+    the run's first file), at the start of the run: the triggers' first receives hold them."""
+    session = stack.aws_session()
+    sns = session.client("sns")
+    topic = next(t["TopicArn"] for t in sns.list_topics()["Topics"] if t["TopicArn"].endswith("-success"))
+    posing_as = {
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-11-29T09:00:00.000Z",
+        "receivedTime": "2026-11-29T08:59:59.000Z",
+        "invocationStatus": "Completed",
+        "requestParameters": {"contentType": "audio/wav", "inputLocation": f"s3://{BUCKET}/{PREFIX}000.wav"},
+        "responseParameters": {"contentType": "application/json", "outputLocation": "s3://elsewhere/000.out"},
+        "inferenceId": "posing-as-000",
+        "eventVersion": "1.0",
+        "eventSource": "aws:sagemaker",
+        "eventName": "InferenceResult",
+    }
+    for doc in wrong_field_types(posing_as) * copies:
+        sns.publish(TopicArn=topic, Message=json.dumps(doc))
+
+
+def sqs_outage(seconds: float) -> Callable[[Stack], None]:
+    """SQS answers 500 to every request for ``seconds``, from when the triggers are polling."""
+
+    def during(stack: Stack) -> None:
+        _wait_for_triggers(stack)
+        switch = f"{stack.settings.url(stack.settings.ports.moto)}/_emulator/faults/sqs-5xx?seconds={seconds}"
+        urllib.request.urlopen(urllib.request.Request(switch, method="POST"), timeout=10).close()
+
+    return during
+
+
+def restart_triggerer(stack: Stack) -> None:
+    """SIGKILL the triggerer once its triggers are polling, then start it again."""
+    _wait_for_triggers(stack)
+    (triggerer,) = [s for s in airflow_services(stack.settings) if s.name == "triggerer"]
+    stack.processes.kill(triggerer.name)
+    stack.processes.start(triggerer)
+
+
 SCENARIOS = [
     Scenario("duplicated notifications (30%)", _plain(20), emulator_flags=("--fault-duplicate-notifications", "0.3")),
     Scenario(
@@ -158,6 +237,18 @@ SCENARIOS = [
         "model fails on one file", {**_plain(9), "bad.wav": AUDIO + FAIL_MARKER.encode()}, expected_failed={"bad.wav"}
     ),
     Scenario("SageMaker-async emulator restarted mid-run", _plain(30), during=restart_emulator),
+    Scenario(
+        "six kinds of wrong-typed notification, three of each, on the success topic",
+        _plain(10),
+        during=publish_wrong_field_types,
+    ),
+    Scenario("SQS answering 5xx for 30 s", _plain(20), during=sqs_outage(30), service_seconds=3.0),
+    Scenario(
+        "the triggerer killed (SIGKILL) and restarted mid-run",
+        _plain(20),
+        during=restart_triggerer,
+        service_seconds=3.0,
+    ),
     Scenario("two runs over one prefix at once", _plain(30), runs=2),
     Scenario("Bedrock throttling on 40% of calls", _plain(10), bedrock_flags=("--fault-throttle-rate", "0.4")),
     Scenario(
@@ -210,9 +301,21 @@ def run(scenario: Scenario, timeout: float = 900) -> Row:
         states = [_wait(api, r, ends) for r in run_ids]
         audio = [k for k in scenario.files if k not in scenario.expected_skipped]
         verdicts = Judge(session, settings.witness_dir).judge([f"s3://{BUCKET}/{PREFIX}{k}" for k in audio])
-        return Row.of(scenario.name, Tally.of(verdicts), "/".join(states), time.monotonic() - started)
+        seconds = time.monotonic() - started
+        return Row.of(scenario.name, Tally.of(verdicts), "/".join(states), seconds, trigger_errors(settings))
     finally:
         stack.down()
+
+
+def trigger_errors(settings: Settings) -> int:
+    """Error events fired by triggers, as the triggerer logged them for each task instance."""
+    logs = (settings.state_dir / "airflow" / "logs").rglob("*.log.trigger.*.log")
+    return sum(
+        1
+        for path in logs
+        for line in path.read_text(errors="replace").splitlines()
+        if "Trigger fired event" in line and "'status': 'error'" in line
+    )
 
 
 def _wait(api: AirflowApi, run_id: str, ends: float) -> str:
@@ -225,12 +328,12 @@ def _wait(api: AirflowApi, run_id: str, ends: float) -> str:
 def markdown(rows: list[Row]) -> str:
     out = [
         "| scenario | files in | summarized | failed with reason | completed, summary error | accepted | model calls "
-        "| summaries | lost | processed twice | run states |",
+        "(re-runs) | summaries | lost | processed twice | run states |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     out += [
         f"| {r.scenario} | {r.files_in} | {r.summarized} | {r.failed_with_reason} | {r.summary_errors} | "
-        f"{r.accepted} | {r.model_calls} | {r.summaries} | {r.lost} | {r.processed_twice} | {r.runs} |"
+        f"{r.accepted} | {r.model_calls} ({r.reruns}) | {r.summaries} | {r.lost} | {r.processed_twice} | {r.runs} |"
         for r in rows
     ]
     return "\n".join(out)

@@ -12,8 +12,11 @@ the status and reason a file ended with. A file version is
 - **lost**: anything else (in flight, missing, failed without a reason, a status with no
   object behind it, a status about another version).
 
-It was **processed twice** when the model server was called more than once for it, or
-Bedrock answered more than one request to summarise its transcript. A transcript is known
+It was **processed twice** when the model server was called for it on behalf of more than one
+accepted InvokeEndpointAsync request, or Bedrock answered more than one request to summarise
+its transcript. A model call repeated for one accepted request (the endpoint restarted
+while the model worked on it, and ran it again from its journal) is counted apart, as a
+re-run: the pipeline asked once. A transcript is known
 to Bedrock's journal by the digest of its text, so the files judged together must hold
 different recordings (two copies of one recording have one transcript).
 """
@@ -44,12 +47,14 @@ class FileVerdict:
     accepted: int
     """InvokeEndpointAsync requests the endpoint accepted for this URI (any version)."""
     model_calls: int
+    requests: int
+    """Accepted requests the model was called for (``model_calls`` minus re-runs of one request)."""
     summaries: int
     """Bedrock requests that succeeded for this version's transcript."""
 
     @property
     def twice(self) -> bool:
-        return self.model_calls > 1 or self.summaries > 1
+        return self.requests > 1 or self.summaries > 1
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Tally:
     twice: int = 0
     accepted: int = 0
     model_calls: int = 0
+    reruns: int = 0
     summaries: int = 0
     examples: list[str] = field(default_factory=list)
     """A few lost or twice file versions, with what the witnesses saw, for the error message."""
@@ -71,10 +77,12 @@ class Tally:
             tally.twice += v.twice
             tally.accepted += v.accepted
             tally.model_calls += v.model_calls
+            tally.reruns += v.model_calls - v.requests
             tally.summaries += v.summaries
             if (v.outcome == "lost" or v.twice) and len(tally.examples) < 5:
                 tally.examples.append(
-                    f"{v.uri} ({v.outcome}, status {v.status}, {v.model_calls} model calls, {v.summaries} summaries)"
+                    f"{v.uri} ({v.outcome}, status {v.status}, {v.model_calls} model calls for {v.requests} requests, "
+                    f"{v.summaries} summaries)"
                 )
         return tally
 
@@ -116,7 +124,8 @@ class Judge:
         else:
             outcome = "lost"
         accepted = sum(1 for a in self.witnesses.accepted if a["input_location"] == uri)
-        return FileVerdict(uri, etag, status, outcome, accepted, len(calls), summaries)
+        requests = len({c["request_id"] or c["call_id"] for c in calls})
+        return FileVerdict(uri, etag, status, outcome, accepted, len(calls), requests, summaries)
 
     def _transcript(self, location: str) -> tuple[str, str] | None:
         """(location, transcript text) of an output object in S3, or None when there is none."""

@@ -18,6 +18,7 @@ import functools
 import os
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -35,6 +36,7 @@ from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket, parse_bucket_uri
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
+from audio_pipeline.prompt_templates import load_prompts
 from audio_pipeline.reporting import add_summary_openings, settle_run
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.submission import check_endpoint
@@ -43,6 +45,9 @@ from audio_pipeline.summaries import Summarizer
 AWS_CONN_ID = "aws_default"
 SCHEDULE = os.environ.get("AUDIO_PIPELINE_SCHEDULE", "0 2 * * *")
 BATCH_LABEL = "{{ task.batch['label'] }}"
+PROMPTS = Path(__file__).parent / "include" / "prompts"
+"""Prompt templates a user edits without a code release (deployed with the DAGs; .airflowignore
+keeps the DAG processor out of include/); a template missing there is the package's default."""
 RESOLVE_RUN = "resolve_run"
 
 
@@ -133,11 +138,16 @@ def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: st
         raise AirflowSkipException(
             f"summaries are off for this run (summarize=false): {waiting} transcripts wait for a run with them on"
         )
+    try:
+        prompts = load_prompts(PROMPTS)
+    except UnusableInputError as err:
+        raise AirflowFailException(str(err)) from err  # the template needs fixing; a retry would say the same
     summarizer = Summarizer(
         AdaptiveBedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
         config.bedrock_model_id,
         chunk_chars=config.summary_chunk_chars,
         max_tokens=config.summary_max_tokens,
+        prompts=prompts,
     )
     report = BatchSummarizer(
         table,

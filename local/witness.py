@@ -9,8 +9,8 @@ runner and the soak judge the pipeline from these journals and the objects in S3
 - ``sagemaker-async.jsonl``: ``accepted`` (every InvokeEndpointAsync answered 202: input
   location, inference id, request id, output and failure locations, time);
 - ``model-server.jsonl``: ``call`` (every ``POST /invocations`` with a body: its sha256 and
-  size, and the S3 input location, its ETag and the inference id the emulator names in the
-  ``X-Emulator-*`` headers) then ``outcome`` (its HTTP status);
+  size, and the S3 input location, its ETag, the inference id and the accepted request the
+  emulator names in the ``X-Emulator-*`` headers) then ``outcome`` (its HTTP status);
 - ``bedrock-runtime.jsonl``: ``request`` (every Converse / InvokeModel: the sha256 of the
   text inside the prompt's ``<transcript>`` tags, which identifies the transcript it
   summarises, and the outcome: ``success`` or the error code).
@@ -38,12 +38,14 @@ BEDROCK_RUNTIME = "bedrock-runtime.jsonl"
 INPUT_LOCATION_HEADER = "X-Emulator-Input-Location"
 INPUT_ETAG_HEADER = "X-Emulator-Input-ETag"
 INFERENCE_ID_HEADER = "X-Emulator-Inference-Id"
+REQUEST_ID_HEADER = "X-Emulator-Request-Id"
 """What the SageMaker-async emulator tells the model server about a request (ignored by the model)."""
 
 
-def request_headers(input_location: str | None, etag: str | None, inference_id: str) -> dict[str, str]:
-    """The ``X-Emulator-*`` headers naming a model call's input (percent-encoded: keys may be unicode)."""
-    headers = {INFERENCE_ID_HEADER: quote(inference_id)}
+def request_headers(input_location: str | None, etag: str | None, inference_id: str, request_id: str) -> dict[str, str]:
+    """The ``X-Emulator-*`` headers naming a model call's input and the accepted request it serves
+    (percent-encoded: keys may be unicode)."""
+    headers = {INFERENCE_ID_HEADER: quote(inference_id), REQUEST_ID_HEADER: quote(request_id)}
     if input_location:  # not for a payload sent inline
         headers[INPUT_LOCATION_HEADER] = quote(input_location, safe="/:")
         headers[INPUT_ETAG_HEADER] = quote(etag or "")
@@ -98,6 +100,7 @@ class ModelWitness:
             input_location=_header(headers, INPUT_LOCATION_HEADER),
             input_etag=_header(headers, INPUT_ETAG_HEADER),
             inference_id=_header(headers, INFERENCE_ID_HEADER),
+            request_id=_header(headers, REQUEST_ID_HEADER),
         )
         return call_id
 

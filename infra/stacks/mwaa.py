@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -18,15 +18,12 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from audio_pipeline.config import PipelineConfig
+from audio_pipeline.config import CONFIG_VARIABLE, CONNECTIONS_PREFIX, VARIABLES_PREFIX, secrets_backend_options
 from infra.plugins_zip import build as build_plugins_zip
 from infra.settings import AIRFLOW_VERSION, InfraSettings
 
 REPO = Path(__file__).resolve().parents[2]
-VARIABLES_PREFIX = "/airflow/variables"
-CONNECTIONS_PREFIX = "/airflow/connections"
 ENVIRONMENT_NAME = "audio-transcription"
-SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.systems_manager.SystemsManagerParameterStoreBackend"
 PROFILE_PREFIXES = ("us", "eu", "apac", "us-gov", "jp", "au", "global")
 """Model ids with these prefixes are cross-region inference profiles."""
 
@@ -49,7 +46,7 @@ class Mwaa(Construct):
         id: str,
         *,
         settings: InfraSettings,
-        variables: dict[str, str],
+        pipeline_settings: dict[str, Any],
         source_bucket: s3.Bucket,
     ) -> None:
         super().__init__(scope, id)
@@ -90,7 +87,7 @@ class Mwaa(Construct):
             description="MWAA execution role of the audio transcription pipeline",
         )
         self._grant_mwaa_basics(stack, source_bucket)
-        self._variables(variables)
+        self._pipeline_settings(pipeline_settings)
         versions = self._deploy_code(source_bucket)
         self.environment = mwaa.CfnEnvironment(
             self,
@@ -117,10 +114,8 @@ class Mwaa(Construct):
                 }
             ),
             airflow_configuration_options={
-                "secrets.backend": SECRETS_BACKEND,
-                "secrets.backend_kwargs": json.dumps(
-                    {"variables_prefix": VARIABLES_PREFIX, "connections_prefix": CONNECTIONS_PREFIX}
-                ),
+                # the SSM backend with the pipeline's lookup patterns and the secrets cache
+                **secrets_backend_options(),
                 # the environment runs this pipeline alone: its DAG starts unpaused, so the nightly
                 # schedule fires and a triggered run starts (a paused DAG's run waits, queued, forever)
                 "core.dags_are_paused_at_creation": "False",
@@ -199,17 +194,16 @@ class Mwaa(Construct):
         for statement in statements:
             self.role.add_to_policy(statement)
 
-    def _variables(self, variables: dict[str, str]) -> None:
-        """Every Variable the DAG reads, as SSM parameters behind MWAA's secrets backend."""
-        for name, value in variables.items():
-            variable = PipelineConfig.variable_name(name)
-            ssm.StringParameter(
-                self,
-                f"Var{name.title().replace('_', '')}",
-                parameter_name=f"{VARIABLES_PREFIX}/{variable}",
-                string_value=value,
-                description=f"Airflow Variable {variable}",
-            )
+    def _pipeline_settings(self, values: dict[str, Any]) -> None:
+        """The DAG's settings as the one Variable it reads per run: a JSON SSM parameter behind MWAA's
+        secrets backend (values from the stack's own resources, resolved at deploy time)."""
+        ssm.StringParameter(
+            self,
+            "PipelineConfig",
+            parameter_name=f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}",
+            string_value=Stack.of(self).to_json_string(values),
+            description=f"Airflow Variable {CONFIG_VARIABLE}: the audio pipeline's settings",
+        )
 
     def _deploy_code(self, source_bucket: s3.Bucket) -> dict[str, str]:
         """Upload dags/, plugins.zip and requirements.txt; return the S3 versions of the last two."""

@@ -92,10 +92,8 @@ class AudioPipelineStack(Stack):
             )
             endpoint_name = config.endpoint_name
 
-        variables = {
-            f.name: str(getattr(config, f.name)) for f in PipelineConfig.fields() if getattr(config, f.name) != ""
-        }
-        variables.update(
+        pipeline_settings = config.to_dict()
+        pipeline_settings.update(
             endpoint_name=endpoint_name,
             status_table=table.table_name,
             notification_queue=notifications.queue.queue_url,
@@ -103,7 +101,9 @@ class AudioPipelineStack(Stack):
             bedrock_model_id=settings.bedrock_model_id,
             schedule_bucket_uri=settings.schedule_bucket_uri or f"s3://{settings.input_bucket_name}/",
         )
-        airflow = Mwaa(self, "Airflow", settings=settings, variables=variables, source_bucket=storage.mwaa)
+        airflow = Mwaa(
+            self, "Airflow", settings=settings, pipeline_settings=pipeline_settings, source_bucket=storage.mwaa
+        )
         self._grant_pipeline(airflow.role, settings, config, input_bucket, storage, table, notifications, endpoint_name)
         self._acknowledge(table, storage, settings, config)
         for function in self.node.find_all():

@@ -32,12 +32,16 @@ base() {
   say "debootstrap bookworm into $rootfs (Debian packages; python $PYTHON_HOME)"
   debootstrap --variant=minbase \
     --include=ca-certificates,libssl3,libsqlite3-0,libffi8,libbz2-1.0,liblzma5,zlib1g,libreadline8,libncursesw6,libexpat1,libuuid1,libnsl2,postgresql-15 \
-    bookworm "$rootfs" "$MIRROR" >&2
+    bookworm "$rootfs" "$MIRROR" >"$rootfs.log" 2>&1 || { tail -n 20 "$rootfs.log" >&2; exit 1; }
+  rm -f "$rootfs.log"
   # the machine's CA bundle, so pip inside the image reaches the package index as the host does
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
-  # pyenv's CPython is linked with an rpath to its own path: keep that path
+  # pyenv's CPython is linked with an rpath to its own path: keep that path. Leave out its test
+  # suite, IDLE, tkinter and static library (200 MB), and what the host adds to its site-packages.
   mkdir -p "$rootfs$PYTHON_HOME"
-  cp -a "$PYTHON_HOME/." "$rootfs$PYTHON_HOME/"
+  tar -C "$PYTHON_HOME" -c --exclude=./lib/python3.12/test --exclude=./lib/python3.12/idlelib \
+    --exclude=./lib/python3.12/tkinter --exclude='*.a' --exclude='./lib/python3.12/site-packages/*.pth' . |
+    tar -C "$rootfs$PYTHON_HOME" -x
   chmod 755 "$rootfs/root" "$rootfs$(dirname "$(dirname "$PYTHON_HOME")")" "$rootfs$(dirname "$PYTHON_HOME")"
   ln -sf "$PYTHON_HOME/bin/python3.12" "$rootfs/usr/local/bin/python3.12"
   ln -sf python3.12 "$rootfs/usr/local/bin/python3"

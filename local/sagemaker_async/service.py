@@ -223,7 +223,7 @@ class AsyncInferenceService:
         headers = {
             "Content-Type": request.content_type or stored_type or "application/octet-stream",
             # which file version this is, for the model server's witness journal
-            **request_headers(request.input_location, etag, request.inference_id),
+            **request_headers(request.input_location, etag, request.inference_id, request.request_id),
         }
         if request.accept:
             headers["Accept"] = request.accept

@@ -14,13 +14,26 @@ TERMINAL = ("success", "failed")
 
 
 class AirflowApi:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, timeout: float = 30, read_attempts: int = 3) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        # a GET that times out is asked again, up to read_attempts in all (an api-server with one
+        # worker on a busy 2-core machine can answer one request late); other methods are sent once
+        self.read_attempts = read_attempts
         self._token: str | None = None
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
+        attempts = self.read_attempts if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._send(method, path, body)
+            except TimeoutError:
+                if attempt == attempts:
+                    raise
+
+    def _send(self, method: str, path: str, body: Any) -> Any:
         if self._token is None:
-            with urllib.request.urlopen(f"{self.base_url}/auth/token", timeout=30) as response:
+            with urllib.request.urlopen(f"{self.base_url}/auth/token", timeout=self.timeout) as response:
                 self._token = json.loads(response.read())["access_token"]
         request = urllib.request.Request(
             f"{self.base_url}{path}",
@@ -28,7 +41,7 @@ class AirflowApi:
             data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
             return json.loads(response.read() or b"null")
 
     def wait_for_dag(self, timeout: float = 180, dag_id: str = DAG_ID) -> None:

@@ -2,7 +2,7 @@
 
 A transcript longer than one request is split on sentence boundaries, each part is
 summarised, and the part summaries are combined (repeatedly, if they are themselves too
-long): nothing is ever truncated. Prompts are package data under ``prompts/``.
+long): nothing is ever truncated. Prompts come from :mod:`audio_pipeline.prompt_templates`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
-from importlib.resources import files
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from audio_pipeline.prompt_templates import load_prompts
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,6 @@ class SummaryError(RuntimeError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-@cache
-def prompt(name: str) -> str:
-    return files("audio_pipeline").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
 
 
 @dataclass
@@ -138,11 +133,13 @@ class Summarizer:
         *,
         chunk_chars: int = 12000,
         max_tokens: int = 1024,
+        prompts: dict[str, str] | None = None,
     ) -> None:
         self.client = client
         self.model_id = model_id
         self.chunk_chars = chunk_chars
         self.max_tokens = max_tokens
+        self.prompts = prompts or load_prompts()
 
     def summarize(self, transcript: str) -> Summary:
         text = transcript.strip()
@@ -168,7 +165,7 @@ class Summarizer:
         raise SummaryError(f"part summaries by {self.model_id} did not shrink after {MAX_REDUCE_LEVELS} levels")
 
     def _ask(self, template: str, text: str, result: Summary, part: str = "") -> tuple[str, list[str]]:
-        response = self._converse(prompt(template).format(text=text, part=part))
+        response = self._converse(self.prompts[template].format(text=text, part=part))
         usage = response.get("usage", {})
         result.input_tokens += usage.get("inputTokens", 0)
         result.output_tokens += usage.get("outputTokens", 0)
@@ -184,7 +181,7 @@ class Summarizer:
         try:
             return self.client.converse(
                 modelId=self.model_id,
-                system=[{"text": prompt("summarize_system")}],
+                system=[{"text": self.prompts["summarize_system"]}],
                 messages=[{"role": "user", "content": [{"text": user_text}]}],
                 inferenceConfig={"maxTokens": self.max_tokens, "temperature": 0.2},
             )

@@ -21,6 +21,9 @@ SHORT = {
     "duplicated notifications (30%)": 8,
     "unknown inference id and a non-JSON message": 4,
     "Bedrock throttling on 40% of calls": 6,
+    "six kinds of wrong-typed notification, three of each, on the success topic": 3,
+    "SQS answering 5xx for 30 s": 6,
+    "the triggerer killed (SIGKILL) and restarted mid-run": 6,
 }
 """Rows the suite runs on fewer files (the full row is `make faults`'): scenario -> files."""
 
@@ -43,3 +46,4 @@ def test_fault_scenario_loses_nothing(scenario):
     assert row.summarized == row.files_in - len(scenario.expected_failed) - len(scenario.expected_summary_errors), row
     assert row.model_calls >= row.files_in - len(scenario.expected_failed), row
     assert set(row.runs.split("/")) == {scenario.expected_run_state}, row
+    assert row.trigger_errors == 0, row

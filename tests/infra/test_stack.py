@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import aws_cdk as cdk
 import botocore.session
@@ -10,13 +11,20 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match
 from cfnlint.api import lint_file
 
-from audio_pipeline.config import PipelineConfig, StackNames
+from audio_pipeline.config import (
+    CONFIG_VARIABLE,
+    SECRETS_BACKEND,
+    VARIABLES_PREFIX,
+    PipelineConfig,
+    StackNames,
+    secrets_backend_options,
+)
 from audio_pipeline.status import table_definition
 from audio_pipeline.summaries import summary_location
 from infra.app import build
 from infra.plugins_zip import build as build_plugins_zip
 from infra.settings import AIRFLOW_VERSION, DEFAULT_PARAKEET_MODEL, INFERENCE_AMI_VERSION, InfraSettings, SettingError
-from infra.stacks.mwaa import SECRETS_BACKEND, VARIABLES_PREFIX, bedrock_resources
+from infra.stacks.mwaa import bedrock_resources
 from tests.infra.conftest import CDK_CONTEXT, IMAGE, REPO, STACK, cdk_synth
 
 CONFIG, NAMES = PipelineConfig(), StackNames()
@@ -381,18 +389,28 @@ def test_mwaa_installs_each_new_plugins_zip_and_requirements_txt(deployed, tmp_p
         assert "headObject" in lookup and hashlib.sha256(content).hexdigest() in lookup, "re-read on every change"
 
 
-def test_variables_are_every_field_the_dag_reads_behind_the_secrets_backend(template):
+def pipeline_settings(template) -> dict:
+    """The one SSM parameter behind the Variable audio_pipeline_config, its references as {"Ref": id}."""
+    (parameter,) = resources(template, "AWS::SSM::Parameter").values()
+    assert parameter["Properties"]["Name"] == f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}"
+    value = parameter["Properties"]["Value"]
+    parts = value["Fn::Join"][1] if isinstance(value, dict) else [value]
+    text = "".join(p if isinstance(p, str) else f"<Ref:{p['Ref']}>" for p in parts)
+    PipelineConfig.from_json(text)  # the DAG's own parser accepts it
+    return {
+        name: {"Ref": v[5:-1]} if isinstance(v, str) and v.startswith("<Ref:") else v
+        for name, v in json.loads(text).items()
+    }
+
+
+def test_the_dags_settings_are_one_variable_behind_the_secrets_backend(template):
+    """One GetParameter per run: every setting in the JSON Variable the DAG's first task reads."""
     (environment,) = resources(template, "AWS::MWAA::Environment").values()
     options = environment["Properties"]["AirflowConfigurationOptions"]
     assert options["secrets.backend"] == SECRETS_BACKEND
-    prefix = json.loads(options["secrets.backend_kwargs"])["variables_prefix"]
-    values = {
-        p["Properties"]["Name"].removeprefix(f"{prefix}/"): p["Properties"]["Value"]
-        for p in resources(template, "AWS::SSM::Parameter").values()
-    }
-    assert set(values) == {PipelineConfig.variable_name(f.name) for f in PipelineConfig.fields()}
-    assert all(values.values()), "SSM rejects empty values"
-
+    assert json.loads(options["secrets.backend_kwargs"])["variables_prefix"] == VARIABLES_PREFIX
+    values = pipeline_settings(template)
+    assert set(values) == {f.name for f in PipelineConfig.fields()}
     expected = {
         "endpoint_name": CONFIG.endpoint_name,
         "status_table": ref(template, "AWS::DynamoDB::Table", "Status"),
@@ -401,13 +419,25 @@ def test_variables_are_every_field_the_dag_reads_behind_the_secrets_backend(temp
         "transcripts_prefix": CONFIG.transcripts_prefix,
         "failures_prefix": CONFIG.failures_prefix,
         "bedrock_model_id": PROFILE,
-        "schedule_bucket_uri": "s3://team-audio/",
-        "max_batches": str(CONFIG.max_batches),
+        "schedule_bucket_uri": "s3://team-audio/",  # the nightly run defaults to the input bucket
+        "max_batches": CONFIG.max_batches,
     }
-    assert {name: values[PipelineConfig.variable_name(name)] for name in expected} == expected
-    assert prefix == VARIABLES_PREFIX
+    assert {name: values[name] for name in expected} == expected
     ssm = actions_on(role_statements(template, "AirflowExecutionRole"), f":parameter{VARIABLES_PREFIX}/*")
     assert "ssm:GetParameter" in ssm
+
+
+def test_the_secrets_backend_looks_up_only_what_ssm_holds_and_caches(template):
+    """Without lookup patterns every Variable and every hook's aws_default is a GetParameter (SSM's default
+    throughput is about 40 per second); only the pipeline's Variables and other connections go there."""
+    (environment,) = resources(template, "AWS::MWAA::Environment").values()
+    options = environment["Properties"]["AirflowConfigurationOptions"]
+    assert {k: v for k, v in options.items() if k.startswith("secrets.")} == secrets_backend_options()
+    kwargs = json.loads(options["secrets.backend_kwargs"])
+    variables, connections = kwargs["variables_lookup_pattern"], kwargs["connections_lookup_pattern"]
+    assert re.match(variables, CONFIG_VARIABLE) and not re.match(variables, "some_other_dags_variable")
+    assert not re.match(connections, "aws_default") and re.match(connections, "aws_other_account")
+    assert options["secrets.use_cache"] == "True"
 
 
 def test_outputs_name_what_a_user_needs(template):
@@ -563,9 +593,7 @@ def test_existing_endpoint_skips_inference_and_is_granted(existing_endpoint):
         "sagemaker:InvokeEndpointAsync",
         "sagemaker:DescribeEndpoint",
     }
-    params = existing_endpoint.find_resources("AWS::SSM::Parameter")
-    values = {p["Properties"]["Name"]: p["Properties"]["Value"] for p in params.values()}
-    assert values[f"{VARIABLES_PREFIX}/audio_pipeline_endpoint_name"] == "parakeet-async-endpoint"
+    assert pipeline_settings(existing_endpoint)["endpoint_name"] == "parakeet-async-endpoint"
     assert existing_endpoint.to_json()["Outputs"]["EndpointName"]["Value"] == "parakeet-async-endpoint"
 
 

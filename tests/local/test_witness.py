@@ -140,6 +140,7 @@ def test_emulator_and_model_server_journal_each_file_version(async_endpoint, tmp
     for n, etag in enumerate(etags):
         (call,) = witnesses.calls_of(uri, etag)
         assert call["inference_id"] == f"v{n}" and call["bytes"] == len(("first version", "second version")[n])
+        assert call["request_id"] == witnesses.accepted[n]["request_id"]
         (location,) = witnesses.output_locations({f"v{n}"})
         assert s3.get_object(Bucket="audio-out", Key=location.split("/", 3)[3])["ContentLength"] > 0
     outcomes = [e["status"] for e in read_journal(tmp_path / MODEL_SERVER) if e["event"] == "outcome"]
