@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +15,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ROOT / "dags"
 
 
 def dagbag():
@@ -33,16 +37,61 @@ def dag():
     return bag.dags["audio_transcription"]
 
 
-def test_parsing_reads_no_variables_and_no_aws(monkeypatch):
-    from airflow.sdk import Variable
+PARSE_OFFLINE = """
+import json, socket, sys
 
-    def forbidden(*args, **kwargs):
-        raise AssertionError("top-level DAG code must not read Variables")
+attempts = []
 
-    monkeypatch.setattr(Variable, "get", forbidden)
-    with mock_aws():
-        bag = dagbag()
-    assert bag.import_errors == {}
+
+def refuse(what):
+    def blocked(*args, **kwargs):
+        attempts.append(f"{what}{args[1:] if what == 'connect' else args[:2]}")
+        raise OSError(f"network access while parsing the DAG: {what}")
+
+    return blocked
+
+
+socket.socket.connect = refuse("connect")
+socket.socket.connect_ex = refuse("connect")
+socket.getaddrinfo = refuse("getaddrinfo")
+socket.create_connection = refuse("create_connection")
+
+from airflow.sdk import Variable
+
+
+def no_variable(key, *args, **kwargs):
+    attempts.append(f"Variable.get({key!r})")
+    raise AssertionError("top-level DAG code must not read Variables")
+
+
+Variable.get = no_variable
+from tests.dags.test_audio_transcription import dagbag
+
+bag = dagbag()
+print(json.dumps({"dags": sorted(bag.dags), "import_errors": bag.import_errors, "attempts": attempts}))
+"""
+
+
+def test_parsing_reads_no_variables_and_touches_no_network(tmp_path):
+    """Parse as the DAG processor does, in a fresh interpreter (every module imported anew),
+    with real AWS credentials' shape, no AWS mock and every socket refused: a Variable read or
+    an AWS call at import is reported even when the DAG file swallows the error."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="AKIAPARSETEST",
+        AWS_SECRET_ACCESS_KEY="parse-test",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_MAX_ATTEMPTS="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", PARSE_OFFLINE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    parsed = json.loads(run.stdout.strip().splitlines()[-1])
+    assert parsed["attempts"] == []
+    assert parsed["import_errors"] == {}
+    assert parsed["dags"] == ["audio_transcription"]
 
 
 def test_schedule_and_params(dag):
