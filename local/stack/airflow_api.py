@@ -73,9 +73,10 @@ class AirflowApi:
         """Set a run's state by hand, as from the UI's "Mark run as failed" (its running tasks are stopped)."""
         self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}", {"state": state})
 
-    def delete_run(self, run_id: str, dag_id: str = DAG_ID) -> None:
-        """Delete a run and its task instances: nothing of it is scheduled again."""
-        self._call("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
+    def mark_task(self, run_id: str, task_id: str, state: str, dag_id: str = DAG_ID) -> None:
+        """Set one task instance's state by hand, as from the UI's "Mark as ..."."""
+        run = urllib.request.quote(run_id, safe="")
+        self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}", {"new_state": state})
 
     def dag_runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
         return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]

@@ -134,8 +134,9 @@ class BatchSubmitter:
             if not item or item.get("inference_id") != f["inference_id"] or item["status"] != Status.PROCESSING:
                 report.already_done += 1
             elif "invoking_since" in item:
+                # sent, if at all, between its mark and now: its result may come until a window from now
                 why = "the submitting task stopped while invoking it"
-                interrupted.append(self._unclear(f, why, int(item["invoking_since"]), report))
+                interrupted.append(self._unclear(f, why, int(self.clock()), report))
             else:
                 todo.append(f)
         if report.already_done:
