@@ -15,6 +15,7 @@ AWS access from the ``aws_default`` connection.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -49,6 +50,9 @@ PROMPTS = Path(__file__).parent / "include" / "prompts"
 """Prompt templates a user edits without a code release (deployed with the DAGs; .airflowignore
 keeps the DAG processor out of include/); a template missing there is the package's default."""
 RESOLVE_RUN = "resolve_run"
+# report_run logs through logging, not print: printed lines reach the task log late, after
+# the task's own end (inside the UI's folded "Post Execute" group)
+report_log = logging.getLogger("audio_pipeline.report_run")
 
 
 def setting(name: str) -> str:
@@ -218,11 +222,11 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) 
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID)
     add_summary_openings(report, s3.conn)
     for line in report.lines():
-        print(line)
+        report_log.info("%s", line)
     key = f"{config.run_prefix(run_id)}manifest.json"
     s3.load_string(report.to_json(), key, config.output_bucket, replace=True)
     manifest = f"s3://{config.output_bucket}/{key}"
-    print(f"Run manifest: {manifest}")
+    report_log.info("Run manifest: %s", manifest)
     outlet_events[RUN_MANIFESTS].extra = {
         "manifest": manifest,
         "run_id": run_id,

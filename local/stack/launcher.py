@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 
@@ -16,6 +18,7 @@ from local.bootstrap import Resources, bootstrap
 from local.stack.processes import Processes
 from local.stack.services import (
     Settings,
+    airflow_environment,
     airflow_services,
     aws_environment,
     emulator_services,
@@ -88,8 +91,13 @@ class Stack:
         return self.processes.stop_all()
 
     def _write_env(self, resources: Resources) -> None:
+        airflow = airflow_environment(self.settings)
+        plugins = airflow.pop("PYTHONPATH")
         values = {
             **aws_environment(self.settings),
+            # the same home, database, DAG and plugin folders, connection and Variables as the
+            # stack's processes: the airflow CLI (dags trigger, list-runs, test) works on this stack
+            **airflow,
             "AUDIO_BUCKET": resources.input_bucket,
             "OUTPUT_BUCKET": resources.output_bucket,
             "STATUS_TABLE": resources.status_table,
@@ -98,4 +106,6 @@ class Stack:
             "AIRFLOW_URL": self.settings.url(self.settings.ports.airflow),
         }
         lines = [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+        lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')  # this airflow
+        lines.append(f"export PYTHONPATH={shlex.quote(plugins)}${{PYTHONPATH:+:$PYTHONPATH}}")
         (self.settings.state_dir / "stack.env").write_text("\n".join(lines) + "\n")

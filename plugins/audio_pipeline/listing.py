@@ -7,12 +7,15 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import botocore.session
 from botocore.exceptions import ClientError
 
 from audio_pipeline.config import MAX_ASYNC_PAYLOAD_BYTES, UnusableInputError
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _EXAMPLES_PER_REASON = 5
@@ -99,7 +102,7 @@ class ListingReport:
 
     objects: int = 0
     audio: int = 0
-    skipped: Counter = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def skip(self, reason: str, key: str) -> None:
@@ -119,7 +122,10 @@ class ListingReport:
 def input_location_limit() -> int:
     """The longest ``InputLocation`` InvokeEndpointAsync accepts (1,024), from botocore's model."""
     model = botocore.session.get_session().get_service_model("sagemaker-runtime")
-    return model.operation_model("InvokeEndpointAsync").input_shape.members["InputLocation"].metadata["max"]
+    shape = model.operation_model("InvokeEndpointAsync").input_shape
+    assert shape is not None
+    limit: int = shape.members["InputLocation"].metadata["max"]
+    return limit
 
 
 def _skip_reason(bucket: str, key: str, size: int, extensions: frozenset[str]) -> str | None:
@@ -140,7 +146,7 @@ def _skip_reason(bucket: str, key: str, size: int, extensions: frozenset[str]) -
 
 
 def iter_audio_objects(
-    s3_client: Any, location: S3Location, extensions: frozenset[str], report: ListingReport
+    s3_client: S3Client, location: S3Location, extensions: frozenset[str], report: ListingReport
 ) -> Iterator[AudioObject]:
     """Yield the audio objects under ``location``, every page of ``ListObjectsV2``."""
     paginator = s3_client.get_paginator("list_objects_v2")
@@ -171,7 +177,7 @@ def describe_s3_error(err: ClientError, location: S3Location) -> Exception:
     return err
 
 
-def check_bucket(s3_client: Any, location: S3Location) -> None:
+def check_bucket(s3_client: S3Client, location: S3Location) -> None:
     """Fail fast, naming the bucket, when it is missing or not readable."""
     try:
         s3_client.head_bucket(Bucket=location.bucket)
