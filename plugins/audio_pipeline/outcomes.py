@@ -19,8 +19,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.listing import split_s3_uri
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
+from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, utcnow
 
 log = logging.getLogger(__name__)
