@@ -128,7 +128,14 @@ def measure(n: int) -> dict:
         first = one_pass(moto, server, session, "bench__first", n)
         mark_summarized(session, PipelineConfig().status_table)
         rerun = one_pass(moto, server, session, "bench__rerun", n)
-        return {"N": n, "fill_seconds": round(fill_seconds, 1), "first": first, "rerun": rerun}
+        return {
+            "date": time.strftime("%Y-%m-%d"),
+            "load_average": round(os.getloadavg()[0], 1),
+            "N": n,
+            "fill_seconds": round(fill_seconds, 1),
+            "first": first,
+            "rerun": rerun,
+        }
     finally:
         process.terminate()
         process.wait(30)

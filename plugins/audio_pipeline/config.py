@@ -1,7 +1,8 @@
-"""The pipeline's configuration: one typed object, its Airflow Variables and their defaults.
+"""The pipeline's configuration: one typed object, the one Airflow Variable holding it, its defaults.
 
 Every name the DAG, the local bootstrap and ``infra/`` share lives here, so the three can
-never drift: resource names, the S3 layout of outputs and the Variable names themselves.
+never drift: resource names, the S3 layout of outputs, the Variable's name and the
+secrets-backend settings that MWAA and the local Airflow both use.
 Nothing in this module imports Airflow at import time, so ``infra/`` and the local stack
 can use it without an Airflow installation.
 """
