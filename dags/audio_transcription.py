@@ -33,10 +33,11 @@ from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import CONFIG_VARIABLE, PipelineConfig, UnusableInputError
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
-from audio_pipeline.listing import check_bucket, parse_bucket_uri
+from audio_pipeline.listing import check_bucket
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.prompt_templates import load_prompts
 from audio_pipeline.reporting import add_summary_openings, settle_run
+from audio_pipeline.s3_uris import parse_bucket_uri
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.submission import check_endpoint
 from audio_pipeline.summaries import Summarizer
