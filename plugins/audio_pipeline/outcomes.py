@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.listing import object_exists, split_s3_uri
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
+from audio_pipeline.s3_uris import object_exists, split_s3_uri
 from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, utcnow
 
 log = logging.getLogger(__name__)
