@@ -79,6 +79,7 @@ soak: venv
 
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 ## make plugins-zip: the plugins.zip MWAA gets (dist/plugins.zip)
 plugins-zip: venv

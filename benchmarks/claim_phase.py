@@ -27,7 +27,7 @@ import psutil
 
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig
-from audio_pipeline.listing import S3Location
+from audio_pipeline.s3_uris import S3Location
 from audio_pipeline.status import StatusTable, table_definition
 from tests.moto_server import free_port
 
@@ -128,7 +128,14 @@ def measure(n: int) -> dict:
         first = one_pass(moto, server, session, "bench__first", n)
         mark_summarized(session, PipelineConfig().status_table)
         rerun = one_pass(moto, server, session, "bench__rerun", n)
-        return {"N": n, "fill_seconds": round(fill_seconds, 1), "first": first, "rerun": rerun}
+        return {
+            "date": time.strftime("%Y-%m-%d"),
+            "load_average": round(os.getloadavg()[0], 1),
+            "N": n,
+            "fill_seconds": round(fill_seconds, 1),
+            "first": first,
+            "rerun": rerun,
+        }
     finally:
         process.terminate()
         process.wait(30)

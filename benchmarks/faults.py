@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from audio_pipeline.config import PipelineConfig
 from benchmarks.verdict import Judge, Tally
 from local.stack.airflow_api import AirflowApi
@@ -219,6 +221,28 @@ def sqs_outage(seconds: float) -> Callable[[Stack], None]:
     return during
 
 
+def keep_the_queue_busy(stack: Stack, every: float = 0.5, at_most: float = 900) -> None:
+    """Another endpoint's notifications (unknown inference ids) on the success topic every
+    ``every`` seconds, from the start of the run until the stack goes down: the queue is
+    never quiet for a whole reconcile interval."""
+    sns = stack.aws_session().client("sns")
+    topic = next(t["TopicArn"] for t in sns.list_topics()["Topics"] if t["TopicArn"].endswith("-success"))
+    ends, n = time.monotonic() + at_most, 0
+    while time.monotonic() < ends:
+        n += 1
+        stranger = {
+            "inferenceId": f"another-endpoint-{n}",
+            "invocationStatus": "Completed",
+            "requestParameters": {"inputLocation": f"s3://elsewhere/{n}.wav"},
+            "responseParameters": {"outputLocation": f"s3://elsewhere/{n}.out"},
+        }
+        try:
+            sns.publish(TopicArn=topic, Message=json.dumps(stranger))
+        except (BotoCoreError, ClientError):  # the stack is down: the row is over
+            return
+        time.sleep(every)
+
+
 def restart_triggerer(stack: Stack) -> None:
     """SIGKILL the triggerer once its triggers are polling, then start it again."""
     _wait_for_triggers(stack)
@@ -235,6 +259,12 @@ SCENARIOS = [
     Scenario("unknown inference id and a non-JSON message", _plain(10), during=publish_strangers),
     Scenario(
         "model fails on one file", {**_plain(9), "bad.wav": AUDIO + FAIL_MARKER.encode()}, expected_failed={"bad.wav"}
+    ),
+    Scenario(
+        "lost notifications (30%) on a busy shared queue, settled from S3",
+        _plain(20),
+        emulator_flags=("--fault-drop-notifications", "0.3"),
+        during=keep_the_queue_busy,
     ),
     Scenario("SageMaker-async emulator restarted mid-run", _plain(30), during=restart_emulator),
     Scenario(
@@ -328,12 +358,13 @@ def _wait(api: AirflowApi, run_id: str, ends: float) -> str:
 def markdown(rows: list[Row]) -> str:
     out = [
         "| scenario | files in | summarized | failed with reason | completed, summary error | accepted | model calls "
-        "(re-runs) | summaries | lost | processed twice | run states |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "(re-runs) | summaries | lost | processed twice | run states | trigger errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     out += [
         f"| {r.scenario} | {r.files_in} | {r.summarized} | {r.failed_with_reason} | {r.summary_errors} | "
-        f"{r.accepted} | {r.model_calls} ({r.reruns}) | {r.summaries} | {r.lost} | {r.processed_twice} | {r.runs} |"
+        f"{r.accepted} | {r.model_calls} ({r.reruns}) | {r.summaries} | {r.lost} | {r.processed_twice} | {r.runs} | "
+        f"{r.trigger_errors} |"
         for r in rows
     ]
     return "\n".join(out)

@@ -20,11 +20,13 @@ README = ROOT / "README.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
 TRIGGERER = "triggerer (all sensors' triggers)"
 _RUN_FILE = re.compile(r"^N(\d+)\.json$")
+_CLAIM_FILE = re.compile(r"^claim-N(\d+)\.json$")
 
 
-def load(results: Path = RESULTS) -> list[dict]:
-    """The end-to-end runs (``N<files>.json``), smallest N first."""
-    runs = [json.loads(p.read_text()) for p in results.iterdir() if _RUN_FILE.match(p.name)]
+def load(results: Path = RESULTS, pattern: re.Pattern[str] = _RUN_FILE) -> list[dict]:
+    """The end-to-end runs (``N<files>.json``; the claim phase's ``claim-N<files>.json`` with
+    ``_CLAIM_FILE``), smallest N first."""
+    runs = [json.loads(p.read_text()) for p in results.iterdir() if pattern.match(p.name)]
     return sorted(runs, key=lambda r: r["N"])
 
 
@@ -70,6 +72,22 @@ def calls_table(runs: list[dict]) -> str:
     return "\n".join(out)
 
 
+def claim_table(claims: list[dict]) -> str:
+    out = [
+        "| files | pass | wall s | CPU s, claiming code | CPU s, moto | calls per file | claimed | load average |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in claims:
+        for name in ("first", "rerun"):
+            p = c[name]
+            out.append(
+                f"| {_n(c['N'])} | {'first run' if name == 'first' else 'rerun, nothing new'} | {p['seconds']:.1f} "
+                f"| {p['client_cpu_s']:.1f} | {p['moto_cpu_s']:.1f} | {p['calls_per_file']:.3f} | {_n(p['claimed'])} "
+                f"| {c.get('load_average', 'not recorded')} |"
+            )
+    return "\n".join(out)
+
+
 def readme_figures(runs: list[dict]) -> str:
     parts = [
         f"N = {_n(r['N'])}: {r['calls_per_file']:.2f} AWS calls per file, utilisation {r['utilisation']:.2f}, "
@@ -88,8 +106,9 @@ def replace_between(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text)
 
 
-def render_doc(text: str, runs: list[dict]) -> str:
+def render_doc(text: str, runs: list[dict], claims: list[dict]) -> str:
     text = replace_between(text, "figures", figures_table(runs))
+    text = replace_between(text, "claim phase", claim_table(claims))
     return replace_between(text, "calls", calls_table(runs))
 
 
@@ -125,7 +144,7 @@ def plot(runs: list[dict], out: Path = PLOT) -> None:
 
 def main() -> None:
     runs = load()
-    DOC.write_text(render_doc(DOC.read_text(), runs))
+    DOC.write_text(render_doc(DOC.read_text(), runs, load(pattern=_CLAIM_FILE)))
     README.write_text(render_readme(README.read_text(), runs))
     plot(runs)
     print(

@@ -33,10 +33,11 @@ from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import CONFIG_VARIABLE, PipelineConfig, UnusableInputError
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
-from audio_pipeline.listing import check_bucket, parse_bucket_uri
+from audio_pipeline.listing import check_bucket
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.prompt_templates import load_prompts
 from audio_pipeline.reporting import add_summary_openings, settle_run
+from audio_pipeline.s3_uris import parse_bucket_uri
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.submission import check_endpoint
 from audio_pipeline.summaries import Summarizer
@@ -48,9 +49,9 @@ PROMPTS = Path(__file__).parent / "include" / "prompts"
 """Prompt templates a user edits without a code release (deployed with the DAGs; .airflowignore
 keeps the DAG processor out of include/); a template missing there is the package's default."""
 RESOLVE_RUN = "resolve_run"
-# report_run logs through logging, not print: printed lines reach the task log late, after
+# the tasks log through logging, not print: printed lines reach the task log late, after
 # the task's own end (inside the UI's folded "Post Execute" group)
-report_log = logging.getLogger("audio_pipeline.report_run")
+log = logging.getLogger("audio_pipeline.tasks")
 
 
 def setting(name: str) -> str:
@@ -76,14 +77,14 @@ def resolve_run(params: dict | None = None, dag_run=None) -> dict:
                 f"no bucket URI for the nightly run: set schedule_bucket_uri (s3://bucket/prefix/) in the "
                 f"Airflow Variable {CONFIG_VARIABLE}, or trigger the DAG with conf bucket_uri"
             )
-            print(why)  # the task log shows a skip without its reason
+            log.info("%s", why)  # the task log shows a skip without its reason
             raise AirflowSkipException(why)
         location = parse_bucket_uri(uri)
         check_bucket(S3Hook(aws_conn_id=AWS_CONN_ID).conn, location)
         check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name)
     except UnusableInputError as err:
         raise AirflowFailException(str(err)) from err  # a retry would say the same
-    print(f"Processing {location.uri} with endpoint {config.endpoint_name}")
+    log.info("Processing %s with endpoint %s", location.uri, config.endpoint_name)
     return {"bucket_uri": location.uri, "config": config.to_dict()}
 
 
@@ -105,7 +106,7 @@ def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = 
         max_files=params["max_files"],
     )
     for line in report.lines():
-        print(line)
+        log.info("%s", line)
     manifests = BatchManifests(s3, config.output_bucket, config.run_prefix(run_id))
     return manifests.write(report.claimed, params["batch_size"], config.max_batches)
 
@@ -136,10 +137,13 @@ def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: st
     )
     report = BatchSummarizer(table, s3, summarizer, concurrency=config.summary_concurrency).run(files)
     for failure in report.errors:
-        print(f"summary failed: {failure.uri}: {failure.reason}")
-    print(
-        f"{batch['label']}: {report.summarized} summarized, {len(report.errors)} summary errors, "
-        f"{report.not_completed} without a transcript"
+        log.warning("summary failed: %s: %s", failure.uri, failure.reason)
+    log.info(
+        "%s: %d summarized, %d summary errors, %d without a transcript",
+        batch["label"],
+        report.summarized,
+        len(report.errors),
+        report.not_completed,
     )
     if report.retryable:
         raise RuntimeError(f"{len(report.errors)} summaries failed (recorded as summary_error); retrying them")
@@ -196,11 +200,11 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) 
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID)
     add_summary_openings(report, s3.conn)
     for line in report.lines():
-        report_log.info("%s", line)
+        log.info("%s", line)
     key = f"{config.run_prefix(run_id)}manifest.json"
     s3.load_string(report.to_json(), key, config.output_bucket, replace=True)
     manifest = f"s3://{config.output_bucket}/{key}"
-    report_log.info("Run manifest: %s", manifest)
+    log.info("Run manifest: %s", manifest)
     outlet_events[RUN_MANIFESTS].extra = {
         "manifest": manifest,
         "run_id": run_id,

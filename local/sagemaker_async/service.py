@@ -106,8 +106,7 @@ class AsyncInferenceService:
     def accept(self, endpoint_name: str, headers: dict[str, str], body: bytes = b"") -> AsyncRequest:
         endpoint = self.endpoints.get(endpoint_name)
         request = build_request(endpoint, headers, received_at=self.clock(), body=body)
-        self.journal.add(request)
-        if self.witness:
+        if self.witness:  # before the request journal: a request that can run is always witnessed
             self.witness.record(
                 "accepted",
                 endpoint=endpoint.name,
@@ -117,6 +116,7 @@ class AsyncInferenceService:
                 output_location=request.output_location,
                 failure_location=request.failure_location,
             )
+        self.journal.add(request)
         self._enqueue(endpoint, request)
         return request
 

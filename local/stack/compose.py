@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("botocore").setLevel(logging.WARNING)
     settings = compose_settings(args.compose.split())
-    api = AirflowApi(settings.url(settings.ports.airflow))
+    # containers on a small machine answer slower than the native stack's processes
+    api = AirflowApi(settings.url(settings.ports.airflow), timeout=60)
     logs = f"`{args.compose} logs airflow-scheduler`, the task logs in the Airflow UI at {api.base_url}"
     return run_demo(aws_session(settings), api, INPUT_BUCKET, args.audio_dir, args.report, args.timeout, logs)
 

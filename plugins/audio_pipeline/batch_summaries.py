@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.listing import split_s3_uri
+from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.status import Status, StatusTable, Transition, utcnow
 from audio_pipeline.summaries import Summarizer, SummaryError, summary_location
 from audio_pipeline.transcripts import parse_transcript

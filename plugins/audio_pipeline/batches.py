@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-from audio_pipeline.listing import split_s3_uri
+from audio_pipeline.s3_uris import split_s3_uri
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 
 class BatchRef(TypedDict):
@@ -39,7 +42,7 @@ def plan_batch_sizes(total: int, batch_size: int, max_batches: int) -> list[int]
 class BatchManifests:
     """Writes and reads one run's batch manifests (JSON objects in S3)."""
 
-    def __init__(self, s3_client: Any, bucket: str, run_prefix: str) -> None:
+    def __init__(self, s3_client: S3Client, bucket: str, run_prefix: str) -> None:
         self.s3 = s3_client
         self.bucket = bucket
         self.run_prefix = run_prefix
@@ -61,7 +64,8 @@ class BatchManifests:
         return refs
 
 
-def read_manifest(s3_client: Any, manifest_uri: str) -> list[ClaimedFile]:
+def read_manifest(s3_client: S3Client, manifest_uri: str) -> list[ClaimedFile]:
     bucket, key = split_s3_uri(manifest_uri)
     body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return json.loads(body)["files"]
+    files: list[ClaimedFile] = json.loads(body)["files"]
+    return files

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.listing import AudioObject, ListingReport, S3Location, iter_audio_objects
+from audio_pipeline.listing import AudioObject, ListingReport, iter_audio_objects
+from audio_pipeline.s3_uris import S3Location
 from audio_pipeline.status import (
     DEFAULT_LEASE_SECONDS,
     IN_FLIGHT,

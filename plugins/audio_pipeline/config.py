@@ -1,7 +1,8 @@
-"""The pipeline's configuration: one typed object, its Airflow Variables and their defaults.
+"""The pipeline's configuration: one typed object, the one Airflow Variable holding it, its defaults.
 
 Every name the DAG, the local bootstrap and ``infra/`` share lives here, so the three can
-never drift: resource names, the S3 layout of outputs and the Variable names themselves.
+never drift: resource names, the S3 layout of outputs, the Variable's name and the
+secrets-backend settings that MWAA and the local Airflow both use.
 Nothing in this module imports Airflow at import time, so ``infra/`` and the local stack
 can use it without an Airflow installation.
 """
@@ -82,8 +83,25 @@ MAX_ASYNC_PAYLOAD_BYTES = 1_000_000_000
 """SageMaker asynchronous inference accepts input payloads up to 1 GB."""
 
 
-def _doc(default: Any, description: str) -> Any:
-    return field(default=default, metadata={"description": description})
+def _doc(default: Any, description: str, minimum: int = 1) -> Any:
+    """A setting's default and description; ``minimum`` bounds an integer setting."""
+    return field(default=default, metadata={"description": description, "minimum": minimum})
+
+
+def _integer(setting: dataclasses.Field[Any], raw: Any, source: str) -> int:
+    """An integer setting as written (a JSON number or a string of digits), never coerced from
+    ``true`` or ``2.5``, and at least the setting's minimum."""
+    try:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError(raw)
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise UnusableInputError(f"{source}: {setting.name!r} must be an integer, got {raw!r}") from None
+    if value < setting.metadata["minimum"]:
+        raise UnusableInputError(
+            f"{source}: {setting.name!r} must be at least {setting.metadata['minimum']}, got {value}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -116,7 +134,7 @@ class PipelineConfig:
     request_ttl_seconds: int = _doc(21600, "RequestTTLSeconds sent with each InvokeEndpointAsync")
     invocation_timeout_seconds: int = _doc(900, "InvocationTimeoutSeconds sent with each InvokeEndpointAsync")
     result_grace_seconds: int = _doc(
-        300, "extra wait past TTL + invocation timeout before a silent file is marked failed"
+        300, "extra wait past TTL + invocation timeout before a silent file is marked failed", minimum=0
     )
     reconcile_interval_seconds: int = _doc(
         120, "how often the sensor looks in S3 for results whose notification has not arrived"
@@ -132,7 +150,7 @@ class PipelineConfig:
         return VARIABLE_PREFIX + field_name
 
     @classmethod
-    def fields(cls) -> list[dataclasses.Field]:
+    def fields(cls) -> list[dataclasses.Field[Any]]:
         return list(dataclasses.fields(cls))
 
     @classmethod
@@ -153,12 +171,11 @@ class PipelineConfig:
                 continue
             raw = values[f.name]
             if f.type == "int":
-                try:
-                    kwargs[f.name] = int(raw)
-                except (TypeError, ValueError):
-                    raise UnusableInputError(f"{source}: {f.name!r} must be an integer, got {raw!r}") from None
+                kwargs[f.name] = _integer(f, raw, source)
+            elif isinstance(raw, str):
+                kwargs[f.name] = raw
             else:
-                kwargs[f.name] = str(raw)
+                raise UnusableInputError(f"{source}: {f.name!r} must be a string, got {raw!r}")
         return cls(**kwargs)
 
     @classmethod

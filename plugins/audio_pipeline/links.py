@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 
-from audio_pipeline.listing import split_s3_uri
+from audio_pipeline.s3_uris import split_s3_uri
 
 if TYPE_CHECKING:
     from airflow.models import BaseOperator
@@ -32,7 +32,11 @@ class S3OutputPrefixLink(BaseAwsLink):
 
 
 def persist_batch_links(
-    context: Context, operator: BaseOperator, hook: AwsGenericHook, endpoint_name: str | None, output_path: str | None
+    context: Context,
+    operator: BaseOperator,
+    hook: AwsGenericHook[Any],
+    endpoint_name: str | None,
+    output_path: str | None,
 ) -> None:
     """Store what both links need (an XCom per link, as the Amazon provider's links do); the
     region and partition are those of ``hook``'s client, a hook on the task's connection."""

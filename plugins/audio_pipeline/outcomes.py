@@ -9,6 +9,7 @@ deletes it from the queue.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -18,14 +19,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.listing import split_s3_uri
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
+from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, utcnow
 
 log = logging.getLogger(__name__)
 
 _FAILURE_EXCERPT_BYTES = 2000
 _TRACKED = ("status", "inference_id", "deadline", "output_location", "failure_location")
+RECONCILE_LOOKS = 200
+"""Pending files looked for in S3 per periodic reconcile at most (up to two ``HeadObject`` each)."""
 _KEY_MAX_BYTES = 2048
 """DynamoDB's limit for a partition key: a longer ``inputLocation`` cannot name a file of the table."""
 
@@ -63,6 +66,7 @@ class BatchWatcher:
         self.files = {f["uri"]: f["inference_id"] for f in files}
         self.pending: dict[str, dict[str, Any]] = {uri: {} for uri in self.files}
         self.settled: Counter[str] = Counter()
+        self._looked_at: dict[str, float] = {}
 
     @property
     def done(self) -> bool:
@@ -153,10 +157,15 @@ class BatchWatcher:
                 self.pending[uri] = item
 
     def reconcile(self, uris: Iterable[str] | None = None) -> None:
-        """Settle pending files (all, or ``uris``) whose output or failure object exists
-        although no notification came."""
+        """Settle pending files whose output or failure object exists although no notification
+        came: ``uris``, or the :data:`RECONCILE_LOOKS` pending files looked for longest ago (a
+        large batch is covered over several intervals, at a bounded cost per interval)."""
+        if uris is None:
+            uris = sorted(self.pending, key=lambda uri: self._looked_at.get(uri, -math.inf))[:RECONCILE_LOOKS]
         transitions = []
-        for uri in list(self.pending) if uris is None else [u for u in uris if u in self.pending]:
+        now = self.clock()
+        for uri in [u for u in uris if u in self.pending]:
+            self._looked_at[uri] = now
             item, iid = self.pending[uri], self.files[uri]
             output, failure = item.get("output_location"), item.get("failure_location")
             if output and self._exists(output):

@@ -14,7 +14,9 @@ def test_the_committed_docs_match_the_committed_results():
     assert {r["N"] for r in runs} >= {1000, 10000}
     doc = report.DOC.read_text()
     readme = report.README.read_text()
-    assert report.render_doc(doc, runs) == doc, "docs/benchmarks.md is stale: run python -m benchmarks.report"
+    claims = report.load(pattern=report._CLAIM_FILE)
+    assert {c["N"] for c in claims} >= {100000}
+    assert report.render_doc(doc, runs, claims) == doc, "docs/benchmarks.md is stale: run python -m benchmarks.report"
     assert report.render_readme(readme, runs) == readme, "README.md is stale: run python -m benchmarks.report"
     assert report.PLOT.exists()
 
@@ -25,11 +27,11 @@ def test_a_changed_result_changes_the_tables(tmp_path):
     (tmp_path / "N1000-before.json").write_text(json.dumps({**original, "calls_per_file": 7.77}))
     runs = report.load(tmp_path)
     assert [r["N"] for r in runs] == [1000], "only N<files>.json are the current runs"
-    doc = report.render_doc(report.DOC.read_text(), runs)
+    doc = report.render_doc(report.DOC.read_text(), runs, [])
     assert "| calls_per_file | 9.99 |" in doc and "7.77" not in doc
     assert "2.83" not in report.render_readme(report.README.read_text(), runs)
 
 
 def test_a_page_without_its_markers_is_an_error():
     with pytest.raises(ValueError, match="generated: figures"):
-        report.render_doc("no markers here", report.load())
+        report.render_doc("no markers here", report.load(), [])

@@ -181,11 +181,12 @@ def test_report_run_updates_the_run_manifests_asset(dag):
     assert RUN_MANIFESTS.uri == "s3://audio-transcription-output/runs"
 
 
-def test_a_nightly_run_without_a_bucket_uri_is_skipped_saying_why(dag, aws):
+def test_a_nightly_run_without_a_bucket_uri_is_skipped_saying_why(dag, aws, caplog):
     from airflow.sdk.exceptions import AirflowSkipException
 
     with pytest.raises(AirflowSkipException, match="no bucket URI for the nightly run.*schedule_bucket_uri"):
         resolve(dag, None, run_type="scheduled")
+    assert "no bucket URI for the nightly run" in caplog.text, "the task log says why, through the task's logger"
 
 
 # ------------------------------------------------- the configuration, read once per run
@@ -212,7 +213,7 @@ def test_the_first_task_reads_the_configuration_once_and_hands_it_on(dag, aws, m
     assert len(json.dumps(run)) < 2048, "a small XCom"
 
 
-def test_later_tasks_read_no_variable(dag, aws, monkeypatch):
+def test_later_tasks_read_no_variable(dag, aws, monkeypatch, caplog):
     """Templated fields render the first task's XCom, and the tasks build their settings from it."""
     from airflow.sdk import Variable
 
@@ -230,6 +231,7 @@ def test_later_tasks_read_no_variable(dag, aws, monkeypatch):
     params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
     batches = dag.get_task("claim_new_audio").python_callable(run=run, params=params, run_id="run-1")
     assert [b["files"] for b in batches] == [1]
+    assert "listed 1 objects: 1 audio files to consider" in caplog.text, "logged, not printed"
     events = defaultdict(SimpleNamespace)
     counts = dag.get_task("report_run").python_callable(run=run, run_id="run-1", outlet_events=events)
     assert counts == {"failed": 1}, "the teardown fails what the run left in flight"

@@ -11,6 +11,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from local.sagemaker_async.requests import Journal
+from local.sagemaker_async.service import AsyncInferenceService
 from local.stack.services import REPO
 from local.witness import (
     BEDROCK_RUNTIME,
@@ -145,3 +147,26 @@ def test_emulator_and_model_server_journal_each_file_version(async_endpoint, tmp
         assert s3.get_object(Bucket="audio-out", Key=location.split("/", 3)[3])["ContentLength"] > 0
     outcomes = [e["status"] for e in read_journal(tmp_path / MODEL_SERVER) if e["event"] == "outcome"]
     assert outcomes == [200, 200]
+
+
+def test_a_request_is_witnessed_before_the_emulator_can_run_it(async_endpoint, tmp_path):
+    """A kill between the two writes must not leave a request that runs (resumed) but was never witnessed."""
+    witnessed_first = []
+
+    class RequestJournal(Journal):
+        def add(self, request):
+            accepted = read_journal(tmp_path / SAGEMAKER_ASYNC)
+            witnessed_first.append(any(e["request_id"] == request.request_id for e in accepted))
+            super().add(request)
+
+    service = AsyncInferenceService(
+        sagemaker=boto3.client("sagemaker"),
+        s3=boto3.client("s3"),
+        sns=boto3.client("sns"),
+        region=REGION,
+        model_url="http://unused",
+        journal=RequestJournal(tmp_path / "journal"),
+        witness=WitnessJournal(tmp_path / SAGEMAKER_ASYNC),
+    )
+    service.accept("asr", {"x-amzn-sagemaker-inputlocation": "s3://audio-in/a.wav"})
+    assert witnessed_first == [True]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from audio_pipeline.batch_summaries import record_no_summary
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import DEFAULT_AUDIO_EXTENSIONS
-from audio_pipeline.listing import S3Location
+from audio_pipeline.s3_uris import S3Location
 from audio_pipeline.status import Status, StatusTable, Transition
 
 from .conftest import CONFIG

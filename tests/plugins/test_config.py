@@ -80,3 +80,29 @@ def test_the_secrets_backend_looks_up_the_pipelines_variables_and_never_aws_defa
         f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}",
         "/airflow/connections/slack_alerts",
     ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_batches": True}, "'max_batches' must be an integer, got True"),
+        ({"summary_concurrency": 2.5}, "'summary_concurrency' must be an integer, got 2.5"),
+        ({"max_batches": 0}, "'max_batches' must be at least 1, got 0"),
+        ({"reconcile_interval_seconds": "-5"}, "'reconcile_interval_seconds' must be at least 1, got -5"),
+        ({"result_grace_seconds": -1}, "'result_grace_seconds' must be at least 0, got -1"),
+        ({"endpoint_name": ["a", "b"]}, "'endpoint_name' must be a string, got \\['a', 'b'\\]"),
+        ({"status_table": {"name": "t"}}, "'status_table' must be a string, got \\{'name': 't'\\}"),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_or_range_is_named_not_coerced(settings, message):
+    """A value that would run with something other than what the user wrote (True as 1, 2.5 as 2,
+    a list as its repr) or cannot work (no batches, a negative interval) fails naming the setting."""
+    with pytest.raises(UnusableInputError, match=f"Airflow Variable 'audio_pipeline_config': {message}"):
+        PipelineConfig.from_json(json.dumps(settings))
+
+
+def test_integers_written_as_json_numbers_or_strings_are_read_alike():
+    written = {"max_batches": 8, "summary_max_tokens": "2048", "result_grace_seconds": 0, "request_ttl_seconds": 60.0}
+    config = PipelineConfig.from_json(json.dumps(written))
+    assert (config.max_batches, config.summary_max_tokens, config.result_grace_seconds) == (8, 2048, 0)
+    assert config.request_ttl_seconds == 60 and isinstance(config.request_ttl_seconds, int)

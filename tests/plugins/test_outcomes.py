@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import json
 
+from audio_pipeline import outcomes
 from audio_pipeline.outcomes import BatchWatcher
 from audio_pipeline.status import Status, Transition, inference_id_for
 
@@ -199,3 +200,18 @@ def test_a_file_past_its_deadline_is_looked_for_in_s3_before_it_fails(table, s3)
     assert w.done and w.settled == {"completed": 1, "failed": 1}
     items = table.get_many(f["uri"] for f in files)
     assert [items[f["uri"]]["status"] for f in files] == ["completed", "failed"]
+
+
+def test_a_periodic_look_in_s3_is_bounded_and_goes_round_the_batch(table, s3, monkeypatch):
+    monkeypatch.setattr(outcomes, "RECONCILE_LOOKS", 2)
+    files = submitted_batch(table, s3, 5)
+    s3.put_object(Bucket=OUT, Key=f"transcripts/{files[4]['inference_id']}.out", Body=b"{}")
+    w = watcher(table, s3, files)
+    heads = []
+    real_head = s3.head_object
+    monkeypatch.setattr(s3, "head_object", lambda **kw: heads.append(kw["Key"]) or real_head(**kw))
+    w.reconcile()
+    w.reconcile()
+    assert not w.settled and len(heads) == 2 * 2 * 2, "two files a look, output and failure object each"
+    w.reconcile()  # the files not looked for yet come first
+    assert w.settled == {"completed": 1} and files[4]["uri"] not in w.pending

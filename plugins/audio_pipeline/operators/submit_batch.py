@@ -71,7 +71,7 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         self.result_grace_seconds = result_grace_seconds
 
     def execute(self, context: Context) -> dict[str, int]:
-        aws = {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify}
+        aws: dict[str, Any] = {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify}
         s3 = S3Hook(**aws)
         persist_batch_links(context, self, s3, self.endpoint_name, self.output_path)
         files = read_manifest(s3.conn, self.batch["manifest"])
