@@ -296,3 +296,35 @@ def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
     with pytest.raises(Exception, match="retrying them") as raised:
         run()
     assert not isinstance(raised.value, AirflowFailException)
+
+
+def test_the_claim_task_takes_over_the_files_of_a_run_airflow_reports_ended(dag, aws):
+    """run-1 was marked failed with a file still in flight: run-2's claim task asks Airflow for
+    run-1's state (once) and takes the file over with its inference id, before its lease ends."""
+    from audio_pipeline.config import PipelineConfig
+    from audio_pipeline.status import StatusTable
+    from local.bootstrap import INPUT_BUCKET, bootstrap
+
+    bootstrap(boto3.session.Session())
+    boto3.client("s3").put_object(Bucket=INPUT_BUCKET, Key="calls/a.wav", Body=b"RIFF....WAVEfmt ")
+    run = {"bucket_uri": f"s3://{INPUT_BUCKET}/calls/", "config": PipelineConfig().to_dict()}
+    params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
+    claim = dag.get_task("claim_new_audio").python_callable
+    (first,) = claim(run=run, params=params, run_id="run-1")
+    asked = []
+
+    class TaskInstance:
+        dag_id = "audio_transcription"
+
+        @staticmethod
+        def get_dagrun_state(dag_id, run_id):
+            asked.append((dag_id, run_id))
+            return "failed"
+
+    (second,) = claim(run=run, params=params, run_id="run-2", ti=TaskInstance())
+
+    assert second["files"] == 1 and asked == [("audio_transcription", "run-1")]
+    table = StatusTable(boto3.client("dynamodb"), PipelineConfig().status_table)
+    item = table.get_many([f"s3://{INPUT_BUCKET}/calls/a.wav"])[f"s3://{INPUT_BUCKET}/calls/a.wav"]
+    assert item["run_id"] == "run-2" and item["status"] == "processing"
+    assert claim(run=run, params=params, run_id="run-3") == [], "without Airflow's word, the lease decides"
