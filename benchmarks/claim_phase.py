@@ -27,7 +27,7 @@ import psutil
 
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig
-from audio_pipeline.listing import S3Location
+from audio_pipeline.s3_uris import S3Location
 from audio_pipeline.status import StatusTable, table_definition
 from tests.moto_server import free_port
 

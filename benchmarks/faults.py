@@ -53,6 +53,11 @@ class Scenario:
     expected_run_state: str = "success"
     service_seconds: float = 0.05
     """The benchmark backend's time per file (BENCHMARK_SERVICE_SECONDS)."""
+    variables: dict[str, str] = field(default_factory=dict)
+    """Settings of the pipeline (the Variable ``audio_pipeline_config``) for this scenario."""
+    drive: Callable[[Stack, AirflowApi, str], list[str]] | None = None
+    """Runs the DAG itself (given the stack, the API and the bucket URI) instead of triggering
+    ``runs`` runs at once, and returns every run id it started, in order."""
 
     def short(self, files: int) -> Scenario:
         """The same scenario on its first ``files`` files (and every file it expects to fail), for CI."""
@@ -251,6 +256,87 @@ def restart_triggerer(stack: Stack) -> None:
     stack.processes.start(triggerer)
 
 
+SHORT_WINDOW = {"request_ttl_seconds": "60", "invocation_timeout_seconds": "10", "result_grace_seconds": "5"}
+"""A 75 s result window (and lease): a file that was perhaps never sent fails within minutes, not hours."""
+
+
+def _status_counts(stack: Stack) -> dict[str, int]:
+    """How many files of the prefix the status table has in each status (to time a fault, not to judge)."""
+    table = stack.aws_session().client("dynamodb")
+    counts: dict[str, int] = {}
+    for page in table.get_paginator("scan").paginate(TableName=PipelineConfig().status_table):
+        for item in page["Items"]:
+            if item["uri"]["S"].startswith(f"s3://{BUCKET}/{PREFIX}"):
+                counts[item["status"]["S"]] = counts.get(item["status"]["S"], 0) + 1
+    return counts
+
+
+def _accepted(stack: Stack) -> int:
+    health = f"{stack.settings.url(stack.settings.ports.sagemaker_runtime)}/_emulator/health"
+    endpoints = json.loads(urllib.request.urlopen(health, timeout=10).read())["endpoints"]
+    return sum(e["accepted"] for e in endpoints.values())
+
+
+def _until(what: str, ready: Callable[[], bool], timeout: float = 300, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(every)
+
+
+def _files(stack: Stack) -> int:
+    return len(stack.aws_session().client("s3").list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"])
+
+
+def _past_the_window() -> None:
+    """Until the result window of every file submitted so far has passed (its lease with it)."""
+    time.sleep(sum(int(v) for v in SHORT_WINDOW.values()) + 5)
+
+
+def kill_scheduler_before_report(stack: Stack, api: AirflowApi, bucket_uri: str) -> list[str]:
+    """Run 1 until every file is transcribed, then SIGKILL the scheduler (and the task processes it
+    runs) before its summaries and ``report_run``; mark run 1 failed and its ``report_run``
+    skipped, so that nothing of it runs again. Once its lease has passed, run 2 must summarise
+    the transcripts without transcribing anything again."""
+    first = api.trigger({"bucket_uri": bucket_uri})
+    files = _files(stack)
+    _until("every file transcribed", lambda: _status_counts(stack).get("completed", 0) >= files, every=0.1)
+    (scheduler,) = [s for s in airflow_services(stack.settings) if s.name == "scheduler"]
+    stack.processes.kill(scheduler.name)
+    api.mark_run(first, "failed")
+    api.mark_task(first, "report_run", "skipped")  # a teardown outlives a run marked failed: not this one
+    stack.processes.start(scheduler)
+    _past_the_window()
+    return [api.trigger({"bucket_uri": bucket_uri})]
+
+
+def kill_submit_task_midway(stack: Stack, api: AirflowApi, bucket_uri: str, after_accepted: int = 30) -> list[str]:
+    """SIGKILL the process of the submitting task once the endpoint has accepted ``after_accepted``
+    files (in the middle of a group of 25); Airflow retries the task a minute later."""
+    import psutil
+
+    run_id = api.trigger({"bucket_uri": bucket_uri})
+    _until(f"{after_accepted} files accepted", lambda: _accepted(stack) >= after_accepted, every=0.01)
+    (ti,) = [t for t in api.task_instances(run_id) if t["task_id"] == "transcribe.submit" and t["state"] == "running"]
+    title = f"airflow worker -- {ti['id']}"
+    (task,) = [p for p in psutil.process_iter(["cmdline"]) if title in " ".join(p.info["cmdline"] or [])]
+    task.kill()
+    return [run_id]
+
+
+def mark_failed_mid_flight(stack: Stack, api: AirflowApi, bucket_uri: str) -> list[str]:
+    """Mark run 1 failed by hand once half its files are accepted (its teardown fails what it left in
+    flight, while the endpoint still works on them); once their results are in, a new run over the
+    prefix with reprocess_failed keeps every transcript that came and transcribes only the rest."""
+    first = api.trigger({"bucket_uri": bucket_uri})
+    _until("half the files accepted", lambda: _accepted(stack) >= _files(stack) // 2, every=0.02)
+    api.mark_run(first, "failed")
+    api.wait_for_run(first, timeout=300)
+    _past_the_window()
+    return [first, api.trigger({"bucket_uri": bucket_uri, "reprocess_failed": True})]
+
+
 SCENARIOS = [
     Scenario("duplicated notifications (30%)", _plain(20), emulator_flags=("--fault-duplicate-notifications", "0.3")),
     Scenario(
@@ -280,6 +366,26 @@ SCENARIOS = [
         service_seconds=3.0,
     ),
     Scenario("two runs over one prefix at once", _plain(30), runs=2),
+    Scenario(
+        "the scheduler killed between the last transcription and report_run, then a new run",
+        _plain(20),
+        variables=SHORT_WINDOW,
+        drive=kill_scheduler_before_report,
+    ),
+    Scenario(
+        "a task process killed halfway through submitting",
+        _plain(60),
+        variables=SHORT_WINDOW,
+        drive=kill_submit_task_midway,
+        service_seconds=0.2,
+    ),
+    Scenario(
+        "a run marked failed by hand mid-flight, then a new run over the prefix",
+        _plain(30),
+        variables=SHORT_WINDOW,
+        drive=mark_failed_mid_flight,
+        service_seconds=0.5,
+    ),
     Scenario("Bedrock throttling on 40% of calls", _plain(10), bedrock_flags=("--fault-throttle-rate", "0.4")),
     Scenario(
         "Bedrock rejects one file's summary (real speech recognition)",
@@ -309,7 +415,7 @@ def run(scenario: Scenario, timeout: float = 900) -> Row:
     settings = Settings(
         state_dir=Path(tempfile.mkdtemp(prefix="faults-")),
         ports=Ports(*(free_port() for _ in range(5))),
-        variables={**Settings().variables, **QUICK_RECONCILE},
+        variables={**Settings().variables, **QUICK_RECONCILE, **scenario.variables},
         model_backend=scenario.model_backend,
         emulator_flags=scenario.emulator_flags,
         bedrock_flags=scenario.bedrock_flags,
@@ -324,7 +430,11 @@ def run(scenario: Scenario, timeout: float = 900) -> Row:
             s3.put_object(Bucket=BUCKET, Key=PREFIX + key, Body=body)
         api = AirflowApi(settings.url(settings.ports.airflow))
         api.wait_for_dag()
-        run_ids = [api.trigger({"bucket_uri": f"s3://{BUCKET}/{PREFIX}"}) for _ in range(scenario.runs)]
+        bucket_uri = f"s3://{BUCKET}/{PREFIX}"
+        if scenario.drive:
+            run_ids = scenario.drive(stack, api, bucket_uri)
+        else:
+            run_ids = [api.trigger({"bucket_uri": bucket_uri}) for _ in range(scenario.runs)]
         if scenario.during:
             threading.Thread(target=scenario.during, args=(stack,), daemon=True).start()
         ends = time.monotonic() + timeout

@@ -109,7 +109,7 @@ def soak(files: int, seed: int, minutes: float, service_seconds: float = 0.05) -
         f"soak: seed {seed}: {row.files_in} files in {row.seconds:.0f}s (runs {row.runs}): "
         f"{row.summarized} summarized, {row.failed_with_reason} failed with a reason, "
         f"{row.summary_errors} summary errors; witnesses: {row.accepted} accepted, "
-        f"{row.model_calls} model calls, {row.summaries} summaries; "
+        f"{row.model_calls} model calls ({row.reruns} re-runs), {row.summaries} summaries; "
         f"lost {row.lost}, processed twice {row.processed_twice}",
         flush=True,
     )

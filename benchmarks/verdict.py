@@ -23,6 +23,7 @@ different recordings (two copies of one recording have one transcript).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,8 @@ class Judge:
         self.table = session.resource("dynamodb").Table(PipelineConfig().status_table)
         self.witnesses = Witnesses.load(witness_dir)
         self.succeeded = self.witnesses.summaries_succeeded()
+        self._texts: dict[str, tuple[str, str] | None] = {}
+        self.sharers = self._versions_per_text()
 
     def judge(self, uris: list[str]) -> list[FileVerdict]:
         return [self._one(uri) for uri in uris]
@@ -110,7 +113,11 @@ class Judge:
         locations = self.witnesses.output_locations({c["inference_id"] for c in calls})
         transcripts = [t for t in map(self._transcript, sorted(locations)) if t is not None]
         summary_stored = any(self._exists(summary_location(location)) for location, _ in transcripts)
-        summaries = sum(self.succeeded[text_key(text)] for text in {text for _, text in transcripts})
+        # Bedrock sees text, not files: versions with one transcript (the same clip under two
+        # keys) share its successful requests, and only requests beyond one each are extra
+        summaries = sum(
+            max(0, self.succeeded[key] - self.sharers[key] + 1) for key in {text_key(text) for _, text in transcripts}
+        )
         item = self.table.get_item(Key={"uri": uri}, ConsistentRead=True).get("Item") or {}
         if item and str(item.get("etag", "")).strip('"') != etag.strip('"'):
             item = {}  # a status about another version of the file says nothing about this one
@@ -127,8 +134,24 @@ class Judge:
         requests = len({c["request_id"] or c["call_id"] for c in calls})
         return FileVerdict(uri, etag, status, outcome, accepted, len(calls), requests, summaries)
 
+    def _versions_per_text(self) -> Counter[str]:
+        """How many witnessed file versions (input location, ETag) have each transcript text."""
+        texts: dict[str, set[tuple[str, str | None]]] = {}
+        for call in self.witnesses.model_calls:
+            version = (call["input_location"], str(call["input_etag"] or "").strip('"'))
+            for location in self.witnesses.output_locations({call["inference_id"]}):
+                found = self._transcript(location)
+                if found is not None:
+                    texts.setdefault(text_key(found[1]), set()).add(version)
+        return Counter({key: len(versions) for key, versions in texts.items()})
+
     def _transcript(self, location: str) -> tuple[str, str] | None:
         """(location, transcript text) of an output object in S3, or None when there is none."""
+        if location not in self._texts:
+            self._texts[location] = self._read_transcript(location)
+        return self._texts[location]
+
+    def _read_transcript(self, location: str) -> tuple[str, str] | None:
         bucket, key = _split(location)
         try:
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -14,8 +14,10 @@ AWS access from the ``aws_default`` connection.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,11 @@ from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import CONFIG_VARIABLE, PipelineConfig, UnusableInputError
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
-from audio_pipeline.listing import check_bucket, parse_bucket_uri
+from audio_pipeline.listing import check_bucket
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.prompt_templates import load_prompts
 from audio_pipeline.reporting import add_summary_openings, settle_run
+from audio_pipeline.s3_uris import parse_bucket_uri
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.submission import check_endpoint
 from audio_pipeline.summaries import Summarizer
@@ -48,9 +51,9 @@ PROMPTS = Path(__file__).parent / "include" / "prompts"
 """Prompt templates a user edits without a code release (deployed with the DAGs; .airflowignore
 keeps the DAG processor out of include/); a template missing there is the package's default."""
 RESOLVE_RUN = "resolve_run"
-# report_run logs through logging, not print: printed lines reach the task log late, after
+# the tasks log through logging, not print: printed lines reach the task log late, after
 # the task's own end (inside the UI's folded "Post Execute" group)
-report_log = logging.getLogger("audio_pipeline.report_run")
+log = logging.getLogger("audio_pipeline.tasks")
 
 
 def setting(name: str) -> str:
@@ -76,19 +79,35 @@ def resolve_run(params: dict | None = None, dag_run=None) -> dict:
                 f"no bucket URI for the nightly run: set schedule_bucket_uri (s3://bucket/prefix/) in the "
                 f"Airflow Variable {CONFIG_VARIABLE}, or trigger the DAG with conf bucket_uri"
             )
-            print(why)  # the task log shows a skip without its reason
+            log.info("%s", why)  # the task log shows a skip without its reason
             raise AirflowSkipException(why)
         location = parse_bucket_uri(uri)
         check_bucket(S3Hook(aws_conn_id=AWS_CONN_ID).conn, location)
         check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name)
     except UnusableInputError as err:
         raise AirflowFailException(str(err)) from err  # a retry would say the same
-    print(f"Processing {location.uri} with endpoint {config.endpoint_name}")
+    log.info("Processing %s with endpoint %s", location.uri, config.endpoint_name)
     return {"bucket_uri": location.uri, "config": config.to_dict()}
 
 
+def _run_ended(ti: Any) -> Callable[[str], bool] | None:
+    """Whether a run of this DAG has ended (success or failed), asked of Airflow once per run id."""
+    if ti is None:
+        return None
+
+    @functools.cache
+    def ended(run_id: str) -> bool:
+        try:
+            return ti.get_dagrun_state(dag_id=ti.dag_id, run_id=run_id) in ("success", "failed")
+        except Exception as err:  # a run deleted, say: its lease still decides
+            print(f"state of run {run_id} unknown ({err}); its files wait for their deadline")
+            return False
+
+    return ended
+
+
 @task
-def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = None) -> list[BatchRef]:
+def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None) -> list[BatchRef]:
     """Claim the new audio files under the bucket URI and split them into batch manifests."""
     config = PipelineConfig.from_mapping(run["config"])
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
@@ -103,9 +122,10 @@ def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = 
         reprocess_failed=params["reprocess_failed"],
         summarize=params["summarize"],
         max_files=params["max_files"],
+        run_ended=_run_ended(ti),
     )
     for line in report.lines():
-        print(line)
+        log.info("%s", line)
     manifests = BatchManifests(s3, config.output_bucket, config.run_prefix(run_id))
     return manifests.write(report.claimed, params["batch_size"], config.max_batches)
 
@@ -119,7 +139,7 @@ def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: st
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     files = read_manifest(s3, batch["manifest"])
     if not params["summarize"]:
-        waiting = record_no_summary(table, files, f"summaries were off for run {run_id} (summarize=false)")
+        waiting = record_no_summary(table, files, run_id, f"summaries were off for run {run_id} (summarize=false)")
         raise AirflowSkipException(
             f"summaries are off for this run (summarize=false): {waiting} transcripts wait for a run with them on"
         )
@@ -134,12 +154,22 @@ def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: st
         max_tokens=config.summary_max_tokens,
         prompts=prompts,
     )
-    report = BatchSummarizer(table, s3, summarizer, concurrency=config.summary_concurrency).run(files)
+    report = BatchSummarizer(
+        table,
+        s3,
+        summarizer,
+        run_id=run_id,
+        lease_seconds=config.result_window_seconds,
+        concurrency=config.summary_concurrency,
+    ).run(files)
     for failure in report.errors:
-        print(f"summary failed: {failure.uri}: {failure.reason}")
-    print(
-        f"{batch['label']}: {report.summarized} summarized, {len(report.errors)} summary errors, "
-        f"{report.not_completed} without a transcript"
+        log.warning("summary failed: %s: %s", failure.uri, failure.reason)
+    log.info(
+        "%s: %d summarized, %d summary errors, %d without a transcript or taken by another run for its summary",
+        batch["label"],
+        report.summarized,
+        len(report.errors),
+        report.not_completed,
     )
     if report.retryable:
         raise RuntimeError(f"{len(report.errors)} summaries failed (recorded as summary_error); retrying them")
@@ -196,11 +226,11 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) 
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID)
     add_summary_openings(report, s3.conn)
     for line in report.lines():
-        report_log.info("%s", line)
+        log.info("%s", line)
     key = f"{config.run_prefix(run_id)}manifest.json"
     s3.load_string(report.to_json(), key, config.output_bucket, replace=True)
     manifest = f"s3://{config.output_bucket}/{key}"
-    report_log.info("Run manifest: %s", manifest)
+    log.info("Run manifest: %s", manifest)
     outlet_events[RUN_MANIFESTS].extra = {
         "manifest": manifest,
         "run_id": run_id,

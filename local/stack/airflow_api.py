@@ -69,6 +69,15 @@ class AirflowApi:
         run = self._call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
+    def mark_run(self, run_id: str, state: str, dag_id: str = DAG_ID) -> None:
+        """Set a run's state by hand, as from the UI's "Mark run as failed" (its running tasks are stopped)."""
+        self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}", {"state": state})
+
+    def mark_task(self, run_id: str, task_id: str, state: str, dag_id: str = DAG_ID) -> None:
+        """Set one task instance's state by hand, as from the UI's "Mark as ..."."""
+        run = urllib.request.quote(run_id, safe="")
+        self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}", {"new_state": state})
+
     def dag_runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
         return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
 

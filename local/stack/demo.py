@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_pipeline.config import PipelineConfig
-from audio_pipeline.listing import split_s3_uri
+from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.status import Status, StatusTable
 from audio_pipeline.transcripts import TranscriptFormatError, parse_transcript
 from local.stack.airflow_api import AirflowApi

@@ -10,7 +10,8 @@ import warnings
 # Amazon provider 9.34 (MWAA's) reads its own version for the User-Agent through
 # ProvidersManager().hooks, which Airflow 3.3 deprecates inside tasks: every task and trigger
 # log would open with that DeprecatedImportWarning (a FutureWarning). Ignore exactly that
-# message, raised from exactly that module; any other warning still shows.
+# message, raised from exactly that module; any other warning still shows. Provider 9.39 asks
+# ProvidersManagerTaskRuntime instead (the cause fixed): drop this once MWAA runs it.
 warnings.filterwarnings(
     "ignore",
     message=r"ProvidersManager\.hooks is deprecated",

@@ -11,8 +11,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.listing import split_s3_uri
-from audio_pipeline.status import Status, StatusTable, Transition, utcnow
+from audio_pipeline.claims import take_for_summary
+from audio_pipeline.s3_uris import split_s3_uri
+from audio_pipeline.status import DEFAULT_LEASE_SECONDS, Status, StatusTable, Transition, utcnow
 from audio_pipeline.summaries import Summarizer, SummaryError, summary_location
 from audio_pipeline.transcripts import parse_transcript
 
@@ -34,6 +35,7 @@ class BatchSummaryReport:
     summarized: int = 0
     errors: list[SummaryFailure] = field(default_factory=list)
     not_completed: int = 0
+    """Files this run does not summarise: no transcript of this claim, or another run took them for their summary."""
 
     @property
     def retryable(self) -> bool:
@@ -47,36 +49,63 @@ def _is_retryable(err: Exception) -> bool:
     return isinstance(err, (ClientError, BotoCoreError))
 
 
-def completed_files(table: StatusTable, files: Sequence[ClaimedFile]) -> list[tuple[ClaimedFile, dict[str, Any]]]:
-    """The files of a batch whose transcript their claim completed, each with its item."""
-    items = table.get_many([f["uri"] for f in files], ("status", "inference_id", "output_location"))
+def completed_files(
+    table: StatusTable, files: Sequence[ClaimedFile], run_id: str
+) -> list[tuple[ClaimedFile, dict[str, Any]]]:
+    """The files of a batch whose transcript their claim completed, each with its item, less those a
+    run other than ``run_id`` has taken for its summary since."""
+    items = table.get_many(
+        [f["uri"] for f in files], ("status", "inference_id", "run_id", "deadline", "summary_error", "output_location")
+    )
     return [
         (f, items[f["uri"]])
         for f in files
         if f["uri"] in items
         and items[f["uri"]].get("status") == Status.COMPLETED
         and items[f["uri"]].get("inference_id") == f["inference_id"]
+        and items[f["uri"]].get("run_id") == run_id
     ]
 
 
-def record_no_summary(table: StatusTable, files: Sequence[ClaimedFile], reason: str) -> int:
-    """Record on each completed file why it has no summary; a later run with summaries on takes it."""
-    moves = [Transition.without_summary(f["uri"], f["inference_id"], reason) for f, _ in completed_files(table, files)]
+def record_no_summary(table: StatusTable, files: Sequence[ClaimedFile], run_id: str, reason: str) -> int:
+    """Record on each completed file of ``run_id`` why it has no summary; a later run with summaries on takes it."""
+    moves = [
+        Transition.without_summary(f["uri"], f["inference_id"], reason, require={"run_id": run_id})
+        for f, _ in completed_files(table, files, run_id)
+    ]
     return len(table.apply(moves).applied)
 
 
 class BatchSummarizer:
-    """Reads each completed file's transcript, summarises it, stores the summary next to it."""
+    """Reads each completed file's transcript, summarises it, stores the summary next to it.
 
-    def __init__(self, table: StatusTable, s3_client: Any, summarizer: Summarizer, *, concurrency: int = 4) -> None:
+    Summary work is leased: before summarising, the run takes its completed files again
+    (conditional on still holding them, a new ``deadline``), so a retry of its task never takes
+    back a file another run has taken since, and two runs never both summarise one file.
+    """
+
+    def __init__(
+        self,
+        table: StatusTable,
+        s3_client: Any,
+        summarizer: Summarizer,
+        *,
+        run_id: str,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        concurrency: int = 4,
+    ) -> None:
         self.table = table
         self.s3 = s3_client
         self.summarizer = summarizer
+        self.run_id = run_id
+        self.lease_seconds = lease_seconds
         self.concurrency = max(1, concurrency)
 
     def run(self, files: Sequence[ClaimedFile]) -> BatchSummaryReport:
         report = BatchSummaryReport()
-        todo = completed_files(self.table, files)
+        completed = completed_files(self.table, files, self.run_id)
+        taken = set(take_for_summary(self.table, completed, self.run_id, self.lease_seconds))
+        todo = [(f, item) for f, item in completed if f["uri"] in taken]
         report.not_completed = len(files) - len(todo)
         pending: list[Transition] = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="summarise") as pool:
@@ -108,7 +137,7 @@ class BatchSummarizer:
         except Exception as err:  # every failure is recorded on the file; the transcript stays completed
             reason = f"{type(err).__name__}: {err}"
             log.warning("summary failed for %s: %s", f["uri"], reason)
-            recorded = Transition.without_summary(f["uri"], f["inference_id"], reason)
+            recorded = Transition.without_summary(f["uri"], f["inference_id"], reason, require=self._holder)
             return recorded, SummaryFailure(f["uri"], reason, _is_retryable(err))
         log.info("summarized %s -> %s", f["uri"], target)
         summarized = Transition(
@@ -117,5 +146,11 @@ class BatchSummarizer:
             Status.SUMMARIZED,
             {"summary_location": target, "summary_model_id": summary.model_id, "summarized_at": utcnow()},
             remove=("summary_error",),
+            require=self._holder,
         )
         return summarized, None
+
+    @property
+    def _holder(self) -> dict[str, str]:
+        """A result is written only while this run still holds the file."""
+        return {"run_id": self.run_id}

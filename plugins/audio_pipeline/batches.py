@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypedDict
 
-from audio_pipeline.listing import split_s3_uri
+from audio_pipeline.s3_uris import split_s3_uri
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client

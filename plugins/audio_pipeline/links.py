@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 
-from audio_pipeline.listing import split_s3_uri
+from audio_pipeline.s3_uris import split_s3_uri
 
 if TYPE_CHECKING:
     from airflow.models import BaseOperator

@@ -16,11 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.listing import split_s3_uri
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
+from audio_pipeline.s3_uris import object_exists, split_s3_uri
 from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, utcnow
 
 log = logging.getLogger(__name__)
@@ -168,11 +166,11 @@ class BatchWatcher:
             self._looked_at[uri] = now
             item, iid = self.pending[uri], self.files[uri]
             output, failure = item.get("output_location"), item.get("failure_location")
-            if output and self._exists(output):
+            if output and object_exists(self.s3, output):
                 transitions.append(
                     Transition(uri, iid, Status.COMPLETED, {"output_location": output, "completed_at": utcnow()})
                 )
-            elif failure and self._exists(failure):
+            elif failure and object_exists(self.s3, failure):
                 reason = f"endpoint wrote a failure object ({failure}): {self._excerpt(failure)}"
                 transitions.append(
                     Transition(uri, iid, Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
@@ -217,16 +215,6 @@ class BatchWatcher:
     def _settle(self, uri: str, status: str) -> None:
         if self.pending.pop(uri, None) is not None:
             self.settled[str(status)] += 1
-
-    def _exists(self, uri: str) -> bool:
-        bucket, key = split_s3_uri(uri)
-        try:
-            self.s3.head_object(Bucket=bucket, Key=key)
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
 
     def _excerpt(self, uri: str) -> str:
         bucket, key = split_s3_uri(uri)

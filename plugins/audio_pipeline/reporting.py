@@ -6,13 +6,16 @@ import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from audio_pipeline.listing import split_s3_uri
+from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, describe_counts, utcnow
 from audio_pipeline.summaries import first_sentence
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 REPORTED_ATTRIBUTES = ("status", "output_location", "summary_location", "failure_reason", "summary_error")
 
@@ -97,7 +100,7 @@ def settle_run(table: StatusTable, run_id: str, bucket_uri: str | None, reason: 
     return RunReport(run_id=run_id, bucket_uri=bucket_uri, files=files, abandoned=abandoned)
 
 
-def add_summary_openings(report: RunReport, s3_client: Any, workers: int = 8) -> None:
+def add_summary_openings(report: RunReport, s3_client: S3Client, workers: int = 8) -> None:
     """Read each summary document of the run and keep its first sentence (``summary_opening``)."""
 
     def opening(location: str) -> str:

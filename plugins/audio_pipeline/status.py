@@ -3,11 +3,14 @@
 One item per audio file, keyed by the file's ``s3://bucket/key`` URI::
 
     processing --> submitted --> completed --> summarized
-        |              |             |
-        +--> failed <--+             +--(summary error recorded, stays completed)
+        |              |           ^  |
+        +--> failed <--+-----------+  +--(summary error recorded, stays completed)
 
 ``processing`` and ``submitted`` may also go straight to ``completed`` or ``failed``
-(a notification can overtake the task that records the submission). A file is claimed
+(a notification can overtake the task that records the submission). ``failed`` is not
+final for the claim's own result: a result that arrives late (after the deadline, after
+its run ended, after a submission whose answer was lost) moves it to ``completed``, as
+nothing but the claim's inference id can be transcribed by it. A file is claimed
 by a conditional write, so two runs never own one file; every later write is
 conditioned on the claim's inference id, so a late or duplicated notification from an
 older claim can never overwrite a newer one. Nothing else writes the table.
@@ -16,6 +19,10 @@ Every claim is a lease: it carries a ``deadline`` (epoch seconds; the submission
 to submission time + the result window), past which the run that holds it would have
 failed the file itself. A file still in flight past its deadline belongs to a run that
 ended without settling it (its last task crashed, say), and the next run may claim it.
+Summary work is leased the same way: the run that summarises a ``completed`` file first
+takes it (``run_id``, a new ``deadline``), so a ``completed`` file without a summary and
+without a ``summary_error`` whose deadline has passed was left by a run that died before
+summarising it, and the next run takes it for its summary.
 
 Writes are batched in ``TransactWriteItems`` of up to 100 items; when a transaction is
 cancelled, the items whose condition failed are reported as rejected and the others are
@@ -94,9 +101,10 @@ TRANSITIONS: dict[Status, tuple[Status, ...]] = {
     Status.SUBMITTED: (Status.COMPLETED, Status.FAILED),
     Status.COMPLETED: (Status.SUMMARIZED,),
     Status.SUMMARIZED: (),
-    Status.FAILED: (),
+    Status.FAILED: (Status.COMPLETED,),
 }
-"""Allowed moves of one claim. A new claim (``processing``) may replace a settled item."""
+"""Allowed moves of one claim. A new claim (``processing``) may replace a settled item.
+``failed -> completed`` is a late result for the same inference id: the transcript exists, keep it."""
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.config import UnusableInputError, result_window_seconds
@@ -66,20 +66,45 @@ class InvocationSettings:
         )
 
 
+UNCLEAR = "the endpoint may have accepted it"
+
+
+def _unclear(err: BaseException) -> bool:
+    """The request reached the endpoint but no answer came back (a read timeout, a closed connection):
+    SageMaker may have accepted it. A refused connection or an error answer is clear: nothing was accepted."""
+    return isinstance(err, HTTPClientError)
+
+
+def _no_retry_when_unclear(caught_exception: BaseException | None = None, **_: Any) -> bool | None:
+    """``needs-retry`` handler: never let botocore send again an invocation SageMaker may have accepted."""
+    return False if caught_exception is not None and _unclear(caught_exception) else None
+
+
+def _outcome(f: ClaimedFile, to: Status, attributes: dict[str, Any]) -> Transition:
+    """The move that records how a file's invocation went; its ``invoking_since`` mark goes."""
+    return Transition(f["uri"], f["inference_id"], to, attributes, remove=("invoking_since",))
+
+
 @dataclass
 class SubmissionReport:
     submitted: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     already_done: int = 0
+    unclear: list[tuple[str, str]] = field(default_factory=list)
+    """Files recorded ``submitted`` without a clear answer: their result may still arrive, and they
+    are never invoked again (a second invocation would transcribe them twice)."""
 
 
 class BatchSubmitter:
-    """Invokes the endpoint once per claimed file and records each outcome in the status table.
+    """Invokes the endpoint at most once per claimed file and records each outcome in the status table.
 
-    Safe to re-run after a crash or a task retry: files whose claim already moved past
-    ``processing`` are not submitted again. Status writes are batched and flushed every
-    ``flush_every`` invocations and on the way out (also when the task is killed), so a
-    retry re-submits at most the files invoked since the last flush before a hard kill.
+    Before a group of ``flush_every`` files is invoked, each is marked ``invoking_since``; after,
+    the group's outcomes are written in one batch. A retry of the task (after a crash, a kill)
+    invokes only files still ``processing`` without that mark. A marked file may or may not
+    have reached the endpoint (the task died in between), so like a file whose invocation got
+    no clear answer (a read timeout) it is recorded ``submitted`` with its deadline, never
+    invoked again: its result is recorded if it comes, and it fails at its deadline if not.
+    On an orderly exit (an exception, SIGTERM) the mark is taken off the files not invoked.
     """
 
     def __init__(
@@ -96,28 +121,66 @@ class BatchSubmitter:
         self.settings = settings
         self.flush_every = flush_every
         self.clock = clock
+        events = getattr(getattr(runtime_client, "meta", None), "events", None)
+        if events is not None:
+            events.register_first("needs-retry.sagemaker-runtime.InvokeEndpointAsync", _no_retry_when_unclear)
 
     def submit(self, files: Sequence[ClaimedFile]) -> SubmissionReport:
         report = SubmissionReport()
-        current = self.table.get_many([f["uri"] for f in files], ("status", "inference_id"))
-        todo = []
+        current = self.table.get_many([f["uri"] for f in files], ("status", "inference_id", "invoking_since"))
+        todo, interrupted = [], []
         for f in files:
             item = current.get(f["uri"])
-            if item and item.get("inference_id") == f["inference_id"] and item["status"] == Status.PROCESSING:
-                todo.append(f)
-            else:
+            if not item or item.get("inference_id") != f["inference_id"] or item["status"] != Status.PROCESSING:
                 report.already_done += 1
+            elif "invoking_since" in item:
+                # sent, if at all, between its mark and now: its result may come until a window from now
+                why = "the submitting task stopped while invoking it"
+                interrupted.append(self._unclear(f, why, int(self.clock()), report))
+            else:
+                todo.append(f)
         if report.already_done:
             log.info("%d files of this batch were submitted or settled by an earlier attempt", report.already_done)
-        pending: list[Transition] = []
-        try:
-            for f in todo:
-                pending.append(self._invoke(f, report))
-                if len(pending) >= self.flush_every:
-                    self._flush(pending)
-        finally:
-            self._flush(pending)
+        self._flush(interrupted)
+        for start in range(0, len(todo), self.flush_every):
+            self._submit_group(todo[start : start + self.flush_every], report)
         return report
+
+    def _submit_group(self, group: Sequence[ClaimedFile], report: SubmissionReport) -> None:
+        since = int(self.clock())
+        marks = [
+            Transition(
+                f["uri"], f["inference_id"], Status.PROCESSING, {"invoking_since": since}, expect=(Status.PROCESSING,)
+            )
+            for f in group
+        ]
+        marked = set(self.table.apply(marks).applied)  # a file settled meanwhile (the run ended) is left alone
+        pending: list[Transition] = []
+        untouched = [f for f in group if f["uri"] in marked]
+        try:
+            while untouched:
+                f = untouched[0]  # while it is invoked, it keeps its mark: the request may reach the endpoint
+                pending.append(self._invoke(f, report))
+                untouched.pop(0)
+        finally:
+            # stopped midway (SIGTERM, say): the file being sent keeps its mark, those never sent lose it
+            pending += [
+                Transition(
+                    f["uri"],
+                    f["inference_id"],
+                    Status.PROCESSING,
+                    remove=("invoking_since",),
+                    expect=(Status.PROCESSING,),
+                )
+                for f in untouched[1:]
+            ]
+            self._flush(pending)
+
+    def _unclear(self, f: ClaimedFile, why: str, since: int, report: SubmissionReport) -> Transition:
+        reason = f"{why}; {UNCLEAR}, so it is not invoked again and its result is awaited until its deadline"
+        log.warning("%s: %s", f["uri"], reason)
+        report.unclear.append((f["uri"], reason))
+        return _outcome(f, Status.SUBMITTED, {"submit_error": reason, "submitted_at": utcnow(), **self._lease(since)})
 
     def _invoke(self, f: ClaimedFile, report: SubmissionReport) -> Transition:
         try:
@@ -130,26 +193,25 @@ class BatchSubmitter:
                 InvocationTimeoutSeconds=self.settings.invocation_timeout_seconds,
             )
         except (ClientError, BotoCoreError) as err:
+            if _unclear(err):
+                why = f"InvokeEndpointAsync got no answer ({type(err).__name__}: {err})"
+                return self._unclear(f, why, int(self.clock()), report)
             reason = f"InvokeEndpointAsync failed: {err}"
             log.warning("%s: %s", f["uri"], reason)
             report.failed.append((f["uri"], reason))
-            return Transition(
-                f["uri"], f["inference_id"], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()}
-            )
+            return _outcome(f, Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
         if response.get("InferenceId") not in (None, f["inference_id"]):
             log.warning("%s: endpoint answered inference id %s", f["uri"], response.get("InferenceId"))
         report.submitted += 1
-        return Transition(
-            f["uri"],
-            f["inference_id"],
-            Status.SUBMITTED,
-            {
-                "output_location": response.get("OutputLocation"),
-                "failure_location": response.get("FailureLocation"),
-                "submitted_at": utcnow(),
-                "deadline": int(self.clock() + self.settings.result_window_seconds),
-            },
-        )
+        locations = {
+            "output_location": response.get("OutputLocation"),
+            "failure_location": response.get("FailureLocation"),
+        }
+        return _outcome(f, Status.SUBMITTED, {**locations, "submitted_at": utcnow(), **self._lease(int(self.clock()))})
+
+    def _lease(self, since: int) -> dict[str, int]:
+        """The claim's new deadline: the result may come until the result window after ``since``."""
+        return {"deadline": since + self.settings.result_window_seconds}
 
     def _flush(self, pending: list[Transition]) -> None:
         if not pending:

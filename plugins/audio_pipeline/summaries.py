@@ -12,11 +12,15 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from audio_pipeline.prompt_templates import load_prompts
+
+if TYPE_CHECKING:
+    from types_boto3_bedrock_runtime import BedrockRuntimeClient
+    from types_boto3_bedrock_runtime.type_defs import ConverseResponseTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +132,7 @@ class Summarizer:
 
     def __init__(
         self,
-        client: Any,
+        client: BedrockRuntimeClient,
         model_id: str,
         *,
         chunk_chars: int = 12000,
@@ -174,7 +178,7 @@ class Summarizer:
         blocks = response["output"]["message"]["content"]
         return parse_answer("".join(b.get("text", "") for b in blocks))
 
-    def _converse(self, user_text: str) -> dict[str, Any]:
+    def _converse(self, user_text: str) -> ConverseResponseTypeDef:
         """One Converse request. The client has retried throttling and 5xx answers already
         (adaptive mode on its hook); an error here is final for this attempt of the task,
         and :class:`SummaryError` says whether a later attempt may help."""

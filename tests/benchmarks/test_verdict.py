@@ -34,7 +34,9 @@ class World:
         etag = self.s3.put_object(Bucket=IN, Key=name, Body=name.encode())["ETag"]
         return f"s3://{IN}/{name}", etag
 
-    def transcribed(self, uri: str, etag: str, request: str, *, calls: int = 1, stored: bool = True) -> str:
+    def transcribed(
+        self, uri: str, etag: str, request: str, *, calls: int = 1, stored: bool = True, text: str | None = None
+    ) -> str:
         """An accepted request for ``uri``, ``calls`` model calls for it, and (if ``stored``) its .out object."""
         output = f"s3://{OUT}/{request}.out"
         self.journals[SAGEMAKER_ASYNC].record(
@@ -49,7 +51,7 @@ class World:
                 inference_id=f"id-{request}",
                 request_id=request,
             )
-        text = f"transcript of {uri} by {request}"
+        text = text or f"transcript of {uri} by {request}"
         if stored:
             self.s3.put_object(Bucket=OUT, Key=f"{request}.out", Body=json.dumps({"text": text}))
         return text
@@ -131,3 +133,18 @@ def test_twice_is_two_requests_for_one_version_or_two_answered_summaries_not_a_r
     assert {u: v.twice for u, v in verdicts.items()} == {twice: True, summarised_twice: True, rerun: False}
     tally = Tally.of(list(verdicts.values()))
     assert (tally.twice, tally.model_calls, tally.reruns, tally.lost) == (2, 5, 1, 0)
+
+
+def test_one_clip_under_two_keys_is_summarised_once_per_key_not_twice(world):
+    first, first_etag = world.recording("calls/a.wav")
+    second, second_etag = world.recording("later/a.wav")
+    for uri, etag, request in ((first, first_etag, "r1"), (second, second_etag, "r2")):
+        world.summarised(request, world.transcribed(uri, etag, request, text="the same words"))
+        world.status(uri, etag, "summarized")
+    verdicts = world.judge(first)  # the other key need not be judged to be counted
+    assert (verdicts[first].summaries, verdicts[first].twice) == (1, False)
+    third, third_etag = world.recording("again/a.wav")
+    world.summarised("r3", world.transcribed(third, third_etag, "r3", text="the same words"), answered=2)
+    world.status(third, third_etag, "summarized")
+    verdicts = world.judge(first, second, third)  # four answers for three keys: one is extra
+    assert {v.twice for v in verdicts.values()} == {True}

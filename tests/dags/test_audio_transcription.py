@@ -181,11 +181,12 @@ def test_report_run_updates_the_run_manifests_asset(dag):
     assert RUN_MANIFESTS.uri == "s3://audio-transcription-output/runs"
 
 
-def test_a_nightly_run_without_a_bucket_uri_is_skipped_saying_why(dag, aws):
+def test_a_nightly_run_without_a_bucket_uri_is_skipped_saying_why(dag, aws, caplog):
     from airflow.sdk.exceptions import AirflowSkipException
 
     with pytest.raises(AirflowSkipException, match="no bucket URI for the nightly run.*schedule_bucket_uri"):
         resolve(dag, None, run_type="scheduled")
+    assert "no bucket URI for the nightly run" in caplog.text, "the task log says why, through the task's logger"
 
 
 # ------------------------------------------------- the configuration, read once per run
@@ -212,7 +213,7 @@ def test_the_first_task_reads_the_configuration_once_and_hands_it_on(dag, aws, m
     assert len(json.dumps(run)) < 2048, "a small XCom"
 
 
-def test_later_tasks_read_no_variable(dag, aws, monkeypatch):
+def test_later_tasks_read_no_variable(dag, aws, monkeypatch, caplog):
     """Templated fields render the first task's XCom, and the tasks build their settings from it."""
     from airflow.sdk import Variable
 
@@ -230,6 +231,100 @@ def test_later_tasks_read_no_variable(dag, aws, monkeypatch):
     params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
     batches = dag.get_task("claim_new_audio").python_callable(run=run, params=params, run_id="run-1")
     assert [b["files"] for b in batches] == [1]
+    assert "listed 1 objects: 1 audio files to consider" in caplog.text, "logged, not printed"
     events = defaultdict(SimpleNamespace)
     counts = dag.get_task("report_run").python_callable(run=run, run_id="run-1", outlet_events=events)
     assert counts == {"failed": 1}, "the teardown fails what the run left in flight"
+
+
+# ------------------------------------------- the summarising task: retry or fail at once
+
+
+@pytest.fixture
+def summarise(dag, aws, monkeypatch):
+    """The summarise task's callable over moto S3 and DynamoDB, Bedrock stubbed; one transcribed file."""
+    from botocore.stub import Stubber
+
+    from audio_pipeline.batches import BatchManifests
+    from audio_pipeline.config import PipelineConfig
+    from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
+
+    config = PipelineConfig()
+    s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
+    s3.create_bucket(Bucket=config.output_bucket)
+    ddb.create_table(TableName=config.status_table, **table_definition())
+    table = StatusTable(ddb, config.status_table)
+    uri = "s3://audio-in/calls/a.wav"
+    f = {"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}
+    table.claim([f], "run-1")
+    s3.put_object(Bucket=config.output_bucket, Key="transcripts/a.out", Body=b'{"text": "a call"}')
+    out = f"s3://{config.output_bucket}/transcripts/a.out"
+    table.apply([Transition(uri, f["inference_id"], Status.COMPLETED, {"output_location": out})])
+    (batch,) = BatchManifests(s3, config.output_bucket, "runs/run-1/").write([f], 10, 1)
+
+    bedrock = boto3.client("bedrock-runtime")
+    stub = Stubber(bedrock)
+    stub.activate()
+
+    class StubbedBedrock:
+        def __init__(self, **kwargs):
+            self.conn = bedrock
+
+    fn = dag.get_task("transcribe.summarise").python_callable
+    monkeypatch.setitem(fn.__globals__, "AdaptiveBedrockRuntimeHook", StubbedBedrock)
+    monkeypatch.setitem(fn.__globals__, "get_current_context", lambda: {})
+    run = {"bucket_uri": "s3://audio-in/calls/", "config": config.to_dict()}
+    yield lambda: fn(batch, run=run, params={"summarize": True}, run_id="run-1"), stub
+    stub.deactivate()
+
+
+def test_a_summary_bedrock_rejects_fails_the_task_at_once(summarise):
+    """A retry would be rejected the same way: no retries, the transcript stays with its summary_error."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run, stub = summarise
+    stub.add_client_error("converse", "ValidationException", "Input is too long for requested model.", 400)
+    with pytest.raises(AirflowFailException, match="errors a retry cannot fix"):
+        run()
+
+
+def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run, stub = summarise
+    stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)  # past botocore's retries
+    with pytest.raises(Exception, match="retrying them") as raised:
+        run()
+    assert not isinstance(raised.value, AirflowFailException)
+
+
+def test_the_claim_task_takes_over_the_files_of_a_run_airflow_reports_ended(dag, aws):
+    """run-1 was marked failed with a file still in flight: run-2's claim task asks Airflow for
+    run-1's state (once) and takes the file over with its inference id, before its lease ends."""
+    from audio_pipeline.config import PipelineConfig
+    from audio_pipeline.status import StatusTable
+    from local.bootstrap import INPUT_BUCKET, bootstrap
+
+    bootstrap(boto3.session.Session())
+    boto3.client("s3").put_object(Bucket=INPUT_BUCKET, Key="calls/a.wav", Body=b"RIFF....WAVEfmt ")
+    run = {"bucket_uri": f"s3://{INPUT_BUCKET}/calls/", "config": PipelineConfig().to_dict()}
+    params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
+    claim = dag.get_task("claim_new_audio").python_callable
+    (first,) = claim(run=run, params=params, run_id="run-1")
+    asked = []
+
+    class TaskInstance:
+        dag_id = "audio_transcription"
+
+        @staticmethod
+        def get_dagrun_state(dag_id, run_id):
+            asked.append((dag_id, run_id))
+            return "failed"
+
+    (second,) = claim(run=run, params=params, run_id="run-2", ti=TaskInstance())
+
+    assert second["files"] == 1 and asked == [("audio_transcription", "run-1")]
+    table = StatusTable(boto3.client("dynamodb"), PipelineConfig().status_table)
+    item = table.get_many([f"s3://{INPUT_BUCKET}/calls/a.wav"])[f"s3://{INPUT_BUCKET}/calls/a.wav"]
+    assert item["run_id"] == "run-2" and item["status"] == "processing"
+    assert claim(run=run, params=params, run_id="run-3") == [], "without Airflow's word, the lease decides"

@@ -48,3 +48,29 @@ def test_fault_scenario_loses_nothing(scenario):
     assert row.model_calls >= row.files_in - len(scenario.expected_failed), row
     assert set(row.runs.split("/")) == {scenario.expected_run_state}, row
     assert row.trigger_errors == 0, row
+
+
+RUNS_STOPPED = {
+    "the scheduler killed between the last transcription and report_run, then a new run": 6,
+    "a task process killed halfway through submitting": 40,
+    "a run marked failed by hand mid-flight, then a new run over the prefix": 8,
+}
+"""Rows whose first run is stopped (killed, marked failed) and whose work a later attempt or run
+finishes: scenario -> files in the suite's short version."""
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [s.short(RUNS_STOPPED[s.name]) for s in SCENARIOS if s.name in RUNS_STOPPED],
+    ids=lambda s: s.name,
+)
+def test_work_a_stopped_run_left_is_finished_once(scenario):
+    row = run(scenario)
+    print(f"{scenario.name}: {len(scenario.files)} files, {row.seconds}s, {row}")
+    assert row.lost == 0 and row.processed_twice == 0, row
+    assert row.runs.split("/")[-1] == "success", (
+        row
+    )  # the run that finishes the work; a run marked failed may end either way
+    # a file that was perhaps sent when its task died is awaited, never sent again: if it was not
+    # sent after all, it fails at its deadline with the reason (reprocess_failed sends it)
+    assert row.summarized + row.failed_with_reason == row.files_in and row.summarized > 0, row

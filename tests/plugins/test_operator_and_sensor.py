@@ -192,3 +192,20 @@ def test_sensor_stores_the_links_before_it_defers(batch, runtime, queue_url):
         f"/s3/buckets/{CONFIG.output_bucket}?region=us-east-1&prefix=transcripts/"
     )
     assert links_of(ti)["SageMaker endpoint"].endswith("#/endpoints/audio-transcription-async")
+
+
+def test_the_sensor_outlives_its_batch_s_last_deadline(batch, runtime, table, queue_url):
+    """A file silent to the end is failed by the trigger at its deadline, with the reason; the
+    sensor's own timeout must come later, or it fails the batch first and records nothing."""
+    import time
+
+    files, ref = batch
+    submit_operator(ref).execute({})
+    waiting = sensor(ref)
+    start = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting.execute({})
+    last_deadline = max(int(i["deadline"]) for i in table.get_many(f["uri"] for f in files).values())
+    trigger = deferred.value.trigger
+    noticed_by = last_deadline + trigger.refresh_interval_seconds + trigger.wait_time_seconds
+    assert start + deferred.value.timeout.total_seconds() > noticed_by

@@ -178,7 +178,7 @@ def test_throttling_the_client_gave_up_on_is_not_retried_again(table, monkeypatc
 
 def test_state_machine_has_no_way_out_of_terminal_states():
     assert TRANSITIONS[Status.SUMMARIZED] == ()
-    assert TRANSITIONS[Status.FAILED] == ()
+    assert TRANSITIONS[Status.FAILED] == (Status.COMPLETED,), "only its own late result"
 
 
 @pytest.mark.parametrize("code", ["ValidationException", "ResourceNotFoundException"])
@@ -238,3 +238,22 @@ def test_a_required_attribute_that_changed_since_it_was_read_rejects_the_write(t
     current = {"run_id": "run-1", "summary_error": "summaries were off"}
     assert table.apply([replace(take, require=current)]).applied == [f["uri"]]
     assert table.get_many([f["uri"]])[f["uri"]]["run_id"] == "run-2"
+
+
+def test_a_late_result_of_the_same_claim_revives_a_failed_file(table):
+    f = claimed("s3://b/a.wav")
+    table.claim([f], "run-1")
+    settle(table, f, Status.SUBMITTED, output_location="s3://o/x.out")
+    settle(table, f, Status.FAILED, failure_reason="no result by the deadline")
+    stale = dict(f, inference_id="an-older-claim")
+    assert settle(table, stale, Status.COMPLETED).rejected, "another claim's result is never taken"
+    assert settle(table, f, Status.COMPLETED).applied, "its own result, late, is kept"
+    assert table.get_many([f["uri"]])[f["uri"]]["status"] == "completed"
+
+
+def test_get_many_reads_a_uri_given_twice_once(table):
+    """DynamoDB rejects a BatchGetItem that names one key twice; a caller may pass duplicates."""
+    f = claimed("s3://b/a.wav")
+    table.claim([f], "run-1")
+    found = table.get_many([f["uri"], f["uri"], "s3://b/absent.wav", "s3://b/absent.wav"], ("status",))
+    assert list(found) == [f["uri"]] and found[f["uri"]]["status"] == "processing"

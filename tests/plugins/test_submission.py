@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import http.server
+import threading
+import time
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from audio_pipeline.status import Status, Transition, inference_id_for
+from audio_pipeline.status import Status, Transition, WriteResult, inference_id_for
 from audio_pipeline.submission import (
     BatchSubmitter,
     EndpointNotFoundError,
@@ -84,26 +88,64 @@ def test_rerun_never_submits_twice(table):
     assert len(runtime.calls) == 5
 
 
+class Killed(BaseException):
+    """What Airflow's SIGTERM handler raises into the task."""
+
+
+class DyingRuntime(FakeRuntime):
+    """Killed while sending its seventh invocation."""
+
+    def invoke_endpoint_async(self, **kwargs):
+        if len(self.calls) == 6:
+            raise Killed()
+        return super().invoke_endpoint_async(**kwargs)
+
+
 def test_kill_midway_still_records_what_was_invoked(table):
     files = claim(table, 10)
-
-    class Killed(BaseException):
-        pass
-
-    class DyingRuntime(FakeRuntime):
-        def invoke_endpoint_async(self, **kwargs):
-            if len(self.calls) == 6:
-                raise Killed()  # what Airflow's SIGTERM handler raises into the task
-            return super().invoke_endpoint_async(**kwargs)
-
     runtime = DyingRuntime()
     with pytest.raises(Killed):
         BatchSubmitter(table, runtime, SETTINGS, flush_every=25).submit(files)
     statuses = [table.get_many([f["uri"]])[f["uri"]]["status"] for f in files]
     assert statuses == ["submitted"] * 6 + ["processing"] * 4
     retry = FakeRuntime()
-    BatchSubmitter(table, retry, SETTINGS).submit(files)
-    assert [c["InputLocation"] for c in retry.calls] == [f["uri"] for f in files[6:]]
+    report = BatchSubmitter(table, retry, SETTINGS).submit(files)
+    assert [c["InputLocation"] for c in retry.calls] == [f["uri"] for f in files[7:]]
+    # the request being sent when the task was killed may have reached the endpoint: never sent twice
+    assert [uri for uri, _ in report.unclear] == [files[6]["uri"]]
+    assert table.get_many([files[6]["uri"]])[files[6]["uri"]]["status"] == "submitted"
+
+
+def test_a_hard_kill_midway_never_invokes_a_file_twice(table, monkeypatch):
+    """SIGKILL: nothing runs on the way out, so the statuses of the files invoked since the last
+    write are lost; the retry must not invoke them again (each would be transcribed twice)."""
+    files = claim(table, 10)
+    runtime = DyingRuntime()
+    writes = table.apply
+
+    def dead_after_kill(transitions):
+        transitions = list(transitions)
+        if len(runtime.calls) == 6 and transitions and transitions[0].to != "processing":
+            return WriteResult()  # the process is gone: its last writes never happen
+        return writes(transitions)
+
+    monkeypatch.setattr(table, "apply", dead_after_kill)
+    with pytest.raises(Killed):
+        BatchSubmitter(table, runtime, SETTINGS, flush_every=4, clock=lambda: 1000.0).submit(files)
+    monkeypatch.setattr(table, "apply", writes)
+
+    retry = FakeRuntime()
+    report = BatchSubmitter(table, retry, SETTINGS, flush_every=4, clock=lambda: 2000.0).submit(files)
+
+    invoked = [c["InputLocation"] for c in runtime.calls + retry.calls]
+    assert len(invoked) == len(set(invoked)), "a file was sent to the endpoint twice"
+    assert [c["InputLocation"] for c in retry.calls] == [f["uri"] for f in files[8:]]
+    assert [uri for uri, _ in report.unclear] == [f["uri"] for f in files[4:8]]
+    items = table.get_many(f["uri"] for f in files)
+    for f in files[4:8]:  # sent (if at all) before the retry: awaited a whole window from then
+        item = items[f["uri"]]
+        assert item["status"] == "submitted" and "may have accepted it" in item["submit_error"]
+        assert item["deadline"] == 2000 + SETTINGS.result_window_seconds
 
 
 def test_fast_notification_is_not_undone(table):
@@ -175,3 +217,77 @@ def test_check_endpoint_tells_a_missing_endpoint_from_a_passing_problem(aws, mon
     assert not isinstance(raised.value, EndpointNotFoundError)
     monkeypatch.setattr(sagemaker, "describe_endpoint", lambda **kw: {"EndpointStatus": "InService"})
     check_endpoint(sagemaker, "ready")
+
+
+class SilentEndpoint(http.server.BaseHTTPRequestHandler):
+    """Reads each request, then answers nothing: SageMaker may have accepted it, the client cannot know."""
+
+    received: list[str] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.received.append(self.path)
+        time.sleep(2)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def silent_endpoint():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SilentEndpoint)
+    SilentEndpoint.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", SilentEndpoint.received
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_unclear_invoke_error_is_awaited_not_sent_again(table, silent_endpoint, monkeypatch):
+    """A read timeout after the request went out: recorded submitted with its deadline, never re-invoked
+    (not by botocore's retries either), so a result SageMaker sends later is kept and nothing runs twice."""
+    from botocore.config import Config
+
+    from audio_pipeline.hooks.retries import DEFAULT_RETRIES
+
+    url, received = silent_endpoint
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    client = boto3.client(
+        "sagemaker-runtime",
+        region_name="us-east-1",
+        endpoint_url=url,
+        config=Config(retries=dict(DEFAULT_RETRIES), read_timeout=0.3, connect_timeout=1),  # botocore edits it
+    )
+    files = claim(table, 1)
+
+    report = BatchSubmitter(table, client, SETTINGS, clock=lambda: 1000.0).submit(files)
+
+    assert len(received) == 1, "the invocation was sent more than once"
+    assert report.failed == [] and [u for u, _ in report.unclear] == [files[0]["uri"]]
+    item = table.get_many([files[0]["uri"]])[files[0]["uri"]]
+    assert item["status"] == "submitted" and "ReadTimeoutError" in item["submit_error"]
+    assert item["deadline"] == 1000 + SETTINGS.result_window_seconds
+    assert BatchSubmitter(table, client, SETTINGS).submit(files).already_done == 1
+    assert len(received) == 1
+
+
+def test_a_refused_connection_is_a_clear_failure(table):
+    """Nothing listens: nothing can have been accepted, so the file fails with the reason."""
+    from botocore.config import Config
+
+    from tests.moto_server import free_port
+
+    client = boto3.client(
+        "sagemaker-runtime",
+        region_name="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        config=Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=1),
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    files = claim(table, 1)
+    report = BatchSubmitter(table, client, SETTINGS).submit(files)
+    assert report.unclear == [] and [u for u, _ in report.failed] == [files[0]["uri"]]
+    assert table.get_many([files[0]["uri"]])[files[0]["uri"]]["status"] == "failed"
