@@ -38,7 +38,7 @@ from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.prompt_templates import load_prompts
-from audio_pipeline.reporting import add_summary_openings, settle_run
+from audio_pipeline.reporting import settle_run
 from audio_pipeline.s3_uris import parse_bucket_uri
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.submission import check_endpoint
@@ -224,7 +224,6 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) 
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = settle_run(table, run_id, run["bucket_uri"], reason=f"run {run_id} ended before a result was recorded")
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID)
-    add_summary_openings(report, s3.conn)
     for line in report.lines():
         log.info("%s", line)
     key = f"{config.run_prefix(run_id)}manifest.json"

@@ -14,7 +14,7 @@ from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.claims import take_for_summary
 from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.status import DEFAULT_LEASE_SECONDS, Status, StatusTable, Transition, utcnow
-from audio_pipeline.summaries import Summarizer, SummaryError, summary_location
+from audio_pipeline.summaries import Summarizer, SummaryError, first_sentence, summary_location
 from audio_pipeline.transcripts import parse_transcript
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,12 @@ class BatchSummarizer:
             f["uri"],
             f["inference_id"],
             Status.SUMMARIZED,
-            {"summary_location": target, "summary_model_id": summary.model_id, "summarized_at": utcnow()},
+            {
+                "summary_location": target,
+                "summary_opening": first_sentence(summary.summary),  # for the run's report, without a read
+                "summary_model_id": summary.model_id,
+                "summarized_at": utcnow(),
+            },
             remove=("summary_error",),
             require=self._holder,
         )

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, describe_counts, utcnow
-from audio_pipeline.summaries import first_sentence
 
-if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
-
-REPORTED_ATTRIBUTES = ("status", "output_location", "summary_location", "failure_reason", "summary_error")
+REPORTED_ATTRIBUTES = (
+    "status",
+    "output_location",
+    "summary_location",
+    "summary_opening",
+    "failure_reason",
+    "summary_error",
+)
 
 
 def file_line(f: dict[str, Any]) -> str:
@@ -98,20 +97,3 @@ def settle_run(table: StatusTable, run_id: str, bucket_uri: str | None, reason: 
         for uri, item in sorted(items.items())
     ]
     return RunReport(run_id=run_id, bucket_uri=bucket_uri, files=files, abandoned=abandoned)
-
-
-def add_summary_openings(report: RunReport, s3_client: S3Client, workers: int = 8) -> None:
-    """Read each summary document of the run and keep its first sentence (``summary_opening``)."""
-
-    def opening(location: str) -> str:
-        bucket, key = split_s3_uri(location)
-        try:
-            document = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
-            return first_sentence(document["summary"])
-        except (ClientError, BotoCoreError, ValueError, KeyError, TypeError) as err:
-            return f"(summary unreadable: {err})"
-
-    summarized = [f for f in report.files if f.get("summary_location")]
-    with ThreadPoolExecutor(workers) as pool:
-        for f, text in zip(summarized, pool.map(opening, [f["summary_location"] for f in summarized]), strict=True):
-            f["summary_opening"] = text

@@ -69,6 +69,7 @@ def test_summary_is_stored_next_to_the_transcript_and_recorded(table, s3, bedroc
     assert item["status"] == Status.SUMMARIZED
     expected = f"s3://{OUT}/transcripts/{files[0]['inference_id']}.summary.json"
     assert item["summary_location"] == expected and item["summary_model_id"] == MODEL
+    assert item["summary_opening"] == "They ship on Friday.", "the report's line needs no read of the summary"
     stored = json.loads(s3.get_object(Bucket=OUT, Key=expected.split("/", 3)[3])["Body"].read())
     assert stored["summary"] == "They ship on Friday." and stored["model_id"] == MODEL
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from audio_pipeline.reporting import add_summary_openings, settle_run
+from audio_pipeline.reporting import settle_run
 from audio_pipeline.status import Status, Transition, inference_id_for
 from audio_pipeline.summaries import first_sentence
 from tests.plugins.conftest import CONFIG
@@ -53,7 +53,7 @@ def test_a_file_a_later_run_took_is_left_to_it(table):
     assert "summary_error" not in table.get_many([uri])[uri]
 
 
-def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_sentence(table, s3):
+def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_sentence(table):
     uris = [f"s3://audio-in/{name}.wav" for name in ("talk", "noise", "later")]
     files = [{"uri": u, "etag": "e", "size": 1, "inference_id": inference_id_for(u, "e", "run-1")} for u in uris]
     table.claim(files, "run-1")
@@ -64,12 +64,7 @@ def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_s
             for i, f in enumerate(files)
         ]
     )
-    summary = f"s3://{CONFIG.output_bucket}/transcripts/0.summary.json"
-    s3.put_object(
-        Bucket=CONFIG.output_bucket,
-        Key="transcripts/0.summary.json",
-        Body=json.dumps({"summary": "Plants turn light into sugar. They also release oxygen."}),
-    )
+    summary = f"s3://{CONFIG.output_bucket}/transcripts/0.summary.json"  # never read: the table holds its opening
     table.apply(
         [
             Transition(talk["uri"], talk["inference_id"], Status.COMPLETED, {"output_location": "s3://o/0.out"}),
@@ -77,9 +72,9 @@ def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_s
             Transition(later["uri"], later["inference_id"], Status.COMPLETED, {"summary_error": "throttled"}),
         ]
     )
-    table.apply([Transition(talk["uri"], talk["inference_id"], Status.SUMMARIZED, {"summary_location": summary})])
+    opening = {"summary_location": summary, "summary_opening": "Plants turn light into sugar."}
+    table.apply([Transition(talk["uri"], talk["inference_id"], Status.SUMMARIZED, opening)])
     report = settle_run(table, "run-1", "s3://audio-in/", reason="ended")
-    add_summary_openings(report, s3)
     lines = {line.split()[1]: line for line in report.lines()[1:]}
     assert len(lines) == 3
     assert lines[talk["uri"]] == (
@@ -88,18 +83,6 @@ def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_s
     assert lines[noise["uri"]] == f"failed     {noise['uri']}  reason: not decodable audio", "no transcript it lacks"
     assert lines[later["uri"]] == f"completed  {later['uri']}  transcript s3://o/2.out  summary error: throttled"
     assert json.loads(report.to_json())["files"][2]["summary_opening"] == "Plants turn light into sugar."
-
-
-def test_an_unreadable_summary_is_reported_not_raised(table, s3):
-    uri = "s3://audio-in/a.wav"
-    f = {"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}
-    table.claim([f], "run-1")
-    table.apply([Transition(uri, f["inference_id"], Status.COMPLETED, {"output_location": "s3://o/a.out"})])
-    gone = f"s3://{CONFIG.output_bucket}/transcripts/gone.summary.json"
-    table.apply([Transition(uri, f["inference_id"], Status.SUMMARIZED, {"summary_location": gone})])
-    report = settle_run(table, "run-1", None, reason="ended")
-    add_summary_openings(report, s3)
-    assert "(summary unreadable: " in report.lines()[1] and "NoSuchKey" in report.lines()[1]
 
 
 def test_first_sentence_is_cut_for_one_line():
