@@ -211,6 +211,7 @@ def transcribe(batch: BatchRef, run: dict) -> None:
         endpoint_name=setting("endpoint_name"),
         output_path=OUTPUT_PATH,
         aws_conn_id=AWS_CONN_ID,
+        deferrable=True,  # whatever operators.default_deferrable says: a batch waits for hours
         map_index_template=BATCH_LABEL,
     )
     submit >> wait >> summarise(batch, run)

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import boto3
 import pytest
+from airflow.providers.common.compat.sdk import AirflowException, conf
 from airflow.sdk.exceptions import TaskDeferred
 
 from audio_pipeline.batches import BatchManifests
@@ -105,12 +106,30 @@ def test_sensor_defers_to_its_trigger(batch, runtime, queue_url):
     files, ref = batch
     submit_operator(ref).execute({})
     with pytest.raises(TaskDeferred) as deferred:
-        sensor(ref).execute({})
+        sensor(ref, deferrable=True).execute({})
     trigger = deferred.value.trigger
     assert isinstance(trigger, TranscriptionBatchTrigger)
     assert trigger.queue_url == queue_url and trigger.manifest == ref["manifest"]
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.timeout >= timedelta(seconds=690)
+
+
+def test_sensor_defers_with_its_timeout_and_connection_arguments(batch, runtime, queue_url):
+    _, ref = batch
+    submit_operator(ref).execute({})
+    config = {"read_timeout": 7}
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(ref, deferrable=True, timeout=1234, verify=False, botocore_config=config).execute({})
+    assert deferred.value.timeout == timedelta(seconds=1234)
+    trigger = deferred.value.trigger
+    assert trigger.verify is False and trigger.botocore_config == config
+
+
+def test_sensor_is_deferrable_as_the_operators_default_deferrable_setting_says(batch):
+    _, ref = batch
+    if conf.getboolean("operators", "default_deferrable", fallback=False):
+        pytest.skip("this environment sets operators.default_deferrable")
+    assert sensor(ref).deferrable is False
 
 
 def test_sensor_returns_at_once_when_nothing_is_pending(batch, runtime, table, queue_url):
@@ -139,7 +158,7 @@ def test_sensor_in_poke_mode_records_notifications(batch, runtime, table, queue_
 def test_execute_complete(batch):
     _, ref = batch
     assert sensor(ref).execute_complete({}, {"status": "success", "settled": {"completed": 3}}) == {"completed": 3}
-    with pytest.raises(RuntimeError, match="batch 1 of 1 failed: boom"):
+    with pytest.raises(AirflowException, match="batch 1 of 1 failed: boom"):
         sensor(ref).execute_complete({}, {"status": "error", "message": "boom"})
 
 
@@ -184,6 +203,7 @@ def test_sensor_stores_the_links_before_it_defers(batch, runtime, queue_url):
         notification_queue=queue_url,
         endpoint_name="audio-transcription-async",
         output_path=CONFIG.output_path,
+        deferrable=True,
     )
     ti = RecordingTaskInstance()
     with pytest.raises(TaskDeferred):

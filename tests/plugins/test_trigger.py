@@ -94,13 +94,28 @@ def import_string(path: str):
     return getattr(importlib.import_module(module), name)
 
 
-def test_serialize_round_trip():
-    trigger = TranscriptionBatchTrigger(
-        manifest="s3://o/runs/r/batches/1.json", status_table="t", queue_url="https://q", fallback_deadline=1.5
+def configured_trigger(verify: bool | str) -> TranscriptionBatchTrigger:
+    return TranscriptionBatchTrigger(
+        manifest="s3://o/runs/r/batches/1.json",
+        status_table="t",
+        queue_url="https://q",
+        fallback_deadline=1.5,
+        verify=verify,
+        botocore_config={"read_timeout": 7},
     )
+
+
+def test_serialize_round_trip():
+    trigger = configured_trigger(verify=False)
     classpath, kwargs = trigger.serialize()
     assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
     json.dumps(kwargs)  # stored in the metadata database as JSON
+    assert kwargs["verify"] is False and kwargs["botocore_config"] == {"read_timeout": 7}
+
+
+def test_its_sqs_hook_carries_the_connection_arguments():
+    trigger = configured_trigger(verify="/etc/ca.pem")
+    assert trigger.hook.verify == "/etc/ca.pem" and trigger.hook.config.read_timeout == 7
 
 
 async def test_fires_once_every_notification_is_recorded(stack, capsys):

@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, conf
 
+from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
 from audio_pipeline.batches import BatchRef
 from audio_pipeline.config import result_window_seconds
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
 from audio_pipeline.outcomes import BatchWatcher
 from audio_pipeline.status import describe_counts
-from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger, build_batch_watcher
+from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-_TIMEOUT_MARGIN_SECONDS = 900
 
 
 class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
@@ -43,7 +43,8 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
     :param invocation_timeout_seconds: ``InvocationTimeoutSeconds`` the batch was submitted with
     :param result_grace_seconds: extra time past TTL + timeout before a silent file counts as failed
     :param reconcile_interval_seconds: time between looks for results in S3, however busy the queue
-    :param deferrable: wait in the triggerer (default) instead of occupying a worker slot
+    :param deferrable: wait in the triggerer instead of occupying a worker slot (default: the
+        ``operators.default_deferrable`` setting, False unless set)
     :param endpoint_name: the endpoint the batch was submitted to, for the task's console link
     :param output_path: the endpoint's ``S3OutputPath``, for the task's console link to the batch's output
     """
@@ -75,7 +76,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         reconcile_interval_seconds: int | str = 120,
         refresh_interval_seconds: int = 30,
         wait_time_seconds: int = 10,
-        deferrable: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         endpoint_name: str | None = None,
         output_path: str | None = None,
         **kwargs: Any,
@@ -116,6 +117,8 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
             reconcile_interval_seconds=int(self.reconcile_interval_seconds),
             aws_conn_id=self.aws_conn_id,
             region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
         )
 
     def execute(self, context: Context) -> dict[str, int] | None:
@@ -142,9 +145,11 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
                 wait_time_seconds=self.wait_time_seconds,
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.result_window_seconds + _TIMEOUT_MARGIN_SECONDS),
+            timeout=timedelta(seconds=self.timeout),
         )
         return None
 
@@ -157,13 +162,14 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         if messages:
             result = self.watcher.record_messages(messages)
             if result.delete:
-                sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
+                deleted = sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
+                check_deleted(deleted, result.delete, self.log)
         self.watcher.tick()
         return self.watcher.done
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, int]:
         if event.get("status") != "success":
-            raise RuntimeError(f"Waiting for {self.batch['label']} failed: {event.get('message')}")
+            raise AirflowException(f"Waiting for {self.batch['label']} failed: {event.get('message')}")
         return self._report(event["settled"])
 
     def _report(self, settled: dict[str, int]) -> dict[str, int]:

@@ -6,45 +6,16 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from functools import cached_property
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from audio_pipeline.batches import read_manifest
-from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
-from audio_pipeline.hooks.status_table import StatusTableHook
+from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
 from audio_pipeline.outcomes import BatchWatcher
 from audio_pipeline.status import describe_counts
 from audio_pipeline.transient import TransientRetry
-
-
-def build_batch_watcher(
-    *,
-    manifest: str,
-    status_table: str,
-    fallback_deadline: float,
-    refresh_interval_seconds: float,
-    reconcile_interval_seconds: float,
-    aws_conn_id: str | None,
-    region_name: str | None,
-) -> BatchWatcher:
-    """A watcher over one batch, its pending files already read from the table (blocking I/O).
-
-    Its clients share the process's service models: a triggerer runs many of these at once.
-    """
-    aws = {"aws_conn_id": aws_conn_id, "region_name": region_name}
-    s3 = SharedLoaderAwsHook(client_type="s3", **aws).conn
-    watcher = BatchWatcher(
-        StatusTableHook(status_table=status_table, **aws).table,
-        s3,
-        read_manifest(s3, manifest),
-        fallback_deadline=fallback_deadline,
-        refresh_interval_seconds=refresh_interval_seconds,
-        reconcile_interval_seconds=reconcile_interval_seconds,
-    )
-    watcher.refresh()
-    return watcher
 
 
 class _Progress:
@@ -91,6 +62,10 @@ class TranscriptionBatchTrigger(BaseTrigger):
         then it retries with backoff, logging each retry
     :param aws_conn_id: the Airflow connection used for AWS credentials
     :param region_name: AWS region name; boto3's default when not given
+    :param verify: whether to verify SSL certificates (``False``, or a CA bundle path); see
+        https://boto3.amazonaws.com/v1/documentation/api/latest/reference/core/session.html
+    :param botocore_config: configuration (key-values) for the botocore clients; see
+        https://botocore.amazonaws.com/v1/documentation/api/latest/reference/config.html
     """
 
     def __init__(
@@ -107,6 +82,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
         transient_error_timeout_seconds: float = 600,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.manifest = manifest
@@ -120,6 +97,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
         self.transient_error_timeout_seconds = transient_error_timeout_seconds
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -136,6 +115,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
                 "transient_error_timeout_seconds": self.transient_error_timeout_seconds,
                 "aws_conn_id": self.aws_conn_id,
                 "region_name": self.region_name,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
             },
         )
 
@@ -148,15 +129,22 @@ class TranscriptionBatchTrigger(BaseTrigger):
             reconcile_interval_seconds=self.reconcile_interval_seconds,
             aws_conn_id=self.aws_conn_id,
             region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+        )
+
+    @cached_property
+    def hook(self) -> SqsHook:
+        return SqsHook(
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         retrying = TransientRetry(self.log, self.manifest, self.transient_error_timeout_seconds)
         try:
             watcher = await retrying(asyncio.to_thread, self._build_watcher)
-            sqs_hook = SqsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
             progress = _Progress(self.log, self.manifest, len(watcher.files))
-            async with await sqs_hook.get_async_conn() as sqs:
+            async with await self.hook.get_async_conn() as sqs:
                 while not watcher.done:
                     await retrying(self._receive_and_record, sqs, watcher)
                     progress.report(watcher.settled)
@@ -180,7 +168,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
         if messages:
             result = await asyncio.to_thread(watcher.record_messages, messages)
             if result.delete:
-                await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
+                deleted = await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
+                check_deleted(deleted, result.delete, self.log)
         await asyncio.to_thread(watcher.tick)
         if 0 < len(messages) < 10 and not watcher.done:
             await asyncio.sleep(self.batch_wait_seconds)

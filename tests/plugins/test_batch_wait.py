@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import logging
+import time
+
+import boto3
+import pytest
+from airflow.providers.common.compat.sdk import AirflowException
+
+from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
+from audio_pipeline.batches import BatchManifests
+from audio_pipeline.status import inference_id_for
+
+from .conftest import CONFIG, REGION
+
+ENTRIES = [{"Id": "0", "ReceiptHandle": "r0"}, {"Id": "1", "ReceiptHandle": "r1"}]
+
+
+def test_the_watcher_s_clients_carry_the_botocore_config(s3, table):
+    uri = "s3://audio-in/calls/0.flac"
+    files = [{"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}]
+    table.claim(files, "run-1")
+    (ref,) = BatchManifests(s3, CONFIG.output_bucket, "runs/run-1/").write(files, 10, 1)
+    watcher = build_batch_watcher(
+        manifest=ref["manifest"],
+        status_table=CONFIG.status_table,
+        fallback_deadline=time.time() + 60,
+        refresh_interval_seconds=30,
+        reconcile_interval_seconds=120,
+        aws_conn_id=None,
+        region_name=None,
+        botocore_config={"read_timeout": 7},
+    )
+    assert watcher.s3.meta.config.read_timeout == 7
+    assert watcher.table.client.meta.config.read_timeout == 7
+    assert list(watcher.pending) == [uri]
+
+
+def test_a_delete_answer_without_successful_raises():
+    with pytest.raises(AirflowException, match="Delete SQS Messages failed"):
+        check_deleted({"Failed": []}, ENTRIES, logging.getLogger("t"))
+
+
+def test_each_failed_delete_is_logged(aws, caplog):
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue_url, MessageBody="{}")
+    (message,) = sqs.receive_message(QueueUrl=queue_url)["Messages"]
+    entries = [{"Id": "0", "ReceiptHandle": message["ReceiptHandle"]}, {"Id": "1", "ReceiptHandle": "stale"}]
+    response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    with caplog.at_level(logging.WARNING):
+        check_deleted(response, entries, logging.getLogger("t"))
+    assert "notification 1 (ReceiptHandleIsInvalid:" in caplog.text and "notification 0" not in caplog.text
