@@ -221,7 +221,7 @@ def test_the_sensor_outlives_its_batch_s_last_deadline(batch, runtime, table, qu
 
     files, ref = batch
     submit_operator(ref).execute({})
-    waiting = sensor(ref)
+    waiting = sensor(ref, deferrable=True)
     start = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         waiting.execute({})
