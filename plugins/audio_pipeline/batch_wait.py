@@ -8,10 +8,10 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException
 
+from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import read_manifest
 from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
 from audio_pipeline.hooks.status_table import StatusTableHook
-from audio_pipeline.outcomes import BatchWatcher
 
 
 def build_batch_watcher(

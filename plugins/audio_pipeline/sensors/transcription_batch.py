@@ -14,10 +14,10 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
 
 from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
+from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import BatchRef
 from audio_pipeline.config import result_window_seconds
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
-from audio_pipeline.outcomes import BatchWatcher
 from audio_pipeline.status import describe_counts
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 

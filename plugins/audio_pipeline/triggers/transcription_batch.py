@@ -13,7 +13,7 @@ from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
-from audio_pipeline.outcomes import BatchWatcher
+from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.status import describe_counts
 from audio_pipeline.transient import TransientRetry
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import copy
 import json
 
-from audio_pipeline import outcomes
-from audio_pipeline.outcomes import BatchWatcher
+from audio_pipeline import batch_watcher
+from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.status import Status, Transition, inference_id_for
 
 from .conftest import CONFIG, notification, sns_envelope
@@ -203,7 +203,7 @@ def test_a_file_past_its_deadline_is_looked_for_in_s3_before_it_fails(table, s3)
 
 
 def test_a_periodic_look_in_s3_is_bounded_and_goes_round_the_batch(table, s3, monkeypatch):
-    monkeypatch.setattr(outcomes, "RECONCILE_LOOKS", 2)
+    monkeypatch.setattr(batch_watcher, "RECONCILE_LOOKS", 2)
     files = submitted_batch(table, s3, 5)
     s3.put_object(Bucket=OUT, Key=f"transcripts/{files[4]['inference_id']}.out", Body=b"{}")
     w = watcher(table, s3, files)
