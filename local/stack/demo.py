@@ -11,7 +11,8 @@ from typing import Any
 
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.s3_uris import split_s3_uri
-from audio_pipeline.status import Status, StatusTable
+from audio_pipeline.state_machine import Status
+from audio_pipeline.status import StatusTable
 from audio_pipeline.transcripts import TranscriptFormatError, parse_transcript
 from local.stack.airflow_api import AirflowApi
 

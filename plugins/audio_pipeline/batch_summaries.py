@@ -13,7 +13,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.claims import take_for_summary
 from audio_pipeline.s3_uris import split_s3_uri
-from audio_pipeline.status import DEFAULT_LEASE_SECONDS, Status, StatusTable, Transition, utcnow
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import DEFAULT_LEASE_SECONDS, StatusTable, utcnow
 from audio_pipeline.summaries import Summarizer, SummaryError, first_sentence, summary_location
 from audio_pipeline.transcripts import parse_transcript
 

@@ -19,7 +19,8 @@ from typing import Any
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
 from audio_pipeline.s3_uris import object_exists, split_s3_uri
-from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, utcnow
+from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
+from audio_pipeline.status import StatusTable, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,8 @@ class BatchWatcher:
     def _excerpt(self, uri: str) -> str:
         bucket, key = split_s3_uri(uri)
         body = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{_FAILURE_EXCERPT_BYTES - 1}")["Body"]
-        return body.read().decode("utf-8", "replace").strip()
+        text: str = body.read().decode("utf-8", "replace")
+        return text.strip()
 
 
 def _table_key(input_location: str | None) -> str | None:

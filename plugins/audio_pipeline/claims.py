@@ -12,15 +12,8 @@ from typing import Any
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.listing import AudioObject, ListingReport, iter_audio_objects
 from audio_pipeline.s3_uris import S3Location, object_exists
-from audio_pipeline.status import (
-    DEFAULT_LEASE_SECONDS,
-    IN_FLIGHT,
-    Status,
-    StatusTable,
-    Transition,
-    inference_id_for,
-    utcnow,
-)
+from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
+from audio_pipeline.status import DEFAULT_LEASE_SECONDS, StatusTable, inference_id_for, utcnow
 
 log = logging.getLogger(__name__)
 

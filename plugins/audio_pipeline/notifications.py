@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from audio_pipeline.status import Status, Transition, utcnow
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import utcnow
 
 INPUT_LOCATION_MAX = 1024
 """``InvokeEndpointAsync``'s ``InputLocation``: at most 1,024 characters, matching :data:`INPUT_LOCATION`."""

@@ -7,7 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from audio_pipeline.status import IN_FLIGHT, Status, StatusTable, Transition, describe_counts, utcnow
+from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition, describe_counts
+from audio_pipeline.status import StatusTable, utcnow
 
 REPORTED_ATTRIBUTES = (
     "status",

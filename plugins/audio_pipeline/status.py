@@ -1,4 +1,4 @@
-"""The status table: its schema, the state machine, and every write to it.
+"""The status table: its schema, and every write to it (enforcing the moves of :mod:`audio_pipeline.state_machine`).
 
 One item per audio file, keyed by the file's ``s3://bucket/key`` URI::
 
@@ -39,13 +39,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.state_machine import Status, Transition
 
 log = logging.getLogger(__name__)
 
@@ -85,34 +85,8 @@ TRANSACT_LIMIT = 100
 _MAX_ATTEMPTS = 8
 
 
-class Status(StrEnum):
-    PROCESSING = "processing"
-    SUBMITTED = "submitted"
-    COMPLETED = "completed"
-    SUMMARIZED = "summarized"
-    FAILED = "failed"
-
-
-IN_FLIGHT = (Status.PROCESSING, Status.SUBMITTED)
-SETTLED = (Status.COMPLETED, Status.SUMMARIZED, Status.FAILED)
-
-TRANSITIONS: dict[Status, tuple[Status, ...]] = {
-    Status.PROCESSING: (Status.SUBMITTED, Status.COMPLETED, Status.FAILED),
-    Status.SUBMITTED: (Status.COMPLETED, Status.FAILED),
-    Status.COMPLETED: (Status.SUMMARIZED,),
-    Status.SUMMARIZED: (),
-    Status.FAILED: (Status.COMPLETED,),
-}
-"""Allowed moves of one claim. A new claim (``processing``) may replace a settled item.
-``failed -> completed`` is a late result for the same inference id: the transcript exists, keep it."""
-
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-def describe_counts(counts: Mapping[str, int]) -> str:
-    """``{"completed": 2, "failed": 1}`` -> ``"2 completed, 1 failed"`` (empty for no counts)."""
-    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def utcnow() -> str:
@@ -123,39 +97,6 @@ def inference_id_for(uri: str, etag: str, run_id: str) -> str:
     """The claim's InferenceId: deterministic, so a retried task reuses it (at most 64 chars)."""
     digest = hashlib.sha256(f"{uri}\n{etag}\n{run_id}".encode()).hexdigest()
     return digest[:40]
-
-
-@dataclass(frozen=True)
-class Transition:
-    """Move one claimed file (identified by ``uri`` and ``inference_id``) to ``to``."""
-
-    uri: str
-    inference_id: str
-    to: Status
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    remove: tuple[str, ...] = ()
-    expect: tuple[Status, ...] = ()
-    """Statuses the item may be in; by default every status that :data:`TRANSITIONS` lets move to ``to``."""
-    require: Mapping[str, Any] = field(default_factory=dict)
-    """Attributes that must still hold these values (as read): the write loses to any change since."""
-
-    @classmethod
-    def without_summary(
-        cls, uri: str, inference_id: str, reason: str, *, require: Mapping[str, Any] | None = None
-    ) -> Transition:
-        """Record why a ``completed`` file has no summary; it stays ``completed`` for a later run to take."""
-        return cls(
-            uri,
-            inference_id,
-            Status.COMPLETED,
-            {"summary_error": reason},
-            expect=(Status.COMPLETED,),
-            require=require or {},
-        )
-
-    @property
-    def allowed_from(self) -> tuple[Status, ...]:
-        return self.expect or tuple(s for s, targets in TRANSITIONS.items() if self.to in targets)
 
 
 @dataclass
@@ -196,10 +137,10 @@ class StatusTable:
 
     # ----------------------------------------------------------------- reads
 
-    def get_many(self, uris: Iterable[str], attributes: Sequence[str] | None = None) -> dict[str, dict]:
+    def get_many(self, uris: Iterable[str], attributes: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """``BatchGetItem`` in chunks of 100, retrying ``UnprocessedKeys``; absent URIs are omitted."""
         unique = list(dict.fromkeys(uris))
-        found: dict[str, dict] = {}
+        found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(unique, BATCH_GET_LIMIT):
             request: dict[str, Any] = {"Keys": [{PARTITION_KEY: {"S": u}} for u in chunk], "ConsistentRead": True}
             if attributes:
@@ -383,7 +324,7 @@ class StatusTable:
                 pending = retry
                 attempt += 1
                 if pending:
-                    codes = sorted({r.get("Code") for r in reasons} - {"ConditionalCheckFailed", "None", None})
+                    codes = sorted({str(r.get("Code")) for r in reasons} - {"ConditionalCheckFailed", "None"})
                     self._sleep(attempt, f"TransactWriteItems cancelled ({', '.join(codes)})")
                 continue
             result.applied.extend(uri for uri, _ in pending)

@@ -12,7 +12,8 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.config import UnusableInputError, result_window_seconds
-from audio_pipeline.status import Status, StatusTable, Transition, utcnow
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import StatusTable, utcnow
 
 log = logging.getLogger(__name__)
 

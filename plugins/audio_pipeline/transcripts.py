@@ -34,8 +34,9 @@ def parse_transcript(body: bytes) -> str:
     if isinstance(doc, list) and all(isinstance(part, str) for part in doc):
         return " ".join(part.strip() for part in doc if part.strip())
     if isinstance(doc, dict):
-        if isinstance(doc.get("text"), str):
-            return doc["text"].strip()
+        whole = doc.get("text")
+        if isinstance(whole, str):
+            return whole.strip()
         segments = doc.get("segments")
         if isinstance(segments, list) and all(isinstance(s, dict) and isinstance(s.get("text"), str) for s in segments):
             return " ".join(s["text"].strip() for s in segments if s["text"].strip())

@@ -247,7 +247,8 @@ def summarise(dag, aws, monkeypatch):
 
     from audio_pipeline.batches import BatchManifests
     from audio_pipeline.config import PipelineConfig
-    from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
+    from audio_pipeline.state_machine import Status, Transition
+    from audio_pipeline.status import StatusTable, inference_id_for, table_definition
 
     config = PipelineConfig()
     s3, ddb = boto3.client("s3"), boto3.client("dynamodb")

@@ -9,7 +9,8 @@ from botocore.stub import Stubber
 
 from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
-from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import StatusTable, inference_id_for, table_definition
 from audio_pipeline.summaries import Summarizer
 
 from .conftest import CONFIG, REGION, answer_over_http, aws_error

@@ -5,7 +5,8 @@ import json
 
 from audio_pipeline import batch_watcher
 from audio_pipeline.batch_watcher import BatchWatcher
-from audio_pipeline.status import Status, Transition, inference_id_for
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import inference_id_for
 
 from .conftest import CONFIG, notification, sns_envelope
 from .test_notifications import WRONG_TYPES

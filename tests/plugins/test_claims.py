@@ -4,7 +4,8 @@ from audio_pipeline.batch_summaries import record_no_summary
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import DEFAULT_AUDIO_EXTENSIONS
 from audio_pipeline.s3_uris import S3Location
-from audio_pipeline.status import Status, StatusTable, Transition
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import StatusTable
 
 from .conftest import CONFIG
 

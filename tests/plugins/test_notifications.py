@@ -5,7 +5,7 @@ import json
 import pytest
 
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
-from audio_pipeline.status import Status
+from audio_pipeline.state_machine import Status
 
 from .conftest import notification, sns_envelope
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import json
 
 from audio_pipeline.reporting import settle_run
-from audio_pipeline.status import Status, Transition, inference_id_for
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import inference_id_for
 from audio_pipeline.summaries import first_sentence
 from tests.plugins.conftest import CONFIG
 

@@ -6,14 +6,8 @@ import pytest
 
 from audio_pipeline.hooks.retries import DEFAULT_RETRIES
 from audio_pipeline.hooks.status_table import StatusTableHook
-from audio_pipeline.status import (
-    TRANSITIONS,
-    Status,
-    StatusTable,
-    Transition,
-    inference_id_for,
-    table_definition,
-)
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import StatusTable, inference_id_for, table_definition
 
 from .conftest import CONFIG, answer_over_http, aws_error
 
@@ -174,11 +168,6 @@ def test_throttling_the_client_gave_up_on_is_not_retried_again(table, monkeypatc
     with pytest.raises(ClientError, match="ThrottlingException"):
         table.claim([claimed("s3://b/a.wav")], "run-1")
     assert len(calls) == 1, "botocore retried it already: no retries stacked on its retries"
-
-
-def test_state_machine_has_no_way_out_of_terminal_states():
-    assert TRANSITIONS[Status.SUMMARIZED] == ()
-    assert TRANSITIONS[Status.FAILED] == (Status.COMPLETED,), "only its own late result"
 
 
 @pytest.mark.parametrize("code", ["ValidationException", "ResourceNotFoundException"])

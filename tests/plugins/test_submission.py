@@ -8,7 +8,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from audio_pipeline.status import Status, Transition, WriteResult, inference_id_for
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import WriteResult, inference_id_for
 from audio_pipeline.submission import (
     BatchSubmitter,
     EndpointNotFoundError,

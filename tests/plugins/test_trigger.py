@@ -11,7 +11,8 @@ import boto3
 import pytest
 
 from audio_pipeline.batches import BatchManifests
-from audio_pipeline.status import Status, StatusTable, Transition, inference_id_for, table_definition
+from audio_pipeline.state_machine import Status, Transition
+from audio_pipeline.status import StatusTable, inference_id_for, table_definition
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 from tests.moto_server import local_moto_server
 

@@ -18,7 +18,7 @@ from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import BatchRef
 from audio_pipeline.config import result_window_seconds
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
-from audio_pipeline.status import describe_counts
+from audio_pipeline.state_machine import describe_counts
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 
 if TYPE_CHECKING:

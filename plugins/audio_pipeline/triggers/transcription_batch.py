@@ -14,7 +14,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
 from audio_pipeline.batch_watcher import BatchWatcher
-from audio_pipeline.status import describe_counts
+from audio_pipeline.state_machine import describe_counts
 from audio_pipeline.transient import TransientRetry
 
 
