@@ -3,8 +3,8 @@ check of what SQS deleted."""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from airflow.providers.common.compat.sdk import AirflowException
 
@@ -12,6 +12,10 @@ from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import read_manifest
 from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
 from audio_pipeline.hooks.status_table import StatusTableHook
+
+
+class _Log(Protocol):
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
 
 
 def build_batch_watcher(
@@ -49,7 +53,7 @@ def build_batch_watcher(
     return watcher
 
 
-def check_deleted(response: dict[str, Any], entries: list[dict[str, str]], log: logging.Logger) -> None:
+def check_deleted(response: Mapping[str, Any], entries: Sequence[Mapping[str, Any]], log: _Log) -> None:
     """Raise, as the Amazon provider's SQS sensor does, when ``DeleteMessageBatch`` answered no
     ``Successful`` list; log each entry it failed to delete. A notification left on the queue is
     already recorded: it comes back after its visibility timeout and recording it again is a no-op."""

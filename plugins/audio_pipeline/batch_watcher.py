@@ -14,13 +14,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
 from audio_pipeline.s3_uris import object_exists, split_s3_uri
 from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
 from audio_pipeline.status import StatusTable, utcnow
+
+if TYPE_CHECKING:
+    from types_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef, MessageTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ _KEY_MAX_BYTES = 2048
 
 @dataclass
 class MessageBatchResult:
-    delete: list[dict[str, str]] = field(default_factory=list)
+    delete: list[DeleteMessageBatchRequestEntryTypeDef] = field(default_factory=list)
     """``{"Id", "ReceiptHandle"}`` entries, ready for ``DeleteMessageBatch``."""
     recorded: int = 0
     ignored: int = 0
@@ -73,7 +76,7 @@ class BatchWatcher:
 
     # ------------------------------------------------------------ notifications
 
-    def record_messages(self, messages: Sequence[dict[str, Any]]) -> MessageBatchResult:
+    def record_messages(self, messages: Sequence[MessageTypeDef]) -> MessageBatchResult:
         """Write every notification in ``messages`` to the table; say which to delete.
 
         A notification names its file by inference id first (this batch's files), then by
@@ -85,10 +88,10 @@ class BatchWatcher:
         """
         result = MessageBatchResult()
         by_inference_id = {iid: uri for uri, iid in self.files.items()}
-        receipts: dict[tuple[str, str], list[dict[str, str]]] = {}
+        receipts: dict[tuple[str, str], list[DeleteMessageBatchRequestEntryTypeDef]] = {}
         rounds: list[dict[str, Transition]] = []  # each writes a file once: a transaction touches an item once
         for i, message in enumerate(messages):
-            entry = {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
+            entry: DeleteMessageBatchRequestEntryTypeDef = {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
             try:
                 notification = parse_notification(message["Body"])
             except NotificationFormatError as err:

@@ -23,6 +23,7 @@ from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigge
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from types_boto3_sqs import SQSClient
 
 
 class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
@@ -105,7 +106,12 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
     def queue_url(self) -> str:
         if self.notification_queue.startswith(("https://", "http://")):
             return self.notification_queue
-        return self.hook.conn.get_queue_url(QueueName=self.notification_queue)["QueueUrl"]
+        return self.sqs.get_queue_url(QueueName=self.notification_queue)["QueueUrl"]
+
+    @property
+    def sqs(self) -> SQSClient:
+        client: SQSClient = self.hook.conn
+        return client
 
     @cached_property
     def watcher(self) -> BatchWatcher:
@@ -154,7 +160,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         return None
 
     def poke(self, context: Context) -> bool:
-        sqs = self.hook.conn
+        sqs = self.sqs
         response = sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=min(self.wait_time_seconds, 20)
         )

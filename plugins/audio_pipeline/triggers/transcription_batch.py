@@ -85,7 +85,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
         self.manifest = manifest
         self.status_table = status_table
         self.queue_url = queue_url
