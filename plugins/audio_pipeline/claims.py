@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.listing import AudioObject, ListingReport, iter_audio_objects
@@ -54,7 +54,7 @@ def _abandoned(item: dict[str, Any], now: float) -> bool:
     return item.get("status") in IN_FLIGHT and "deadline" in item and item["deadline"] < int(now)
 
 
-def _needs_summary(item: dict[str, Any] | None, etag: str, now: float) -> bool:
+def _needs_summary(item: dict[str, Any] | None, etag: str, now: float) -> TypeGuard[dict[str, Any]]:
     """Transcribed, same content, and no run summarising it: its summary failed (a ``summary_error``
     recorded why), or the run that held it died before summarising (its lease expired)."""
     if not item or item.get("status") != Status.COMPLETED or item.get("etag") != etag:
@@ -62,10 +62,10 @@ def _needs_summary(item: dict[str, Any] | None, etag: str, now: float) -> bool:
     return "summary_error" in item or _lease_expired(item, now)
 
 
-def _taken_before(item: dict[str, Any] | None, run_id: str) -> bool:
+def _taken_before(item: dict[str, Any] | None, run_id: str) -> TypeGuard[dict[str, Any]]:
     """Taken for its summary by ``run_id`` (an earlier attempt of its claim task): ours, no summary yet."""
     return (
-        bool(item)
+        item is not None
         and item.get("status") == Status.COMPLETED
         and item.get("run_id") == run_id
         and ("summary_error" not in item)
@@ -93,7 +93,9 @@ def _result_in_s3(s3_client: Any, item: dict[str, Any] | None, etag: str, now: f
     return object_exists(s3_client, item["output_location"])
 
 
-def _held_by_ended_run(item: dict[str, Any] | None, etag: str, run_id: str, run_ended: RunEnded | None) -> bool:
+def _held_by_ended_run(
+    item: dict[str, Any] | None, etag: str, run_id: str, run_ended: RunEnded | None
+) -> TypeGuard[dict[str, Any]]:
     """In flight, or transcribed and not yet summarised, for a run that has ended (marked failed by
     hand, say) although its lease runs on: nobody will finish that work but a later run."""
     if run_ended is None or not item or item.get("etag") != etag or item.get("run_id") in (None, run_id):
@@ -240,7 +242,7 @@ def claim_new_files(
             if _taken_before(item, run_id):
                 report.claimed.append(_for_summary(obj, item))  # taken by an earlier attempt of this task
                 continue
-            if _result_in_s3(s3_client, item, obj.etag, now, reprocess_failed):
+            if item is not None and _result_in_s3(s3_client, item, obj.etag, now, reprocess_failed):
                 item = _record_late_result(table, item)
             if _held_by_ended_run(item, obj.etag, run_id, run_ended) and item["status"] in IN_FLIGHT:
                 adopt.append((_for_summary(obj, item), item))
