@@ -54,6 +54,9 @@ class Scenario:
     service_seconds: float = 0.05
     """The benchmark backend's time per file (BENCHMARK_SERVICE_SECONDS)."""
     variables: dict[str, str] = field(default_factory=dict)
+    may_cut_a_submission: bool = False
+    """The fault may cut an InvokeEndpointAsync mid-request: a file the endpoint never accepted
+    may then fail, with its reason, at the end of its result window (use SHORT_WINDOW)."""
     """Settings of the pipeline (the Variable ``audio_pipeline_config``) for this scenario."""
     drive: Callable[[Stack, AirflowApi, str], list[str]] | None = None
     """Runs the DAG itself (given the stack, the API and the bucket URI) instead of triggering
@@ -86,6 +89,9 @@ class Row:
     """Summary requests Bedrock answered for their transcripts (the Bedrock emulator's journal)."""
     seconds: float = 0.0
     examples: list[str] = field(default_factory=list)
+    failed_unaccepted: int = 0
+    """Of the failed, those the endpoint never accepted: a submission cut by the endpoint's restart
+    (recorded ``submitted``, as it may have been accepted, and failed at the end of its window)."""
     trigger_errors: int = 0
     """Triggers that fired an error event (failing their sensor's attempt), from the triggerer's logs."""
 
@@ -107,6 +113,7 @@ class Row:
             tally.summaries,
             round(seconds, 1),
             tally.examples,
+            tally.failed_unaccepted,
             trigger_errors,
         )
 
@@ -118,6 +125,12 @@ LONGEST_KEY = "l" * (1024 - len(f"s3://{BUCKET}/{PREFIX}.wav")) + ".wav"
 """Its s3:// URI is 1,024 characters, the most InvokeEndpointAsync accepts as InputLocation."""
 OVER_LONG_KEY = ("k" * 990) + ".wav"
 """A 1,000-byte key: its URI is over 1,024 characters, so AWS would reject it; listing skips it."""
+
+
+def explained_failures(scenario: Scenario, row: Row) -> int:
+    """Failures the scenario's fault explains beyond the injected ones: files the endpoint never
+    accepted, where the fault may cut a submission."""
+    return row.failed_unaccepted if scenario.may_cut_a_submission else 0
 
 
 def _plain(n: int, prefix: str = "") -> dict[str, bytes]:
@@ -352,7 +365,13 @@ SCENARIOS = [
         emulator_flags=("--fault-drop-notifications", "0.3"),
         during=keep_the_queue_busy,
     ),
-    Scenario("SageMaker-async emulator restarted mid-run", _plain(30), during=restart_emulator),
+    Scenario(
+        "SageMaker-async emulator restarted mid-run",
+        _plain(30),
+        during=restart_emulator,
+        variables=SHORT_WINDOW,
+        may_cut_a_submission=True,
+    ),
     Scenario(
         "six kinds of wrong-typed notification, three of each, on the success topic",
         _plain(10),

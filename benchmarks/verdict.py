@@ -67,6 +67,8 @@ class Tally:
     model_calls: int = 0
     reruns: int = 0
     summaries: int = 0
+    failed_unaccepted: int = 0
+    """Failed with a reason, and the endpoint never accepted a request for them."""
     examples: list[str] = field(default_factory=list)
     """A few lost or twice file versions, with what the witnesses saw, for the error message."""
 
@@ -80,6 +82,7 @@ class Tally:
             tally.model_calls += v.model_calls
             tally.reruns += v.model_calls - v.requests
             tally.summaries += v.summaries
+            tally.failed_unaccepted += v.outcome == "failed" and not v.accepted
             if (v.outcome == "lost" or v.twice) and len(tally.examples) < 5:
                 tally.examples.append(
                     f"{v.uri} ({v.outcome}, status {v.status}, {v.model_calls} model calls for {v.requests} requests, "

@@ -148,3 +148,13 @@ def test_one_clip_under_two_keys_is_summarised_once_per_key_not_twice(world):
     world.status(third, third_etag, "summarized")
     verdicts = world.judge(first, second, third)  # four answers for three keys: one is extra
     assert {v.twice for v in verdicts.values()} == {True}
+
+
+def test_a_failure_the_endpoint_never_accepted_is_told_apart(world):
+    unsent, unsent_etag = world.recording("unsent.wav")  # its submission was cut: nothing was accepted
+    world.status(unsent, unsent_etag, "failed", failure_reason="no result within the result window")
+    refused, refused_etag = world.recording("refused.wav")  # accepted, and the model refused it
+    world.transcribed(refused, refused_etag, "r1", stored=False)
+    world.status(refused, refused_etag, "failed", failure_reason="model said no")
+    tally = Tally.of(list(world.judge(unsent, refused).values()))
+    assert (tally.outcomes["failed"], tally.failed_unaccepted) == (2, 1)
