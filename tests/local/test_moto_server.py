@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 
 import pytest
 
@@ -25,6 +26,26 @@ def environ(service, method="POST", path="/", query="", target=None, form=None, 
     if form:
         env["CONTENT_TYPE"] = "application/x-www-form-urlencoded; charset=utf-8"
     return env
+
+
+@contextmanager
+def table_t(monkeypatch):
+    """moto in-process with an empty table ``t`` keyed on ``k``; yields the DynamoDB client."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield ddb
 
 
 @pytest.mark.parametrize(
@@ -61,10 +82,8 @@ def test_counts_by_caller_and_leaves_the_body_readable():
 def test_transactions_copy_only_touched_items_and_still_roll_back(monkeypatch):
     import copy
 
-    import boto3
     import moto.dynamodb.models as models
     from botocore.exceptions import ClientError
-    from moto import mock_aws
 
     from local.moto_server import snapshot_touched_items_in_transactions
 
@@ -80,17 +99,7 @@ def test_transactions_copy_only_touched_items_and_still_roll_back(monkeypatch):
         return real(value, memo, *args)
 
     monkeypatch.setattr(copy, "deepcopy", counting)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    with table_t(monkeypatch) as ddb:
         put = [{"Put": {"TableName": "t", "Item": {"k": {"S": str(i)}, "v": {"N": "1"}}}} for i in range(50)]
         ddb.transact_write_items(TransactItems=put)
         assert table_copies == [], "no whole-table copy"
@@ -114,9 +123,7 @@ def test_transactions_copy_only_touched_items_and_still_roll_back(monkeypatch):
 
 
 def test_condition_expressions_are_lexed_once_and_still_decide_per_item(monkeypatch):
-    import boto3
     from botocore.exceptions import ClientError
-    from moto import mock_aws
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
     from local.moto_server import cache_condition_expression_tokens
@@ -133,17 +140,7 @@ def test_condition_expressions_are_lexed_once_and_still_decide_per_item(monkeypa
 
     monkeypatch.setattr(ConditionExpressionParser, "_lex_one_node", counting)
     cache_condition_expression_tokens()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    with table_t(monkeypatch) as ddb:
         ddb.put_item(TableName="t", Item={"k": {"S": "a"}, "v": {"N": "1"}})
 
         def put_if(expression, value):
