@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -29,16 +29,32 @@ from local.stack.services import (
 log = logging.getLogger(__name__)
 
 
+class StackSession(boto3.session.Session):
+    """A boto3 session whose clients reach one stack's emulators: each client gets its service's
+    endpoint from the stack's settings, never from the process environment, so sessions on two
+    stacks in one process (the e2e stack and a fault row's) never cross."""
+
+    def __init__(self, settings: Settings) -> None:
+        env = aws_environment(settings)
+        super().__init__(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        self.endpoints = {
+            "sagemaker-runtime": env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"],
+            "bedrock-runtime": env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"],
+        }
+        self.default_endpoint = env["AWS_ENDPOINT_URL"]
+
+    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("endpoint_url", self.endpoints.get(service_name, self.default_endpoint))
+        return super().client(service_name, *args, **kwargs)
+
+
 def aws_session(settings: Settings) -> boto3.session.Session:
     """A boto3 session on the stack's emulators (moto, SageMaker runtime, Bedrock runtime)."""
-    env = aws_environment(settings)
-    for key, value in env.items():
-        os.environ[key] = value  # boto3 reads per-service endpoint URLs from the environment only
-    return boto3.session.Session(
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-    )
+    return StackSession(settings)
 
 
 @dataclass
