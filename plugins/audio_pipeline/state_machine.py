@@ -30,6 +30,7 @@ TRANSITIONS: dict[Status, tuple[Status, ...]] = {
 """Allowed moves of one claim. A new claim (``processing``) may replace a settled item.
 ``failed -> completed`` is a late result for the same inference id: the transcript exists, keep it."""
 
+
 def describe_counts(counts: Mapping[str, int]) -> str:
     """``{"completed": 2, "failed": 1}`` -> ``"2 completed, 1 failed"`` (empty for no counts)."""
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
