@@ -56,17 +56,10 @@ RESOLVE_RUN = "resolve_run"
 log = logging.getLogger("audio_pipeline.tasks")
 
 
-def setting(name: str) -> str:
-    """A template of one setting as the run's first task resolved it (an XCom, not a Variable)."""
-    return f"{{{{ ti.xcom_pull(task_ids={RESOLVE_RUN!r})['config'][{name!r}] }}}}"
-
-
-OUTPUT_PATH = f"s3://{setting('output_bucket')}/{setting('transcripts_prefix')}"  # the endpoint's S3OutputPath
-
-
-@task(task_id=RESOLVE_RUN)
+@task(task_id=RESOLVE_RUN, multiple_outputs=True)
 def resolve_run(params: dict | None = None, dag_run=None) -> dict:
-    """The run's inputs, read once: ``{"bucket_uri", "config"}``; the bucket and endpoint must exist.
+    """The run's inputs, read once: its bucket URI and every setting (``PipelineConfig.run_xcom``),
+    each also an XCom of its own that operators take; the bucket and endpoint must exist.
 
     The bucket URI is conf ``bucket_uri``, else the configured ``schedule_bucket_uri``; a
     scheduled run with neither is skipped, saying so (a manual run without one fails).
@@ -87,7 +80,7 @@ def resolve_run(params: dict | None = None, dag_run=None) -> dict:
     except UnusableInputError as err:
         raise AirflowFailException(str(err)) from err  # a retry would say the same
     log.info("Processing %s with endpoint %s", location.uri, config.endpoint_name)
-    return {"bucket_uri": location.uri, "config": config.to_dict()}
+    return config.run_xcom(location.uri)
 
 
 def _run_ended(ti: Any) -> Callable[[str], bool] | None:
@@ -109,7 +102,7 @@ def _run_ended(ti: Any) -> Callable[[str], bool] | None:
 @task
 def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None) -> list[BatchRef]:
     """Claim the new audio files under the bucket URI and split them into batch manifests."""
-    config = PipelineConfig.from_mapping(run["config"])
+    config = PipelineConfig.from_run(run)
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = claim_new_files(
@@ -134,7 +127,7 @@ def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = 
 def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: str | None = None) -> dict[str, int]:
     """Summarise each completed transcript of the batch with Bedrock (Converse)."""
     get_current_context()["batch_label"] = batch["label"]
-    config = PipelineConfig.from_mapping(run["config"])
+    config = PipelineConfig.from_run(run)
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     files = read_manifest(s3, batch["manifest"])
@@ -182,17 +175,18 @@ def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: st
 
 
 @task_group
-def transcribe(batch: BatchRef, run: dict) -> None:
-    """One batch: submit to the endpoint, wait for the results, summarise."""
+def transcribe(batch: BatchRef, run: Any) -> None:
+    """One batch: submit to the endpoint, wait for the results, summarise. ``run`` is the first
+    task's output: ``run["endpoint_name"]`` is its XCom of that one setting."""
     submit = SubmitTranscriptionBatchOperator(
         task_id="submit",
         batch=batch,
-        endpoint_name=setting("endpoint_name"),
-        status_table=setting("status_table"),
-        request_ttl_seconds=setting("request_ttl_seconds"),
-        invocation_timeout_seconds=setting("invocation_timeout_seconds"),
-        result_grace_seconds=setting("result_grace_seconds"),
-        output_path=OUTPUT_PATH,
+        endpoint_name=run["endpoint_name"],
+        status_table=run["status_table"],
+        request_ttl_seconds=run["request_ttl_seconds"],
+        invocation_timeout_seconds=run["invocation_timeout_seconds"],
+        result_grace_seconds=run["result_grace_seconds"],
+        output_path=run["output_path"],
         aws_conn_id=AWS_CONN_ID,
         map_index_template=BATCH_LABEL,
         # batches go in nearly in order, so the first ones finish (and get summarised) while
@@ -202,14 +196,12 @@ def transcribe(batch: BatchRef, run: dict) -> None:
     wait = TranscriptionBatchSensor(
         task_id="await_transcripts",
         batch=batch,
-        status_table=setting("status_table"),
-        notification_queue=setting("notification_queue"),
-        request_ttl_seconds=setting("request_ttl_seconds"),
-        invocation_timeout_seconds=setting("invocation_timeout_seconds"),
-        result_grace_seconds=setting("result_grace_seconds"),
-        reconcile_interval_seconds=setting("reconcile_interval_seconds"),
-        endpoint_name=setting("endpoint_name"),
-        output_path=OUTPUT_PATH,
+        status_table=run["status_table"],
+        notification_queue=run["notification_queue"],
+        result_window_seconds=run["result_window_seconds"],
+        reconcile_interval_seconds=run["reconcile_interval_seconds"],
+        endpoint_name=run["endpoint_name"],
+        output_path=run["output_path"],
         aws_conn_id=AWS_CONN_ID,
         deferrable=True,  # whatever operators.default_deferrable says: a batch waits for hours
         map_index_template=BATCH_LABEL,
@@ -221,7 +213,7 @@ def transcribe(batch: BatchRef, run: dict) -> None:
 def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:
     """Settle what is still in flight, log a line per file, write the run manifest to S3, and
     emit an event of the run manifests' Asset for DAGs scheduled on new transcripts."""
-    config = PipelineConfig.from_mapping(run["config"])
+    config = PipelineConfig.from_run(run)
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
     report = settle_run(table, run_id, run["bucket_uri"], reason=f"run {run_id} ended before a result was recorded")
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,14 +70,11 @@ class UnusableInputError(Exception):
     """
 
 
-def result_window_seconds(
-    request_ttl_seconds: int | str, invocation_timeout_seconds: int | str, result_grace_seconds: int | str
-) -> int:
+def result_window_seconds(request_ttl_seconds: int, invocation_timeout_seconds: int, result_grace_seconds: int) -> int:
     """How long after its submission a file's result may still arrive: the request may wait
     ``RequestTTLSeconds`` in the endpoint's queue, then run ``InvocationTimeoutSeconds``, plus a
-    grace for the notification. Past it a file is failed, and its claim's lease ends.
-    (Rendered templates pass the settings as strings.)"""
-    return int(request_ttl_seconds) + int(invocation_timeout_seconds) + int(result_grace_seconds)
+    grace for the notification. Past it a file is failed, and its claim's lease ends."""
+    return request_ttl_seconds + invocation_timeout_seconds + result_grace_seconds
 
 
 MAX_ASYNC_PAYLOAD_BYTES = 1_000_000_000
@@ -219,6 +217,23 @@ class PipelineConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every setting, JSON-serialisable: the XCom a run's tasks share and the Variable's value."""
         return dataclasses.asdict(self)
+
+    def run_xcom(self, bucket_uri: str) -> dict[str, Any]:
+        """What a run's first task hands on: its bucket URI, every setting, and the two values
+        derived from them that operators take (``output_path``, ``result_window_seconds``).
+        Pushed key by key too (``multiple_outputs``), so that an operator takes one setting as an
+        XComArg of the setting's own type rather than a rendered template string."""
+        return {
+            "bucket_uri": bucket_uri,
+            **self.to_dict(),
+            "output_path": self.output_path,
+            "result_window_seconds": self.result_window_seconds,
+        }
+
+    @classmethod
+    def from_run(cls, run: Mapping[str, Any]) -> PipelineConfig:
+        """The settings of a run, from its first task's XCom (:meth:`run_xcom`)."""
+        return cls.from_mapping({f.name: run[f.name] for f in cls.fields() if f.name in run})
 
     def to_json(self) -> str:
         """The value of the Variable ``audio_pipeline_config`` holding exactly these settings."""

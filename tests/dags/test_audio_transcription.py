@@ -114,11 +114,33 @@ def test_task_graph(dag):
         "transcribe.summarise",
         "report_run",
     }
-    assert dag.get_task("transcribe.submit").upstream_task_ids == {"claim_new_audio"}
+    assert dag.get_task("transcribe.submit").upstream_task_ids == {"claim_new_audio", "resolve_run"}
     assert "transcribe.submit" in dag.get_task("transcribe.await_transcripts").upstream_task_ids
     assert "transcribe.await_transcripts" in dag.get_task("transcribe.summarise").upstream_task_ids
     report = dag.get_task("report_run")
     assert report.is_teardown and "transcribe.summarise" in report.upstream_task_ids
+
+
+def test_operators_take_each_setting_as_an_xcom_of_the_first_task_of_its_own_type(dag):
+    """No rendered template strings: each setting an operator takes is one key the first task
+    pushes (multiple_outputs), so an int arrives as an int."""
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    from audio_pipeline.config import PipelineConfig
+
+    pushed = PipelineConfig().run_xcom("s3://b/p/")
+    assert dag.get_task("resolve_run").multiple_outputs
+    for task_id in ("transcribe.submit", "transcribe.await_transcripts"):
+        task = dag.get_task(task_id)
+        settings = {
+            name: getattr(task, name)
+            for name in task.template_fields
+            if isinstance(getattr(task, name, None), PlainXComArg) and name != "batch"
+        }
+        assert len(settings) >= 5, f"{task_id}: {sorted(settings)}"
+        for name, arg in settings.items():
+            assert arg.operator.task_id == "resolve_run" and arg.key == name, f"{task_id}.{name}"
+            assert name in pushed, f"{task_id}.{name} is no key of the first task's XCom"
 
 
 def test_batches_are_mapped_with_readable_names(dag):
@@ -208,8 +230,9 @@ def test_the_first_task_reads_the_configuration_once_and_hands_it_on(dag, aws, m
 
     assert reads == ["audio_pipeline_config"], "one Variable, one secrets lookup"
     assert run["bucket_uri"] == f"s3://{INPUT_BUCKET}/calls/"
-    assert run["config"]["max_batches"] == 8 and run["config"]["summary_concurrency"] == 2
-    assert run["config"]["endpoint_name"] == "audio-transcription-async", "unset settings take their defaults"
+    assert run["max_batches"] == 8 and run["summary_concurrency"] == 2
+    assert run["endpoint_name"] == "audio-transcription-async", "unset settings take their defaults"
+    assert run["result_window_seconds"] == 21600 + 900 + 300 and isinstance(run["request_ttl_seconds"], int)
     assert len(json.dumps(run)) < 2048, "a small XCom"
 
 
@@ -227,7 +250,7 @@ def test_later_tasks_read_no_variable(dag, aws, monkeypatch, caplog):
     bootstrap(boto3.session.Session())
     boto3.client("s3").put_object(Bucket=INPUT_BUCKET, Key="calls/a.wav", Body=b"RIFF....WAVEfmt ")
     monkeypatch.setattr(Variable, "get", lambda *args, **kwargs: pytest.fail(f"Variable.get{args}"))
-    run = {"bucket_uri": f"s3://{INPUT_BUCKET}/calls/", "config": PipelineConfig(max_batches=3).to_dict()}
+    run = PipelineConfig(max_batches=3).run_xcom(f"s3://{INPUT_BUCKET}/calls/")
     params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
     batches = dag.get_task("claim_new_audio").python_callable(run=run, params=params, run_id="run-1")
     assert [b["files"] for b in batches] == [1]
@@ -274,7 +297,7 @@ def summarise(dag, aws, monkeypatch):
     fn = dag.get_task("transcribe.summarise").python_callable
     monkeypatch.setitem(fn.__globals__, "AdaptiveBedrockRuntimeHook", StubbedBedrock)
     monkeypatch.setitem(fn.__globals__, "get_current_context", lambda: {})
-    run = {"bucket_uri": "s3://audio-in/calls/", "config": config.to_dict()}
+    run = config.run_xcom("s3://audio-in/calls/")
     yield lambda: fn(batch, run=run, params={"summarize": True}, run_id="run-1"), stub
     stub.deactivate()
 

@@ -106,3 +106,12 @@ def test_integers_written_as_json_numbers_or_strings_are_read_alike():
     config = PipelineConfig.from_json(json.dumps(written))
     assert (config.max_batches, config.summary_max_tokens, config.result_grace_seconds) == (8, 2048, 0)
     assert config.request_ttl_seconds == 60 and isinstance(config.request_ttl_seconds, int)
+
+
+def test_a_run_hands_on_its_settings_and_the_values_operators_take_and_reads_them_back():
+    config = PipelineConfig(max_batches=3, request_ttl_seconds=60, invocation_timeout_seconds=10)
+    run = config.run_xcom("s3://audio-in/calls/")
+    assert run["bucket_uri"] == "s3://audio-in/calls/"
+    assert run["output_path"] == config.output_path and run["result_window_seconds"] == 60 + 10 + 300
+    assert json.loads(json.dumps(run)) == run, "an XCom: JSON"
+    assert PipelineConfig.from_run(run) == config

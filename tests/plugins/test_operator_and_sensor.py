@@ -46,9 +46,9 @@ def submit_operator(ref):
         batch=ref,
         endpoint_name="audio-transcription-async",
         status_table=CONFIG.status_table,
-        request_ttl_seconds="600",  # rendered templates arrive as strings
-        invocation_timeout_seconds="60",
-        result_grace_seconds="30",
+        request_ttl_seconds=600,
+        invocation_timeout_seconds=60,
+        result_grace_seconds=30,
         output_path=CONFIG.output_path,
     )
 
@@ -90,9 +90,7 @@ def sensor(ref, **kwargs):
         batch=ref,
         status_table=CONFIG.status_table,
         notification_queue=CONFIG.notification_queue,
-        request_ttl_seconds="600",
-        invocation_timeout_seconds="60",
-        result_grace_seconds="30",
+        result_window_seconds=690,
         **kwargs,
     )
 

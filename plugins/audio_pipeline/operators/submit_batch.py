@@ -55,9 +55,9 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         batch: BatchRef,
         endpoint_name: str,
         status_table: str,
-        request_ttl_seconds: int | str = 21600,
-        invocation_timeout_seconds: int | str = 900,
-        result_grace_seconds: int | str = 300,
+        request_ttl_seconds: int = 21600,
+        invocation_timeout_seconds: int = 900,
+        result_grace_seconds: int = 300,
         output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -78,9 +78,9 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         table = StatusTableHook(status_table=self.status_table, **aws).table
         settings = InvocationSettings(
             endpoint_name=self.endpoint_name,
-            request_ttl_seconds=int(self.request_ttl_seconds),
-            invocation_timeout_seconds=int(self.invocation_timeout_seconds),
-            result_grace_seconds=int(self.result_grace_seconds),
+            request_ttl_seconds=self.request_ttl_seconds,
+            invocation_timeout_seconds=self.invocation_timeout_seconds,
+            result_grace_seconds=self.result_grace_seconds,
         )
         self.log.info("Submitting %s (%d files) to endpoint %s", self.batch["label"], len(files), self.endpoint_name)
         report = BatchSubmitter(table, self.hook.conn, settings).submit(files)

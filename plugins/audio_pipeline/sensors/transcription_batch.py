@@ -16,7 +16,6 @@ from airflow.providers.common.compat.sdk import AirflowException, conf
 from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
 from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import BatchRef
-from audio_pipeline.config import result_window_seconds
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
 from audio_pipeline.state_machine import describe_counts
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
@@ -40,9 +39,9 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
     :param batch: the batch reference (label, manifest URI, file count) from the claim task
     :param status_table: DynamoDB status table
     :param notification_queue: name or URL of the SQS notification queue
-    :param request_ttl_seconds: ``RequestTTLSeconds`` the batch was submitted with
-    :param invocation_timeout_seconds: ``InvocationTimeoutSeconds`` the batch was submitted with
-    :param result_grace_seconds: extra time past TTL + timeout before a silent file counts as failed
+    :param result_window_seconds: how long after submission a file's result may still arrive
+        (``RequestTTLSeconds`` + ``InvocationTimeoutSeconds`` + a grace; the setting of that name);
+        the deadline of a file whose status item has none of its own
     :param reconcile_interval_seconds: time between looks for results in S3, however busy the queue
     :param deferrable: wait in the triggerer instead of occupying a worker slot (default: the
         ``operators.default_deferrable`` setting, False unless set)
@@ -55,9 +54,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         "batch",
         "status_table",
         "notification_queue",
-        "request_ttl_seconds",
-        "invocation_timeout_seconds",
-        "result_grace_seconds",
+        "result_window_seconds",
         "reconcile_interval_seconds",
         "endpoint_name",
         "output_path",
@@ -71,10 +68,8 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         batch: BatchRef,
         status_table: str,
         notification_queue: str,
-        request_ttl_seconds: int | str = 21600,
-        invocation_timeout_seconds: int | str = 900,
-        result_grace_seconds: int | str = 300,
-        reconcile_interval_seconds: int | str = 120,
+        result_window_seconds: int = 22800,
+        reconcile_interval_seconds: int = 120,
         refresh_interval_seconds: int = 30,
         wait_time_seconds: int = 10,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -88,19 +83,11 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         self.batch = batch
         self.status_table = status_table
         self.notification_queue = notification_queue
-        self.request_ttl_seconds = request_ttl_seconds
-        self.invocation_timeout_seconds = invocation_timeout_seconds
-        self.result_grace_seconds = result_grace_seconds
+        self.result_window_seconds = result_window_seconds
         self.reconcile_interval_seconds = reconcile_interval_seconds
         self.refresh_interval_seconds = refresh_interval_seconds
         self.wait_time_seconds = wait_time_seconds
         self.deferrable = deferrable
-
-    @property
-    def result_window_seconds(self) -> int:
-        return result_window_seconds(
-            self.request_ttl_seconds, self.invocation_timeout_seconds, self.result_grace_seconds
-        )
 
     @cached_property
     def queue_url(self) -> str:
@@ -120,7 +107,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
             status_table=self.status_table,
             fallback_deadline=time.time() + self.result_window_seconds,
             refresh_interval_seconds=self.refresh_interval_seconds,
-            reconcile_interval_seconds=int(self.reconcile_interval_seconds),
+            reconcile_interval_seconds=self.reconcile_interval_seconds,
             aws_conn_id=self.aws_conn_id,
             region_name=self.region_name,
             verify=self.verify,
@@ -146,7 +133,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
                 status_table=self.status_table,
                 queue_url=self.queue_url,
                 fallback_deadline=self.watcher.fallback_deadline,
-                reconcile_interval_seconds=int(self.reconcile_interval_seconds),
+                reconcile_interval_seconds=self.reconcile_interval_seconds,
                 refresh_interval_seconds=self.refresh_interval_seconds,
                 wait_time_seconds=self.wait_time_seconds,
                 aws_conn_id=self.aws_conn_id,
