@@ -38,9 +38,9 @@ from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.prompt_templates import load_prompts
-from audio_pipeline.reporting import settle_run
 from audio_pipeline.s3_uris import parse_bucket_uri
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
+from audio_pipeline.settlement import settle_run
 from audio_pipeline.submission import check_endpoint
 from audio_pipeline.summaries import Summarizer
 

@@ -13,6 +13,7 @@ from audio_pipeline.summaries import (
     NO_SPEECH,
     Summarizer,
     SummaryError,
+    first_sentence,
     parse_answer,
     split_text,
     summary_location,
@@ -174,3 +175,8 @@ def test_split_text_cuts_overlong_sentences():
 def test_summary_location():
     assert summary_location("s3://b/transcripts/abc.out") == "s3://b/transcripts/abc.summary.json"
     assert summary_location("s3://b/transcripts/abc") == "s3://b/transcripts/abc.summary.json"
+
+
+def test_first_sentence_is_cut_for_one_line():
+    assert first_sentence("  One. Two.") == "One."
+    assert first_sentence("x" * 300, limit=20) == "x" * 19 + "…"
