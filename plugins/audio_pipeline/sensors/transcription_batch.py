@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -13,7 +14,7 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
 
-from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
+from audio_pipeline.batch_wait import BlockingSqs, build_batch_watcher, receive_and_record
 from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import BatchRef
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
@@ -147,17 +148,8 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         return None
 
     def poke(self, context: Context) -> bool:
-        sqs = self.sqs
-        response = sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=min(self.wait_time_seconds, 20)
-        )
-        messages = response.get("Messages", [])
-        if messages:
-            result = self.watcher.record_messages(messages)
-            if result.delete:
-                deleted = sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
-                check_deleted(deleted, result.delete, self.log)
-        self.watcher.tick()
+        sqs = BlockingSqs(self.sqs)
+        asyncio.run(receive_and_record(sqs, self.queue_url, self.watcher, self.wait_time_seconds, self.log))
         return self.watcher.done
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, int]:

@@ -12,7 +12,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
+from audio_pipeline.batch_wait import build_batch_watcher, receive_and_record
 from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.state_machine import describe_counts
 from audio_pipeline.transient import TransientRetry
@@ -158,18 +158,6 @@ class TranscriptionBatchTrigger(BaseTrigger):
         yield TriggerEvent({"status": "success", "manifest": self.manifest, "settled": dict(watcher.settled)})
 
     async def _receive_and_record(self, sqs: Any, watcher: BatchWatcher) -> None:
-        """One receive: record its notifications, delete them, then the watcher's periodic work.
-        Safe to run again after any error: a notification is deleted only once recorded, and
-        recording one twice is a no-op."""
-        response = await sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_time_seconds
-        )
-        messages = response.get("Messages", [])
-        if messages:
-            result = await asyncio.to_thread(watcher.record_messages, messages)
-            if result.delete:
-                deleted = await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=result.delete)
-                check_deleted(deleted, result.delete, self.log)
-        await asyncio.to_thread(watcher.tick)
-        if 0 < len(messages) < 10 and not watcher.done:
+        received = await receive_and_record(sqs, self.queue_url, watcher, self.wait_time_seconds, self.log)
+        if 0 < received < 10 and not watcher.done:
             await asyncio.sleep(self.batch_wait_seconds)
