@@ -51,6 +51,10 @@ class StackSession(boto3.session.Session):
         kwargs.setdefault("endpoint_url", self.endpoints.get(service_name, self.default_endpoint))
         return super().client(service_name, *args, **kwargs)
 
+    def resource(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("endpoint_url", self.endpoints.get(service_name, self.default_endpoint))
+        return super().resource(service_name, *args, **kwargs)
+
 
 def aws_session(settings: Settings) -> boto3.session.Session:
     """A boto3 session on the stack's emulators (moto, SageMaker runtime, Bedrock runtime)."""

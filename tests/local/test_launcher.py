@@ -23,6 +23,7 @@ def test_each_session_reaches_its_own_stack_after_another_stack_made_a_session(m
     assert first.client("s3").meta.endpoint_url == "http://127.0.0.1:41000"
     assert first.client("sagemaker-runtime").meta.endpoint_url == "http://127.0.0.1:41001"
     assert first.client("bedrock-runtime").meta.endpoint_url == "http://127.0.0.1:41002"
+    assert first.resource("dynamodb").meta.client.meta.endpoint_url == "http://127.0.0.1:41000"
     assert "AWS_ENDPOINT_URL" not in os.environ, "the process environment is left as it was"
 
 
