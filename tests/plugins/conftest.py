@@ -10,9 +10,12 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
+from audio_pipeline.batches import BatchManifests
 from audio_pipeline.config import PipelineConfig
-from audio_pipeline.status import StatusTable, table_definition
+from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
+from audio_pipeline.status import StatusTable, inference_id_for, table_definition
 from tests.moto_server import moto_server
+from tests.plugins.test_submission import FakeRuntime
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGION = "us-east-1"
@@ -64,6 +67,24 @@ def ddb(aws):
 @pytest.fixture
 def table(ddb):
     return StatusTable(ddb, CONFIG.status_table, backoff_base=0)
+
+
+@pytest.fixture
+def batch(s3, table):
+    files = []
+    for i in range(3):
+        uri = f"s3://audio-in/calls/{i}.flac"
+        files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")})
+    table.claim(files, "run-1")
+    (ref,) = BatchManifests(s3, CONFIG.output_bucket, "runs/run-1/").write(files, 10, 1)
+    return files, ref
+
+
+@pytest.fixture
+def runtime(monkeypatch):
+    fake = FakeRuntime()
+    monkeypatch.setattr(SageMakerAsyncInferenceHook, "conn", property(lambda self: fake))
+    return fake
 
 
 def notification(name: str, **replace: str) -> dict:

@@ -15,9 +15,8 @@ from audio_pipeline.state_machine import Status, Transition
 from audio_pipeline.status import StatusTable, inference_id_for, table_definition
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 from tests.moto_server import local_moto_server
-
-from .conftest import CONFIG, REGION, notification, sns_envelope
-from .test_notifications import WRONG_TYPES
+from tests.plugins.conftest import CONFIG, REGION, notification, sns_envelope
+from tests.plugins.test_notifications import WRONG_TYPES
 
 
 @pytest.fixture

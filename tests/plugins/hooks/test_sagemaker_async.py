@@ -7,8 +7,7 @@ import json
 from audio_pipeline.hooks.retries import DEFAULT_RETRIES
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
-
-from .conftest import CONFIG, REGION
+from tests.plugins.conftest import CONFIG, REGION
 
 
 def operator(**kwargs) -> SubmitTranscriptionBatchOperator:

@@ -8,80 +8,10 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, conf
 from airflow.sdk.exceptions import TaskDeferred
 
-from audio_pipeline.batches import BatchManifests
-from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
-from audio_pipeline.hooks.shared_loader import LOADER, SharedLoaderAwsHook
-from audio_pipeline.hooks.status_table import StatusTableHook
-from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink
-from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
-from audio_pipeline.status import inference_id_for
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
-
-from .conftest import CONFIG, REGION, notification, sns_envelope
-from .test_submission import FakeRuntime
-
-
-@pytest.fixture
-def batch(s3, table):
-    files = []
-    for i in range(3):
-        uri = f"s3://audio-in/calls/{i}.flac"
-        files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")})
-    table.claim(files, "run-1")
-    (ref,) = BatchManifests(s3, CONFIG.output_bucket, "runs/run-1/").write(files, 10, 1)
-    return files, ref
-
-
-@pytest.fixture
-def runtime(monkeypatch):
-    fake = FakeRuntime()
-    monkeypatch.setattr(SageMakerAsyncInferenceHook, "conn", property(lambda self: fake))
-    return fake
-
-
-def submit_operator(ref):
-    return SubmitTranscriptionBatchOperator(
-        task_id="submit",
-        batch=ref,
-        endpoint_name="audio-transcription-async",
-        status_table=CONFIG.status_table,
-        request_ttl_seconds=600,
-        invocation_timeout_seconds=60,
-        result_grace_seconds=30,
-        output_path=CONFIG.output_path,
-    )
-
-
-def test_hooks_use_the_clients_the_pipeline_needs(aws):
-    assert SageMakerAsyncInferenceHook().conn.meta.service_model.service_name == "sagemaker-runtime"
-    assert SageMakerAsyncInferenceHook().conn.meta.config.retries["mode"] == "adaptive"
-    table = StatusTableHook(status_table="t").table
-    assert table.client.meta.service_model.service_name == "dynamodb" and table.table_name == "t"
-
-
-def test_blocking_clients_of_many_hooks_share_one_parsed_service_model(aws, s3):
-    hooks = [SharedLoaderAwsHook(client_type="s3") for _ in range(2)] + [StatusTableHook(status_table="t")]
-    loaders = {id(h.get_session()._session.get_component("data_loader")) for h in hooks}
-    assert loaders == {id(LOADER)}
-    clients = [h.conn for h in hooks[:2]]
-    assert clients[0] is not clients[1], "each hook keeps its own client, from its own connection"
-    assert "audio-in" in {b["Name"] for b in clients[1].list_buckets()["Buckets"]}
-
-
-def test_operator_submits_the_batch(batch, runtime, table):
-    files, ref = batch
-    result = submit_operator(ref).execute({})
-    assert result == {"submitted": 3, "failed": 0, "already_done": 0}
-    assert [c["InputLocation"] for c in runtime.calls] == [f["uri"] for f in files]
-    assert {c["ContentType"] for c in runtime.calls} == {"audio/flac"}
-    assert {i["status"] for i in table.get_many(f["uri"] for f in files).values()} == {"submitted"}
-
-
-def test_operator_template_fields():
-    assert {"batch", "endpoint_name", "status_table", "aws_conn_id"} <= set(
-        SubmitTranscriptionBatchOperator.template_fields
-    )
+from tests.plugins.conftest import CONFIG, REGION, notification, sns_envelope
+from tests.plugins.operators.test_submit_batch import RecordingTaskInstance, links_of, submit_operator
 
 
 def sensor(ref, **kwargs):
@@ -165,30 +95,6 @@ def test_sensor_accepts_a_queue_url(batch, queue_url):
     s = TranscriptionBatchSensor(task_id="t", batch=ref, status_table="t", notification_queue=queue_url)
     assert s.queue_url == queue_url
     json.dumps(s.batch)
-
-
-class RecordingTaskInstance:
-    def __init__(self):
-        self.xcom = {}
-
-    def xcom_push(self, key, value):
-        self.xcom[key] = value
-
-
-def links_of(ti):
-    return {cls.name: cls().format_link(**ti.xcom[cls.key]) for cls in (SageMakerEndpointLink, S3OutputPrefixLink)}
-
-
-def test_submit_stores_the_links_of_its_endpoint_and_output_prefix(batch, runtime):
-    _, ref = batch
-    ti = RecordingTaskInstance()
-    submit_operator(ref).execute({"ti": ti})
-    assert links_of(ti) == {
-        "SageMaker endpoint": "https://console.aws.amazon.com/sagemaker/home?region=us-east-1"
-        "#/endpoints/audio-transcription-async",
-        "Batch output in S3": f"https://console.aws.amazon.com/s3/buckets/{CONFIG.output_bucket}"
-        "?region=us-east-1&prefix=transcripts/",
-    }
 
 
 def test_sensor_stores_the_links_before_it_defers(batch, runtime, queue_url):
