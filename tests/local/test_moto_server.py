@@ -219,7 +219,11 @@ def test_sqs_outage_switch_answers_500_to_sqs_alone_for_its_duration():
         }
         sqs, s3 = boto3.client("sqs", **aws), boto3.client("s3", **aws)
         queue_url = sqs.create_queue(QueueName="q")["QueueUrl"]
-        switch = urllib.request.Request(f"{url}/_emulator/faults/sqs-5xx?seconds=2", method="POST")
+        # long enough that botocore's two retries (backoff up to 1 s, then 2 s) end inside it
+        # however loaded the machine; the test waits for its end, not for a fixed time
+        outage = 8
+        switch = urllib.request.Request(f"{url}/_emulator/faults/sqs-5xx?seconds={outage}", method="POST")
+        ends = time.monotonic() + outage
         urllib.request.urlopen(switch).close()
         with pytest.raises(ClientError) as raised:
             sqs.receive_message(QueueUrl=queue_url)
@@ -228,6 +232,6 @@ def test_sqs_outage_switch_answers_500_to_sqs_alone_for_its_duration():
         retried = raised.value.response["ResponseMetadata"]["RetryAttempts"]
         assert retried == 2, "botocore retried it (max_attempts counts the retries)"
         s3.create_bucket(Bucket="still-served")  # other services are not affected
-        time.sleep(2)
+        time.sleep(max(0.0, ends - time.monotonic()) + 0.5)
         sqs.send_message(QueueUrl=queue_url, MessageBody="after the outage")
         assert sqs.receive_message(QueueUrl=queue_url)["Messages"][0]["Body"] == "after the outage"
