@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # the DAG's package, importable as on MWAA (where plugins/ is on sys.path)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: venv test test-fast test-latest demo up down status compose-up compose-demo compose-down compose-test \
+.PHONY: venv test test-fast test-latest demo up down status compose-up compose-demo compose-down compose-test compose-images \
 	bench faults soak lint plugins-zip clean
 
 venv: $(STAMP)
@@ -64,6 +64,10 @@ compose-down:
 ## make compose-test: Docker installed where missing, compose up, the demo through it, down -v
 compose-test: venv
 	PY=$(PY) scripts/compose-test
+
+## make compose-images: only the Docker engine and compose-test's images (CI builds them while the tests run)
+compose-images: venv
+	PY=$(PY) scripts/compose-test --images-only
 
 ## make bench [FILES="1000 10000"]: scale figures on the local stack (docs/benchmarks.md)
 bench: venv
