@@ -120,7 +120,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
             },
         )
 
-    def _build_watcher(self) -> BatchWatcher:
+    def build_watcher(self) -> BatchWatcher:
+        """The batch's watcher, its pending files read from the table (blocking I/O)."""
         return build_batch_watcher(
             manifest=self.manifest,
             status_table=self.status_table,
@@ -142,7 +143,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         retrying = TransientRetry(self.log, self.manifest, self.transient_error_timeout_seconds)
         try:
-            watcher = await retrying(asyncio.to_thread, self._build_watcher)
+            watcher = await retrying(asyncio.to_thread, self.build_watcher)
             progress = _Progress(self.log, self.manifest, len(watcher.files))
             async with await self.hook.get_async_conn() as sqs:
                 while not watcher.done:
