@@ -45,6 +45,7 @@ def figures_table(runs: list[dict]) -> str:
         ("xcom_bytes", lambda r: _n(r["xcom_bytes"])),
         ("transcribed / failed at the endpoint", lambda r: f"{_n(r['completed'])} / {_n(r['failed'])}"),
         ("triggerer peak MB", lambda r: _memory(r, TRIGGERER)),
+        ("rerun, nothing new: s / calls per file", _rerun),
         ("claim_new_audio peak MB", lambda r: _memory(r, "claim_new_audio")),
         (
             "batch size, concurrency, service s",
@@ -55,6 +56,11 @@ def figures_table(runs: list[dict]) -> str:
     out = [head, "|---" * (len(runs) + 1) + "|"]
     out += [f"| {name} | " + " | ".join(cell(r) for r in runs) + " |" for name, cell in rows]
     return "\n".join(out)
+
+
+def _rerun(run: dict) -> str:
+    again = run.get("rerun")
+    return f"{again['end_to_end_s']:.1f} / {again['calls_per_file']:.3f}" if again else "not measured"
 
 
 def _memory(run: dict, task: str) -> str:
