@@ -45,8 +45,8 @@ def figures_table(runs: list[dict]) -> str:
         ("xcom_bytes", lambda r: _n(r["xcom_bytes"])),
         ("transcribed / failed at the endpoint", lambda r: f"{_n(r['completed'])} / {_n(r['failed'])}"),
         ("triggerer peak MB", lambda r: _memory(r, TRIGGERER)),
-        ("rerun, nothing new: s / calls per file", _rerun),
         ("claim_new_audio peak MB", lambda r: _memory(r, "claim_new_audio")),
+        ("rerun, nothing new: s / calls per file", _rerun),
         (
             "batch size, concurrency, service s",
             lambda r: f"{r['batch_size']}, {r['concurrency']}, {r['service_seconds']}",
