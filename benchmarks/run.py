@@ -35,7 +35,7 @@ from audio_pipeline.config import StackNames
 from benchmarks import report
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
-from local.stack.services import QUICK_RECONCILE, Ports, Settings
+from local.stack.services import Ports, Settings
 from local.witness import Witnesses
 from tests.moto_server import free_port
 
@@ -202,7 +202,6 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(
             state_dir=Path(tempfile.mkdtemp(prefix="bench-")),
             ports=Ports(*(free_port() for _ in range(5))),
-            variables={**Settings().variables, **QUICK_RECONCILE},
             model_backend="benchmark",
             extra_env={"BENCHMARK_SERVICE_SECONDS": str(service_seconds)},
             names=StackNames(max_concurrent_invocations_per_instance=concurrency),
