@@ -70,6 +70,19 @@ class MemorySampler(threading.Thread):
                     self.peaks[key] = max(self.peaks[key], process.info["memory_info"].rss)
 
 
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time used so far by each service of the stack, its finished child processes included
+    (the scheduler's task processes)."""
+    out = {}
+    for name, pid in stack.running().items():
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        out[name] = t.user + t.system + t.children_user + t.children_system
+    return out
+
+
 def peak_memory_mb(sampler: MemorySampler, task_instances: list[dict]) -> dict[str, float]:
     by_task: dict[str, int] = defaultdict(int)
     for ti in task_instances:
@@ -138,7 +151,9 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
     api.wait_for_dag()
     sampler = MemorySampler()
     sampler.start()
+    cpu_before = cpu_seconds(stack)
     run_id, state, end_to_end, by_caller = _run(api, moto, bucket_uri, batch_size)
+    cpu_after = cpu_seconds(stack)
     sampler.stopped.set()
     calls = by_caller.get("airflow", {})
     endpoint = _get(f"{settings.url(settings.ports.sagemaker_runtime)}/_emulator/health")["endpoints"]
@@ -164,6 +179,7 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
         "failed": stats["failed"],
         "processed_twice": processed_twice(stack, bucket_uri),
         "peak_memory_mb": peak_memory_mb(sampler, statuses),
+        "cpu_seconds": {k: round(v - cpu_before.get(k, 0.0), 1) for k, v in sorted(cpu_after.items())},
         "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
         "concurrency": concurrency,
         "service_seconds": service_seconds,
