@@ -46,6 +46,7 @@ def figures_table(runs: list[dict]) -> str:
         ("transcribed / failed at the endpoint", lambda r: f"{_n(r['completed'])} / {_n(r['failed'])}"),
         ("triggerer peak MB", lambda r: _memory(r, TRIGGERER)),
         ("claim_new_audio peak MB", lambda r: _memory(r, "claim_new_audio")),
+        ("rerun, nothing new: s / calls per file", _rerun),
         (
             "batch size, concurrency, service s",
             lambda r: f"{r['batch_size']}, {r['concurrency']}, {r['service_seconds']}",
@@ -55,6 +56,11 @@ def figures_table(runs: list[dict]) -> str:
     out = [head, "|---" * (len(runs) + 1) + "|"]
     out += [f"| {name} | " + " | ".join(cell(r) for r in runs) + " |" for name, cell in rows]
     return "\n".join(out)
+
+
+def _rerun(run: dict) -> str:
+    again = run.get("rerun")
+    return f"{again['end_to_end_s']:.1f} / {again['calls_per_file']:.3f}" if again else "not measured"
 
 
 def _memory(run: dict, task: str) -> str:

@@ -90,7 +90,9 @@ class Stack:
         with ThreadPoolExecutor(2) as pool:
             migrated = pool.submit(self.processes.run_once, "airflow-db-migrate", [airflow[0].argv[0], "db", "migrate"])
             self.processes.wait_healthy(first[:1])
-            resources = bootstrap(self.aws_session(), PipelineConfig.from_mapping(self.settings.variables))
+            resources = bootstrap(
+                self.aws_session(), PipelineConfig.from_mapping(self.settings.variables), self.settings.names
+            )
             log.info(
                 "bootstrapped: bucket %s, table %s, endpoint %s",
                 resources.input_bucket,

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audio_pipeline.config import secrets_backend_options
+from audio_pipeline.config import StackNames, secrets_backend_options
 from local import witness
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +42,9 @@ class Settings:
     """More environment for every process (for example BENCHMARK_SERVICE_SECONDS)."""
     dag_bundles: dict[str, Path] = field(default_factory=dict)
     """More folders of DAGs, by bundle name, beside the project's ``dags/`` (the tests' example DAGs)."""
+    names: StackNames = StackNames()
+    """The AWS resources the bootstrap creates; ``max_concurrent_invocations_per_instance`` is the
+    endpoint's concurrency (the benchmarks raise it for large N)."""
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"

@@ -30,7 +30,17 @@ log = logging.getLogger(__name__)
 _FAILURE_EXCERPT_BYTES = 2000
 _TRACKED = ("status", "inference_id", "deadline", "output_location", "failure_location")
 RECONCILE_LOOKS = 200
-"""Pending files looked for in S3 per periodic reconcile at most (up to two ``HeadObject`` each)."""
+"""Overtaken pending files looked for in S3 per periodic reconcile at most (up to two
+``HeadObject`` each): files of the batch submitted before one whose result is already recorded."""
+HEAD_LOOKS = 5
+"""The oldest pending files looked for in S3 at a periodic reconcile, overtaken or not, each
+again after twice as long as the time before: a batch whose every notification is lost still
+settles before its deadline, and one whose files wait in the endpoint's queue costs a few calls."""
+REFRESH_CHUNK = 100
+"""Pending files re-read per ``BatchGetItem``."""
+FULL_REFRESH_SECONDS = 600
+"""How often every pending file is re-read; in between, from the oldest submission on until a
+chunk shows no change (the endpoint's queue is first in, first out)."""
 _KEY_MAX_BYTES = 2048
 """DynamoDB's limit for a partition key: a longer ``inputLocation`` cannot name a file of the table."""
 
@@ -64,11 +74,15 @@ class BatchWatcher:
         self.fallback_deadline = fallback_deadline
         self.refresh_interval_seconds = refresh_interval_seconds
         self.reconcile_interval_seconds = reconcile_interval_seconds
-        self._last_refresh = self._last_reconcile = clock()
+        self._last_refresh = self._last_reconcile = self._last_full_refresh = clock()
         self.files = {f["uri"]: f["inference_id"] for f in files}
         self.pending: dict[str, dict[str, Any]] = {uri: {} for uri in self.files}
         self.settled: Counter[str] = Counter()
         self._looked_at: dict[str, float] = {}
+        self._next_head_look: dict[str, tuple[float, float]] = {}
+        """uri -> (when the oldest files may be looked for again, the wait after that)"""
+        self._latest_settled = -math.inf
+        """The latest submission (as its deadline) among this batch's settled files."""
 
     @property
     def done(self) -> bool:
@@ -134,21 +148,40 @@ class BatchWatcher:
         ``reconcile_interval_seconds`` however busy the queue (a lost notification hides
         among the others on a shared queue); enforce deadlines."""
         now = self.clock()
-        if now - self._last_refresh >= self.refresh_interval_seconds:
+        if now - self._last_full_refresh >= FULL_REFRESH_SECONDS:
             self.refresh()
+            self._last_full_refresh = self._last_refresh = now
+        elif now - self._last_refresh >= self.refresh_interval_seconds:
+            self.refresh(full=False)
             self._last_refresh = now
         if now - self._last_reconcile >= self.reconcile_interval_seconds:
-            self.refresh()  # other sensors may have settled some: look in S3 only for the rest
             self.reconcile()
             self._last_reconcile = now
         self.expire()
 
-    def refresh(self) -> None:
-        """Re-read the pending files: other sensors may have recorded their notifications."""
-        if not self.pending:
+    def refresh(self, full: bool = True) -> None:
+        """Re-read pending files: other sensors may have recorded their notifications.
+
+        ``full``: all of them. Otherwise from the oldest submission on, :data:`REFRESH_CHUNK` at
+        a time, until a chunk in which none settled: results come about in submission order,
+        so the files behind such a chunk are still in the endpoint's queue (a batch of 1,500
+        files waiting costs one read, not fifteen).
+        """
+        if full:
+            self._reread(list(self.pending))
             return
-        items = self.table.get_many(self.pending, _TRACKED)
-        for uri in list(self.pending):
+        order = sorted(self.pending, key=self._submitted)
+        for start in range(0, len(order), REFRESH_CHUNK):
+            if not self._reread(order[start : start + REFRESH_CHUNK]):
+                return
+
+    def _reread(self, uris: Sequence[str]) -> int:
+        """Re-read ``uris`` (pending files) from the table; how many of them have settled."""
+        if not uris:
+            return 0
+        before = len(self.pending)
+        items = self.table.get_many(uris, _TRACKED)
+        for uri in uris:
             item = items.get(uri)
             if item is None or item.get("inference_id") != self.files[uri]:
                 log.warning("%s is no longer claimed by this batch; leaving it", uri)
@@ -157,16 +190,17 @@ class BatchWatcher:
                 self._settle(uri, item["status"])
             else:
                 self.pending[uri] = item
+        return before - len(self.pending)
 
     def reconcile(self, uris: Iterable[str] | None = None) -> None:
         """Settle pending files whose output or failure object exists although no notification
-        came: ``uris``, or the :data:`RECONCILE_LOOKS` pending files looked for longest ago (a
-        large batch is covered over several intervals, at a bounded cost per interval)."""
-        if uris is None:
-            uris = sorted(self.pending, key=lambda uri: self._looked_at.get(uri, -math.inf))[:RECONCILE_LOOKS]
+        came: ``uris``, or those worth a look (:meth:`_worth_a_look`), each re-read from the
+        table first (another sensor may have recorded it)."""
+        candidates = list(self._worth_a_look() if uris is None else uris)
+        self._reread([u for u in candidates if u in self.pending])
         transitions = []
         now = self.clock()
-        for uri in [u for u in uris if u in self.pending]:
+        for uri in [u for u in candidates if u in self.pending]:
             self._looked_at[uri] = now
             item, iid = self.pending[uri], self.files[uri]
             output, failure = item.get("output_location"), item.get("failure_location")
@@ -180,6 +214,27 @@ class BatchWatcher:
                     Transition(uri, iid, Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
                 )
         self._apply(transitions, "reconciled from S3")
+
+    def _worth_a_look(self) -> list[str]:
+        """The pending files a periodic reconcile looks for in S3: those overtaken (submitted
+        before a file of the batch whose result is recorded: their notification was likely
+        lost), the :data:`RECONCILE_LOOKS` looked for longest ago; and the :data:`HEAD_LOOKS`
+        oldest, each looked for again after twice the time before."""
+        overtaken = [uri for uri in self.pending if self._submitted(uri) < self._latest_settled]
+        overtaken.sort(key=lambda uri: self._looked_at.get(uri, -math.inf))
+        chosen = overtaken[:RECONCILE_LOOKS]
+        now = self.clock()
+        for uri in sorted(self.pending, key=self._submitted)[:HEAD_LOOKS]:
+            due, wait = self._next_head_look.get(uri, (now, self.reconcile_interval_seconds))
+            if now >= due:
+                self._next_head_look[uri] = (now + wait, 2 * wait)
+                if uri not in chosen:
+                    chosen.append(uri)
+        return chosen
+
+    def _submitted(self, uri: str) -> float:
+        """A pending file's place in submission order: its deadline (submission + the window)."""
+        return float(self.pending[uri].get("deadline") or self.fallback_deadline)
 
     def expire(self) -> None:
         """Fail pending files whose deadline has passed, unless their result is in S3 after all."""
@@ -217,8 +272,11 @@ class BatchWatcher:
             self.refresh()
 
     def _settle(self, uri: str, status: str) -> None:
-        if self.pending.pop(uri, None) is not None:
+        item = self.pending.pop(uri, None)
+        if item is not None:
             self.settled[str(status)] += 1
+            if item.get("deadline"):
+                self._latest_settled = max(self._latest_settled, float(item["deadline"]))
 
     def _excerpt(self, uri: str) -> str:
         bucket, key = split_s3_uri(uri)

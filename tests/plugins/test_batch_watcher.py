@@ -14,7 +14,8 @@ from .test_notifications import WRONG_TYPES
 OUT = CONFIG.output_bucket
 
 
-def submitted_batch(table, s3, n, run_id="run-1", deadline=10_000, prefix="calls/"):
+def submitted_batch(table, s3, n, run_id="run-1", deadline=10_000, prefix="calls/", in_order=False):
+    """``n`` submitted files; ``in_order``: submitted one after another (deadlines ``deadline + i``)."""
     files = []
     for i in range(n):
         uri = f"s3://audio-in/{prefix}{i}.wav"
@@ -29,10 +30,10 @@ def submitted_batch(table, s3, n, run_id="run-1", deadline=10_000, prefix="calls
                 {
                     "output_location": f"s3://{OUT}/transcripts/{f['inference_id']}.out",
                     "failure_location": f"s3://{OUT}/failures/{f['inference_id']}-error.out",
-                    "deadline": deadline,
+                    "deadline": deadline + i if in_order else deadline,
                 },
             )
-            for f in files
+            for i, f in enumerate(files)
         ]
     )
     return files
@@ -203,16 +204,67 @@ def test_a_file_past_its_deadline_is_looked_for_in_s3_before_it_fails(table, s3)
     assert [items[f["uri"]]["status"] for f in files] == ["completed", "failed"]
 
 
-def test_a_periodic_look_in_s3_is_bounded_and_goes_round_the_batch(table, s3, monkeypatch):
-    monkeypatch.setattr(batch_watcher, "RECONCILE_LOOKS", 2)
-    files = submitted_batch(table, s3, 5)
-    s3.put_object(Bucket=OUT, Key=f"transcripts/{files[4]['inference_id']}.out", Body=b"{}")
-    w = watcher(table, s3, files)
+def counting_heads(s3, monkeypatch):
     heads = []
     real_head = s3.head_object
     monkeypatch.setattr(s3, "head_object", lambda **kw: heads.append(kw["Key"]) or real_head(**kw))
+    return heads
+
+
+def test_a_periodic_look_goes_to_files_overtaken_by_recorded_results_not_to_queued_ones(table, s3, monkeypatch):
+    """Results come in submission order (the endpoint's queue): a file submitted before one whose
+    result is recorded has likely lost its notification; files behind are waiting in the queue."""
+    monkeypatch.setattr(batch_watcher, "HEAD_LOOKS", 0)
+    files = submitted_batch(table, s3, 6, in_order=True)
+    s3.put_object(Bucket=OUT, Key=f"transcripts/{files[1]['inference_id']}.out", Body=b"{}")  # notification lost
+    w = watcher(table, s3, files)
+    w.record_messages([success_for(files[2], 0), success_for(files[3], 1)])
+    heads = counting_heads(s3, monkeypatch)
     w.reconcile()
-    w.reconcile()
-    assert not w.settled and len(heads) == 2 * 2 * 2, "two files a look, output and failure object each"
-    w.reconcile()  # the files not looked for yet come first
-    assert w.settled == {"completed": 1} and files[4]["uri"] not in w.pending
+    assert w.settled == {"completed": 3} and files[1]["uri"] not in w.pending
+    looked = {key.split("/")[1].split(".")[0].removesuffix("-error") for key in heads}
+    assert looked == {files[0]["inference_id"], files[1]["inference_id"]}, "files 4 and 5 are queued: not looked for"
+
+
+def test_the_oldest_files_of_a_silent_batch_are_looked_for_ever_less_often(table, s3, monkeypatch):
+    monkeypatch.setattr(batch_watcher, "HEAD_LOOKS", 2)
+    files = submitted_batch(table, s3, 5, in_order=True)
+    now = [0.0]
+    w = BatchWatcher(table, s3, files, fallback_deadline=1e9, clock=lambda: now[0], reconcile_interval_seconds=60)
+    w.refresh()
+    heads = counting_heads(s3, monkeypatch)
+    looks = []
+    for t in (0, 60, 120, 180, 300, 420):
+        now[0] = t
+        before = len(heads)
+        w.reconcile()
+        looks.append((len(heads) - before) // 2)  # output and failure object: two HeadObject a file
+    assert looks == [2, 2, 0, 2, 0, 2], "waits of 60, 120, 240 s: a batch queued for hours costs a few calls"
+
+
+def test_a_batch_whose_every_notification_is_lost_still_settles_from_s3(table, s3, monkeypatch):
+    monkeypatch.setattr(batch_watcher, "HEAD_LOOKS", 2)
+    files = submitted_batch(table, s3, 5, in_order=True)
+    for f in files:
+        s3.put_object(Bucket=OUT, Key=f"transcripts/{f['inference_id']}.out", Body=b"{}")
+    w = watcher(table, s3, files)
+    for _ in range(3):
+        w.reconcile()
+    assert w.done and w.settled == {"completed": 5}
+
+
+def test_a_refresh_reads_from_the_oldest_submission_until_a_chunk_shows_no_change(table, s3, monkeypatch):
+    files = submitted_batch(table, s3, 250, in_order=True)
+    w = watcher(table, s3, files)
+    reads = []
+    real_get = table.client.batch_get_item
+    monkeypatch.setattr(table.client, "batch_get_item", lambda **kw: reads.append(1) or real_get(**kw))
+    w.refresh(full=False)
+    assert len(reads) == 1, "nothing settled: the 150 files behind the first 100 are not read"
+    table.apply([Transition(f["uri"], f["inference_id"], Status.COMPLETED) for f in files[:150]])  # by others
+    reads.clear()
+    w.refresh(full=False)
+    assert len(reads) == 3 and len(w.pending) == 100 and w.settled == {"completed": 150}
+    table.apply([Transition(f["uri"], f["inference_id"], Status.COMPLETED) for f in files[-1:]])  # out of order
+    w.refresh()  # a full refresh reads every pending file
+    assert len(w.pending) == 99

@@ -14,7 +14,7 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
 
-from audio_pipeline.batch_wait import BlockingSqs, build_batch_watcher, receive_and_record
+from audio_pipeline.batch_wait import BlockingSqs, receive_and_record
 from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import BatchRef
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
@@ -102,18 +102,26 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         return client
 
     @cached_property
-    def watcher(self) -> BatchWatcher:
-        return build_batch_watcher(
+    def trigger(self) -> TranscriptionBatchTrigger:
+        """The batch's wait as a trigger: what the sensor defers to and, in poke mode, what
+        builds its watcher (so the watcher's arguments are given in one place)."""
+        return TranscriptionBatchTrigger(
             manifest=self.batch["manifest"],
             status_table=self.status_table,
+            queue_url=self.queue_url,
             fallback_deadline=time.time() + self.result_window_seconds,
-            refresh_interval_seconds=self.refresh_interval_seconds,
             reconcile_interval_seconds=self.reconcile_interval_seconds,
+            refresh_interval_seconds=self.refresh_interval_seconds,
+            wait_time_seconds=self.wait_time_seconds,
             aws_conn_id=self.aws_conn_id,
             region_name=self.region_name,
             verify=self.verify,
             botocore_config=self.botocore_config,
         )
+
+    @cached_property
+    def watcher(self) -> BatchWatcher:
+        return self.trigger.build_watcher()
 
     def execute(self, context: Context) -> dict[str, int] | None:
         persist_batch_links(context, self, self.hook, self.endpoint_name, self.output_path)
@@ -129,19 +137,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
             len(self.watcher.files),
         )
         self.defer(
-            trigger=TranscriptionBatchTrigger(
-                manifest=self.batch["manifest"],
-                status_table=self.status_table,
-                queue_url=self.queue_url,
-                fallback_deadline=self.watcher.fallback_deadline,
-                reconcile_interval_seconds=self.reconcile_interval_seconds,
-                refresh_interval_seconds=self.refresh_interval_seconds,
-                wait_time_seconds=self.wait_time_seconds,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
-            ),
+            trigger=self.trigger,
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )

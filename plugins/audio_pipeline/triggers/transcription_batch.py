@@ -34,6 +34,25 @@ class _Progress:
         self.last_count, self.last_time = count, time.monotonic()
 
 
+class _Pause:
+    """The pause after a receive that was not full, so that the next receive collects more
+    notifications: doubled after each such receive up to ``most``, halved after a full one. With
+    many triggers on one queue, each finds the pause at which its receives come close to full."""
+
+    def __init__(self, least: float, most: float) -> None:
+        self.least, self.most, self.seconds = least, max(least, most), least
+
+    def after(self, received: int) -> float:
+        """Seconds to pause after a receive of ``received`` messages."""
+        if received >= 10:
+            self.seconds = max(self.least, self.seconds / 2)
+            return 0.0
+        if received == 0:  # the long poll waited already
+            return 0.0
+        pause, self.seconds = self.seconds, min(self.most, self.seconds * 2)
+        return pause
+
+
 class TranscriptionBatchTrigger(BaseTrigger):
     """
     Long-poll the notification queue, record every notification, and fire when a batch is settled.
@@ -56,7 +75,11 @@ class TranscriptionBatchTrigger(BaseTrigger):
     :param refresh_interval_seconds: how often to re-read the batch's pending files
     :param wait_time_seconds: SQS long-poll wait
     :param batch_wait_seconds: pause after a receive that was not full, so that the next one
-        collects up to 10 notifications (fewer receive, delete and write calls per file)
+        collects up to 10 notifications (fewer receive, delete and write calls per file);
+        doubled after each receive that was not full, halved after a full one
+    :param max_batch_wait_seconds: the longest such pause (64 triggers sharing a queue that
+        brings 30 notifications a second each need ~20 s for full receives); a notification
+        waits at most this long in the queue before it is recorded
     :param transient_error_timeout_seconds: how long SQS, S3 or DynamoDB may keep answering
         5xx or throttling (after botocore's own retries) before the trigger gives up; until
         then it retries with backoff, logging each retry
@@ -79,6 +102,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         refresh_interval_seconds: int = 30,
         wait_time_seconds: int = 10,
         batch_wait_seconds: float = 2.0,
+        max_batch_wait_seconds: float = 10.0,
         transient_error_timeout_seconds: float = 600,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
@@ -94,6 +118,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         self.refresh_interval_seconds = refresh_interval_seconds
         self.wait_time_seconds = wait_time_seconds
         self.batch_wait_seconds = batch_wait_seconds
+        self.max_batch_wait_seconds = max_batch_wait_seconds
         self.transient_error_timeout_seconds = transient_error_timeout_seconds
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
@@ -112,6 +137,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
                 "refresh_interval_seconds": self.refresh_interval_seconds,
                 "wait_time_seconds": self.wait_time_seconds,
                 "batch_wait_seconds": self.batch_wait_seconds,
+                "max_batch_wait_seconds": self.max_batch_wait_seconds,
                 "transient_error_timeout_seconds": self.transient_error_timeout_seconds,
                 "aws_conn_id": self.aws_conn_id,
                 "region_name": self.region_name,
@@ -120,7 +146,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
             },
         )
 
-    def _build_watcher(self) -> BatchWatcher:
+    def build_watcher(self) -> BatchWatcher:
+        """The batch's watcher, its pending files read from the table (blocking I/O)."""
         return build_batch_watcher(
             manifest=self.manifest,
             status_table=self.status_table,
@@ -142,11 +169,12 @@ class TranscriptionBatchTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         retrying = TransientRetry(self.log, self.manifest, self.transient_error_timeout_seconds)
         try:
-            watcher = await retrying(asyncio.to_thread, self._build_watcher)
+            watcher = await retrying(asyncio.to_thread, self.build_watcher)
             progress = _Progress(self.log, self.manifest, len(watcher.files))
+            pause = _Pause(self.batch_wait_seconds, self.max_batch_wait_seconds)
             async with await self.hook.get_async_conn() as sqs:
                 while not watcher.done:
-                    await retrying(self._receive_and_record, sqs, watcher)
+                    await retrying(self._receive_and_record, sqs, watcher, pause)
                     progress.report(watcher.settled)
             progress.report(watcher.settled)  # also when everything settled before the first receive
         except Exception as err:
@@ -157,7 +185,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
             return
         yield TriggerEvent({"status": "success", "manifest": self.manifest, "settled": dict(watcher.settled)})
 
-    async def _receive_and_record(self, sqs: Any, watcher: BatchWatcher) -> None:
+    async def _receive_and_record(self, sqs: Any, watcher: BatchWatcher, pause: _Pause) -> None:
         received = await receive_and_record(sqs, self.queue_url, watcher, self.wait_time_seconds, self.log)
-        if 0 < received < 10 and not watcher.done:
-            await asyncio.sleep(self.batch_wait_seconds)
+        seconds = pause.after(received)
+        if seconds and not watcher.done:
+            await asyncio.sleep(seconds)

@@ -229,3 +229,13 @@ async def test_reports_errors_as_an_event(stack):
     trigger = trigger_for({"manifest": f"s3://{CONFIG.output_bucket}/missing.json"}, queue_url)
     event = await asyncio.wait_for(trigger.run().asend(None), timeout=30)
     assert event.payload["status"] == "error" and "NoSuchKey" in event.payload["message"]
+
+
+def test_the_pause_after_a_receive_that_was_not_full_grows_until_receives_come_full():
+    """64 triggers on one queue each see a sliver of its notifications: a fixed 2 s pause left
+    ~2.5 notifications a receive at N = 10,000; the pause doubles until receives come full."""
+    from audio_pipeline.triggers.transcription_batch import _Pause
+
+    pause = _Pause(least=2, most=10)
+    assert [pause.after(n) for n in (3, 5, 1, 2, 10, 0, 4, 10, 10, 10)] == [2, 4, 8, 10, 0, 0, 5, 0, 0, 0]
+    assert pause.seconds == 2, "full receives bring it back to the least"
