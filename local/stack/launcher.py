@@ -47,12 +47,15 @@ class StackSession(boto3.session.Session):
         }
         self.default_endpoint = env["AWS_ENDPOINT_URL"]
 
+    def endpoint_url(self, service_name: str) -> str:
+        return self.endpoints.get(service_name, self.default_endpoint)
+
     def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("endpoint_url", self.endpoints.get(service_name, self.default_endpoint))
+        kwargs.setdefault("endpoint_url", self.endpoint_url(service_name))
         return super().client(service_name, *args, **kwargs)
 
     def resource(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("endpoint_url", self.endpoints.get(service_name, self.default_endpoint))
+        kwargs.setdefault("endpoint_url", self.endpoint_url(service_name))
         return super().resource(service_name, *args, **kwargs)
 
 

@@ -20,7 +20,7 @@ from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
 from audio_pipeline.s3_uris import object_exists, split_s3_uri
 from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
-from audio_pipeline.status import StatusTable, utcnow
+from audio_pipeline.status import BATCH_GET_LIMIT, StatusTable, utcnow
 
 if TYPE_CHECKING:
     from types_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef, MessageTypeDef
@@ -36,8 +36,6 @@ HEAD_LOOKS = 5
 """The oldest pending files looked for in S3 at a periodic reconcile, overtaken or not, each
 again after twice as long as the time before: a batch whose every notification is lost still
 settles before its deadline, and one whose files wait in the endpoint's queue costs a few calls."""
-REFRESH_CHUNK = 100
-"""Pending files re-read per ``BatchGetItem``."""
 FULL_REFRESH_SECONDS = 600
 """How often every pending file is re-read; in between, from the oldest submission on until a
 chunk shows no change (the endpoint's queue is first in, first out)."""
@@ -162,17 +160,18 @@ class BatchWatcher:
     def refresh(self, full: bool = True) -> None:
         """Re-read pending files: other sensors may have recorded their notifications.
 
-        ``full``: all of them. Otherwise from the oldest submission on, :data:`REFRESH_CHUNK` at
-        a time, until a chunk in which none settled: results come about in submission order,
-        so the files behind such a chunk are still in the endpoint's queue (a batch of 1,500
-        files waiting costs one read, not fifteen).
+        ``full``: all of them. Otherwise from the oldest submission on, one ``BatchGetItem``
+        (:data:`~audio_pipeline.status.BATCH_GET_LIMIT` files) at a time, until a chunk in which
+        none settled: results come about in submission order, so the files behind such a chunk
+        are still in the endpoint's queue (a batch of 1,500 files waiting costs one read, not
+        fifteen).
         """
         if full:
             self._reread(list(self.pending))
             return
         order = sorted(self.pending, key=self._submitted)
-        for start in range(0, len(order), REFRESH_CHUNK):
-            if not self._reread(order[start : start + REFRESH_CHUNK]):
+        for start in range(0, len(order), BATCH_GET_LIMIT):
+            if not self._reread(order[start : start + BATCH_GET_LIMIT]):
                 return
 
     def _reread(self, uris: Sequence[str]) -> int:
