@@ -6,8 +6,10 @@ the local stack puts them under ``<state>/witness/``), written with ``O_APPEND``
 only adds to the file. The pipeline under test never reads or writes them: the fault
 runner and the soak judge the pipeline from these journals and the objects in S3.
 
-- ``sagemaker-async.jsonl``: ``accepted`` (every InvokeEndpointAsync answered 202: input
-  location, inference id, request id, output and failure locations, time);
+- ``sagemaker-async.jsonl``: ``accepted`` (every InvokeEndpointAsync request the endpoint
+  journaled, before it answers 202: input location, inference id, request id, output and
+  failure locations, time; again, ``resumed``, when a restart resumes it). A request cut by a
+  kill before its journal entry was never accepted: no 202 went out and nothing runs it;
 - ``model-server.jsonl``: ``call`` (every ``POST /invocations`` with a body: its sha256 and
   size, and the S3 input location, its ETag, the inference id and the accepted request the
   emulator names in the ``X-Emulator-*`` headers) then ``outcome`` (its HTTP status);
@@ -126,13 +128,18 @@ class Witnesses:
     """The three journals of one stack, as the fault runner asks about them."""
 
     accepted: list[dict[str, Any]]
+    """Each accepted request once, in the order the endpoint first journaled them."""
     model_calls: list[dict[str, Any]]
     bedrock_requests: list[dict[str, Any]]
 
     @classmethod
     def load(cls, directory: Path) -> Witnesses:
+        accepted: dict[str, dict[str, Any]] = {}
+        for e in read_journal(directory / SAGEMAKER_ASYNC):
+            if e["event"] == "accepted":
+                accepted.setdefault(e["request_id"], e)  # its first record: a resume repeats it
         return cls(
-            accepted=[e for e in read_journal(directory / SAGEMAKER_ASYNC) if e["event"] == "accepted"],
+            accepted=list(accepted.values()),
             model_calls=[e for e in read_journal(directory / MODEL_SERVER) if e["event"] == "call"],
             bedrock_requests=[e for e in read_journal(directory / BEDROCK_RUNTIME) if e["event"] == "request"],
         )

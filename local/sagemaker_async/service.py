@@ -106,19 +106,25 @@ class AsyncInferenceService:
     def accept(self, endpoint_name: str, headers: dict[str, str], body: bytes = b"") -> AsyncRequest:
         endpoint = self.endpoints.get(endpoint_name)
         request = build_request(endpoint, headers, received_at=self.clock(), body=body)
-        if self.witness:  # before the request journal: a request that can run is always witnessed
+        self.journal.add(request)
+        self._witness(request)
+        self._enqueue(endpoint, request)
+        return request
+
+    def _witness(self, request: AsyncRequest, **extra: Any) -> None:
+        """Witness a journaled request before it can run: one that died unjournaled was never accepted
+        (no 202 went out, nothing runs it), and one journaled but not yet witnessed is witnessed on resume."""
+        if self.witness:
             self.witness.record(
                 "accepted",
-                endpoint=endpoint.name,
+                endpoint=request.endpoint_name,
                 request_id=request.request_id,
                 inference_id=request.inference_id,
                 input_location=request.input_location,
                 output_location=request.output_location,
                 failure_location=request.failure_location,
+                **extra,
             )
-        self.journal.add(request)
-        self._enqueue(endpoint, request)
-        return request
 
     def resume(self) -> int:
         """Re-queue what the journal holds (requests accepted before a restart)."""
@@ -130,6 +136,7 @@ class AsyncInferenceService:
                 log.warning("dropping journaled request %s: %s", request.inference_id, err)
                 self.journal.remove(request)
                 continue
+            self._witness(request, resumed=True)
             self._enqueue(endpoint, request)
         if pending:
             log.info("resumed %d journaled requests", len(pending))

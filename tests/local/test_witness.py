@@ -149,24 +149,53 @@ def test_emulator_and_model_server_journal_each_file_version(async_endpoint, tmp
     assert outcomes == [200, 200]
 
 
-def test_a_request_is_witnessed_before_the_emulator_can_run_it(async_endpoint, tmp_path):
-    """A kill between the two writes must not leave a request that runs (resumed) but was never witnessed."""
-    witnessed_first = []
-
-    class RequestJournal(Journal):
-        def add(self, request):
-            accepted = read_journal(tmp_path / SAGEMAKER_ASYNC)
-            witnessed_first.append(any(e["request_id"] == request.request_id for e in accepted))
-            super().add(request)
-
-    service = AsyncInferenceService(
+def _service(tmp_path, journal):
+    return AsyncInferenceService(
         sagemaker=boto3.client("sagemaker"),
         s3=boto3.client("s3"),
         sns=boto3.client("sns"),
         region=REGION,
         model_url="http://unused",
-        journal=RequestJournal(tmp_path / "journal"),
+        journal=journal,
         witness=WitnessJournal(tmp_path / SAGEMAKER_ASYNC),
     )
-    service.accept("asr", {"x-amzn-sagemaker-inputlocation": "s3://audio-in/a.wav"})
-    assert witnessed_first == [True]
+
+
+def test_a_request_that_died_before_its_journal_entry_was_never_accepted(async_endpoint, tmp_path):
+    """Killed before the endpoint journaled it, a request gets no 202 and never runs: no witness may
+    say the endpoint accepted it (the fault runner then knows why its file failed at its deadline)."""
+
+    class Killed(Exception):
+        pass
+
+    class DyingJournal(Journal):
+        def add(self, request):
+            raise Killed
+
+    with pytest.raises(Killed):
+        _service(tmp_path, DyingJournal(tmp_path / "journal")).accept(
+            "asr", {"x-amzn-sagemaker-inputlocation": "s3://audio-in/a.wav"}
+        )
+    assert Witnesses.load(tmp_path).accepted == []
+
+
+def test_a_journaled_request_is_witnessed_before_it_can_run_and_once(async_endpoint, tmp_path):
+    """Killed between its journal entry and its witness record, a request is witnessed when a restart
+    resumes it, before it runs; one witnessed and resumed counts once."""
+    from local.sagemaker_async.requests import build_request
+
+    journal = Journal(tmp_path / "journal")
+    witnessed = _service(tmp_path, journal).accept("asr", {"x-amzn-sagemaker-inputlocation": "s3://audio-in/a.wav"})
+    endpoint = _service(tmp_path, journal).endpoints.get("asr")
+    unwitnessed = build_request(endpoint, {"x-amzn-sagemaker-inputlocation": "s3://audio-in/b.wav"}, time.time())
+    journal.add(unwitnessed)  # then the process died
+
+    restarted = _service(tmp_path, journal)
+    enqueued = []
+    restarted._enqueue = lambda endpoint, request: enqueued.append(
+        (request.request_id, any(a["request_id"] == request.request_id for a in Witnesses.load(tmp_path).accepted))
+    )
+    assert restarted.resume() == 2
+    assert sorted(enqueued) == sorted([(witnessed.request_id, True), (unwitnessed.request_id, True)])
+    accepted = Witnesses.load(tmp_path).accepted
+    assert sorted(a["request_id"] for a in accepted) == sorted([witnessed.request_id, unwitnessed.request_id])
