@@ -94,6 +94,8 @@ class Row:
     (recorded ``submitted``, as it may have been accepted, and failed at the end of its window)."""
     trigger_errors: int = 0
     """Triggers that fired an error event (failing their sensor's attempt), from the triggerer's logs."""
+    failures: list[str] = field(default_factory=list)
+    """A few failed files with their reasons and what the witnesses saw."""
 
     @classmethod
     def of(cls, scenario: str, tally: Tally, runs: str, seconds: float, trigger_errors: int) -> Row:
@@ -115,6 +117,7 @@ class Row:
             tally.examples,
             tally.failed_unaccepted,
             trigger_errors,
+            tally.failures,
         )
 
     def ok(self) -> bool:

@@ -52,6 +52,8 @@ class FileVerdict:
     """Accepted requests the model was called for (``model_calls`` minus re-runs of one request)."""
     summaries: int
     """Bedrock requests that succeeded for this version's transcript."""
+    reason: str | None = None
+    """The failure reason its status gives, when it failed."""
 
     @property
     def twice(self) -> bool:
@@ -71,6 +73,8 @@ class Tally:
     """Failed with a reason, and the endpoint never accepted a request for them."""
     examples: list[str] = field(default_factory=list)
     """A few lost or twice file versions, with what the witnesses saw, for the error message."""
+    failures: list[str] = field(default_factory=list)
+    """A few failed file versions, with their reason and what the witnesses saw."""
 
     @classmethod
     def of(cls, verdicts: list[FileVerdict]) -> Tally:
@@ -88,6 +92,8 @@ class Tally:
                     f"{v.uri} ({v.outcome}, status {v.status}, {v.model_calls} model calls for {v.requests} requests, "
                     f"{v.summaries} summaries)"
                 )
+            if v.outcome == "failed" and len(tally.failures) < 5:
+                tally.failures.append(f"{v.uri} ({v.accepted} accepted, {v.model_calls} model calls): {v.reason}")
         return tally
 
     @property
@@ -135,7 +141,8 @@ class Judge:
             outcome = "lost"
         accepted = sum(1 for a in self.witnesses.accepted if a["input_location"] == uri)
         requests = len({c["request_id"] or c["call_id"] for c in calls})
-        return FileVerdict(uri, etag, status, outcome, accepted, len(calls), requests, summaries)
+        reason = item.get("failure_reason") if outcome == "failed" else None
+        return FileVerdict(uri, etag, status, outcome, accepted, len(calls), requests, summaries, reason)
 
     def _versions_per_text(self) -> Counter[str]:
         """How many witnessed file versions (input location, ETag) have each transcript text."""

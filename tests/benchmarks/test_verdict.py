@@ -158,3 +158,7 @@ def test_a_failure_the_endpoint_never_accepted_is_told_apart(world):
     world.status(refused, refused_etag, "failed", failure_reason="model said no")
     tally = Tally.of(list(world.judge(unsent, refused).values()))
     assert (tally.outcomes["failed"], tally.failed_unaccepted) == (2, 1)
+    assert tally.failures == [
+        f"{unsent} (0 accepted, 0 model calls): no result within the result window",
+        f"{refused} (1 accepted, 1 model calls): model said no",
+    ]

@@ -40,7 +40,7 @@ def _in_the_suite():
 @pytest.mark.parametrize("scenario", list(_in_the_suite()), ids=lambda s: s.name)
 def test_fault_scenario_loses_nothing(scenario):
     row = run(scenario)
-    print(f"{scenario.name}: {len(scenario.files)} files, {row.seconds}s")
+    print(f"{scenario.name}: {len(scenario.files)} files, {row.seconds}s, {row}")  # in full: pytest cuts it short
     assert row.lost == 0 and row.processed_twice == 0, row
     failed = len(scenario.expected_failed) + explained_failures(scenario, row)
     assert row.failed_with_reason == failed, row
