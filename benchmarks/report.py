@@ -41,6 +41,7 @@ def figures_table(runs: list[dict]) -> str:
         ("utilisation", lambda r: f"{r['utilisation']:.2f}"),
         ("wall_s / ideal_s", lambda r: f"{r['wall_s']:.1f} / {r['ideal_s']:.1f}"),
         ("end_to_end_s", lambda r: f"{r['end_to_end_s']:.1f}"),
+        ("claim phase s (claim_new_audio)", _claim_seconds),
         ("task_instances", lambda r: _n(r["task_instances"])),
         ("xcom_bytes", lambda r: _n(r["xcom_bytes"])),
         ("transcribed / failed at the endpoint", lambda r: f"{_n(r['completed'])} / {_n(r['failed'])}"),
@@ -56,6 +57,11 @@ def figures_table(runs: list[dict]) -> str:
     out = [head, "|---" * (len(runs) + 1) + "|"]
     out += [f"| {name} | " + " | ".join(cell(r) for r in runs) + " |" for name, cell in rows]
     return "\n".join(out)
+
+
+def _claim_seconds(run: dict) -> str:
+    seconds = run.get("task_seconds", {}).get("claim_new_audio")
+    return f"{seconds:.1f}" if seconds is not None else "not recorded"
 
 
 def _rerun(run: dict) -> str:

@@ -108,6 +108,18 @@ def xcom_bytes(db: Path, run_id: str) -> int:
     return int(row[0])
 
 
+def task_seconds(db: Path, run_id: str) -> dict[str, float]:
+    """The longest instance of each task of the run, in seconds (``claim_new_audio``'s is the claim
+    phase: list, filter, claim), from the metadata DB's ``task_instance`` table."""
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute(
+            "SELECT task_id, MAX(duration) FROM task_instance WHERE run_id = ? AND duration IS NOT NULL "
+            "GROUP BY task_id ORDER BY task_id",
+            (run_id,),
+        ).fetchall()
+    return {task: round(seconds, 1) for task, seconds in rows}
+
+
 LARGE_N = 50_000
 
 
@@ -172,6 +184,7 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
         "secret_lookups": sum(c.get("ssm:GetParameter", 0) for c in by_caller.values()),
         "task_instances": len(statuses),
         "xcom_bytes": xcom_bytes(settings.state_dir / "airflow" / "airflow.db", run_id),
+        "task_seconds": task_seconds(settings.state_dir / "airflow" / "airflow.db", run_id),
         "wall_s": round(wall, 1),
         "ideal_s": round(n * service_seconds / concurrency, 1),
         "end_to_end_s": round(end_to_end, 1),
