@@ -163,6 +163,104 @@ def test_condition_expressions_are_lexed_once_and_still_decide_per_item(monkeypa
         assert ddb.get_item(TableName="t", Key={"k": {"S": "a"}})["Item"]["v"] == {"N": "3"}
 
 
+def test_listing_pages_are_the_ones_moto_lists_without_sorting_the_bucket_per_page(monkeypatch):
+    import random
+
+    import boto3
+    from moto import mock_aws
+    from moto.s3.models import S3Backend
+
+    from local.moto_server import list_one_page_without_sorting_the_bucket
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setattr(S3Backend, "list_objects_v2", S3Backend.list_objects_v2)
+    rng = random.Random(7)
+    keys = {f"{rng.choice(['a/', 'a/b/', 'b/', '', 'a'])}{rng.randrange(10**6):06d}.wav" for _ in range(300)}
+    asked = [
+        {"Prefix": prefix, "MaxKeys": max_keys, **extra}
+        for prefix in ("", "a/", "a", "zzz/")
+        for max_keys in (0, 9, 1000)
+        for extra in ({}, {"Delimiter": "/"}, {"StartAfter": "a/5"})
+    ]
+
+    def pages():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="listed")
+        for key in keys:
+            s3.put_object(Bucket="listed", Key=key, Body=b"x")
+        for deleted in sorted(keys)[::50]:
+            s3.delete_object(Bucket="listed", Key=deleted)
+        out = []
+        for kwargs in asked:
+            paginator = s3.get_paginator("list_objects_v2").paginate(Bucket="listed", **kwargs)
+            for page in paginator if kwargs["MaxKeys"] else [s3.list_objects_v2(Bucket="listed", **kwargs)]:
+                out.append(
+                    (
+                        [o["Key"] for o in page.get("Contents", [])],
+                        [p["Prefix"] for p in page.get("CommonPrefixes", [])],
+                        page["IsTruncated"],
+                        page.get("NextContinuationToken"),
+                    )
+                )
+        return out
+
+    with mock_aws():
+        expected = pages()
+    list_one_page_without_sorting_the_bucket()
+    with mock_aws():
+        assert pages() == expected
+    assert sum(len(contents) for contents, *_ in expected) > 1000, "the pages list something"
+
+
+def test_sqs_hands_out_messages_without_counting_the_queue_and_keeps_visibility_delay_and_retention(monkeypatch):
+    import time
+
+    import boto3
+    from moto import mock_aws
+    from moto.sqs.models import Message, Queue, SQSBackend
+
+    from local.moto_server import sqs_without_a_pass_over_the_queue_per_message
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name in ("visible", "delayed"):
+        monkeypatch.setattr(Message, name, getattr(Message, name))
+    monkeypatch.setattr(
+        SQSBackend,
+        "is_message_valid_based_on_retention_period",
+        SQSBackend.is_message_valid_based_on_retention_period,
+    )
+    sqs_without_a_pass_over_the_queue_per_message()
+    counted = []
+    count = Queue.approximate_number_of_messages_not_visible.fget
+    monkeypatch.setattr(
+        Queue, "approximate_number_of_messages_not_visible", property(lambda q: counted.append(1) or count(q))
+    )
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        for i in range(20):
+            sqs.send_message(QueueUrl=url, MessageBody=str(i))
+        sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=2)
+        counted.clear()
+        first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=1)["Messages"]
+        assert len(first) == 10 and counted == [], "no count of the queue per message handed out"
+        second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=1)["Messages"]
+        assert {m["Body"] for m in first + second} == {str(i) for i in range(20)}, "neither delayed nor twice"
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        time.sleep(2.2)  # past the visibility timeout and the delay
+        again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+        assert len(again) == 10 and all(int(m["Attributes"]["ApproximateReceiveCount"]) == 2 for m in again)
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attributes["ApproximateNumberOfMessagesNotVisible"] == "10"
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "60"})
+        monkeypatch.setattr(time, "time", lambda real=time.time: real() + 61)
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10), "past its retention"
+
+
 def test_fill_writes_listable_objects_in_process():
     import json
     import subprocess
