@@ -261,6 +261,20 @@ def test_sqs_hands_out_messages_without_counting_the_queue_and_keeps_visibility_
         assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10), "past its retention"
 
 
+def test_the_dispatcher_routes_by_the_list_of_moto_modules_read_once(monkeypatch):
+    import os
+
+    import moto.backends
+
+    from local.moto_server import dispatch_without_listing_moto_per_request
+
+    monkeypatch.setattr(moto.backends, "list_of_moto_modules", moto.backends.list_of_moto_modules)
+    listed = list(moto.backends.list_of_moto_modules())
+    dispatch_without_listing_moto_per_request()
+    monkeypatch.setattr(os, "listdir", lambda path: pytest.fail(f"listed {path} again"))
+    assert list(moto.backends.list_of_moto_modules()) == listed and {"s3", "sqs", "dynamodb"} <= set(listed)
+
+
 def test_fill_writes_listable_objects_in_process():
     import json
     import subprocess
