@@ -1,10 +1,10 @@
-"""What make bench reads from Airflow's metadata DB, and how it sizes the endpoint."""
+"""What make bench reads from Airflow's metadata DB."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from benchmarks.run import endpoint_for, task_seconds
+from benchmarks.run import task_seconds
 
 
 def test_task_seconds_is_each_tasks_longest_instance_of_that_run(tmp_path):
@@ -22,9 +22,3 @@ def test_task_seconds_is_each_tasks_longest_instance_of_that_run(tmp_path):
             ],
         )
     assert task_seconds(db, "run") == {"claim_new_audio": 61.0, "transcribe.submit": 7.2}
-
-
-def test_large_runs_get_a_faster_wider_endpoint_unless_told_otherwise():
-    assert endpoint_for(10_000, None, None) == (0.2, 4)
-    assert endpoint_for(100_000, None, None) == (0.05, 16)
-    assert endpoint_for(100_000, 0.1, 8) == (0.1, 8)
