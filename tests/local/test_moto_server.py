@@ -275,6 +275,50 @@ def test_the_dispatcher_routes_by_the_list_of_moto_modules_read_once(monkeypatch
     assert list(moto.backends.list_of_moto_modules()) == listed and {"s3", "sqs", "dynamodb"} <= set(listed)
 
 
+def test_models_are_tracked_without_keeping_passing_copies_alive(monkeypatch):
+    import gc
+
+    from moto.core.common_models import BaseModel
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.s3.models import FakeKey
+
+    from local.moto_server import track_models_weakly
+
+    monkeypatch.setattr(BaseModel, "__new__", BaseModel.__new__)
+    for model in (Item, FakeKey):
+        monkeypatch.setattr(model, "instances_tracked", [])
+    track_models_weakly()
+    with table_t(monkeypatch) as ddb:
+        for start in range(0, 200, 100):
+            items = [
+                {"Put": {"TableName": "t", "Item": {"k": {"S": str(i)}, "v": {"N": "0"}}}}
+                for i in range(start, start + 100)
+            ]
+            ddb.transact_write_items(TransactItems=items)
+        for n in range(20):  # each transaction backs up the 100 items it touches
+            updates = [
+                {
+                    "Update": {
+                        "TableName": "t",
+                        "Key": {"k": {"S": str(i)}},
+                        "UpdateExpression": "SET v = :v",
+                        "ExpressionAttributeValues": {":v": {"N": str(n)}},
+                    }
+                }
+                for i in range(100)
+            ]
+            ddb.transact_write_items(TransactItems=updates)
+        import boto3
+
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="kept")
+        s3.put_object(Bucket="kept", Key="a.wav", Body=b"x")
+        gc.collect()
+        assert len(Item.instances_tracked) <= 200 + 100, "the table's items, not every backup copy"
+        assert [k.name for k in FakeKey.instances_tracked] == ["a.wav"], "live models are still listed"
+        assert ddb.scan(TableName="t")["Count"] == 200
+
+
 def test_fill_writes_listable_objects_in_process():
     import json
     import subprocess
