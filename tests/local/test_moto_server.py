@@ -28,15 +28,20 @@ def environ(service, method="POST", path="/", query="", target=None, form=None, 
     return env
 
 
+def _in_process_aws(monkeypatch):
+    """Credentials for moto in-process, and no endpoint that would send boto3 elsewhere."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
 @contextmanager
 def table_t(monkeypatch):
     """moto in-process with an empty table ``t`` keyed on ``k``; yields the DynamoDB client."""
     import boto3
     from moto import mock_aws
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    _in_process_aws(monkeypatch)
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         ddb.create_table(
@@ -172,9 +177,7 @@ def test_listing_pages_are_the_ones_moto_lists_without_sorting_the_bucket_per_pa
 
     from local.moto_server import list_one_page_without_sorting_the_bucket
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    _in_process_aws(monkeypatch)
     monkeypatch.setattr(S3Backend, "list_objects_v2", S3Backend.list_objects_v2)
     rng = random.Random(7)
     keys = {f"{rng.choice(['a/', 'a/b/', 'b/', '', 'a'])}{rng.randrange(10**6):06d}.wav" for _ in range(300)}
@@ -223,9 +226,7 @@ def test_sqs_hands_out_messages_without_counting_the_queue_and_keeps_visibility_
 
     from local.moto_server import sqs_without_a_pass_over_the_queue_per_message
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    _in_process_aws(monkeypatch)
     for name in ("visible", "delayed"):
         monkeypatch.setattr(Message, name, getattr(Message, name))
     monkeypatch.setattr(
