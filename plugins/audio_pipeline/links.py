@@ -11,38 +11,51 @@ from audio_pipeline.s3_uris import split_s3_uri
 
 if TYPE_CHECKING:
     from airflow.models import BaseOperator
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import TaskInstanceKey
 
 
-class SageMakerEndpointLink(BaseAwsLink):
+class BatchConsoleLink(BaseAwsLink):
+    """A console link of a batch task, built from the task itself when it finishes.
+
+    Airflow stores what ``get_link`` returns as the task instance's link (the XCom
+    ``_link_<class name>``, which is what the UI shows), so unlike the Amazon provider's links
+    these store no XCom of their own to build it from: that was two XComs per link, the same
+    values for every one of a run's up to 128 batch tasks. The region and partition are those
+    of the task's hook, on its connection.
+    """
+
+    def fields(self, operator: Any) -> dict[str, str] | None:
+        """The format fields the task gives, or None when it gives none (no link)."""
+        raise NotImplementedError
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        fields = self.fields(operator)
+        if not fields:
+            return ""
+        hook = operator.hook  # type: ignore[attr-defined]
+        domain = self.get_aws_domain(hook.conn_partition)
+        return self.format_link(region_name=hook.conn_region_name, aws_domain=domain, **fields)
+
+
+class SageMakerEndpointLink(BatchConsoleLink):
     """The asynchronous inference endpoint's page in the SageMaker console."""
 
     name = "SageMaker endpoint"
-    key = "audio_pipeline_sagemaker_endpoint"
     format_str = BASE_AWS_CONSOLE_LINK + "/sagemaker/home?region={region_name}#/endpoints/{endpoint_name}"
 
+    def fields(self, operator: Any) -> dict[str, str] | None:
+        name = operator.endpoint_name
+        return {"endpoint_name": quote(name, safe="")} if name else None
 
-class S3OutputPrefixLink(BaseAwsLink):
+
+class S3OutputPrefixLink(BatchConsoleLink):
     """The folder of the output bucket the endpoint writes the batch's transcripts to, in the S3 console."""
 
     name = "Batch output in S3"
-    key = "audio_pipeline_s3_output_prefix"
     format_str = BASE_AWS_CONSOLE_LINK + "/s3/buckets/{bucket}?region={region_name}&prefix={prefix}"
 
-
-def persist_batch_links(
-    context: Context,
-    operator: BaseOperator,
-    hook: AwsGenericHook[Any],
-    endpoint_name: str | None,
-    output_path: str | None,
-) -> None:
-    """Store what both links need (an XCom per link, as the Amazon provider's links do); the
-    region and partition are those of ``hook``'s client, a hook on the task's connection."""
-    region, partition = hook.conn_region_name, hook.conn_partition
-    if endpoint_name:
-        SageMakerEndpointLink.persist(context, operator, region, partition, endpoint_name=quote(endpoint_name, safe=""))
-    if output_path:
-        bucket, prefix = split_s3_uri(output_path)
-        S3OutputPrefixLink.persist(context, operator, region, partition, bucket=bucket, prefix=quote(prefix, safe="/"))
+    def fields(self, operator: Any) -> dict[str, str] | None:
+        if not operator.output_path:
+            return None
+        bucket, prefix = split_s3_uri(operator.output_path)
+        return {"bucket": bucket, "prefix": quote(prefix, safe="/")}

@@ -12,7 +12,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from audio_pipeline.batches import BatchRef, read_manifest
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.hooks.status_table import StatusTableHook
-from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
+from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink
 from audio_pipeline.submission import BatchSubmitter, InvocationSettings
 
 if TYPE_CHECKING:
@@ -73,7 +73,6 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
     def execute(self, context: Context) -> dict[str, int]:
         aws: dict[str, Any] = {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify}
         s3 = S3Hook(**aws)
-        persist_batch_links(context, self, s3, self.endpoint_name, self.output_path)
         files = read_manifest(s3.conn, self.batch["manifest"])
         table = StatusTableHook(status_table=self.status_table, **aws).table
         settings = InvocationSettings(

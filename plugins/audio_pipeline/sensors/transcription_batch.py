@@ -17,7 +17,7 @@ from airflow.providers.common.compat.sdk import AirflowException, conf
 from audio_pipeline.batch_wait import BlockingSqs, receive_and_record
 from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import BatchRef
-from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink, persist_batch_links
+from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink
 from audio_pipeline.state_machine import describe_counts
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 
@@ -124,7 +124,6 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
         return self.trigger.build_watcher()
 
     def execute(self, context: Context) -> dict[str, int] | None:
-        persist_batch_links(context, self, self.hook, self.endpoint_name, self.output_path)
         if not self.deferrable:
             super().execute(context)
             return self._report(dict(self.watcher.settled))

@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 from tests.plugins.conftest import CONFIG, REGION, notification, sns_envelope
-from tests.plugins.operators.test_submit_batch import RecordingTaskInstance, links_of, submit_operator
+from tests.plugins.operators.test_submit_batch import submit_operator
 
 
 def sensor(ref, **kwargs):
@@ -95,27 +95,6 @@ def test_sensor_accepts_a_queue_url(batch, queue_url):
     s = TranscriptionBatchSensor(task_id="t", batch=ref, status_table="t", notification_queue=queue_url)
     assert s.queue_url == queue_url
     json.dumps(s.batch)
-
-
-def test_sensor_stores_the_links_before_it_defers(batch, runtime, queue_url):
-    _, ref = batch
-    submit_operator(ref).execute({})
-    sensor = TranscriptionBatchSensor(
-        task_id="await_transcripts",
-        batch=ref,
-        status_table=CONFIG.status_table,
-        notification_queue=queue_url,
-        endpoint_name="audio-transcription-async",
-        output_path=CONFIG.output_path,
-        deferrable=True,
-    )
-    ti = RecordingTaskInstance()
-    with pytest.raises(TaskDeferred):
-        sensor.execute({"ti": ti})
-    assert links_of(ti)["Batch output in S3"].endswith(
-        f"/s3/buckets/{CONFIG.output_bucket}?region=us-east-1&prefix=transcripts/"
-    )
-    assert links_of(ti)["SageMaker endpoint"].endswith("#/endpoints/audio-transcription-async")
 
 
 def test_the_sensor_outlives_its_batch_s_last_deadline(batch, runtime, table, queue_url):
