@@ -1,4 +1,5 @@
-"""``python -m benchmarks.claim_phase [--files N]``: list + filter + claim at scale, without Airflow.
+"""``python -m benchmarks.claim_phase [--files N] [--latency-ms MS] [--concurrency C]``: list +
+filter + claim at scale, without Airflow.
 
 Starts the project's moto server (``local.moto_server``) on a free port, creates the bucket
 and the status table as the bootstrap does, writes N objects straight into moto's S3
@@ -7,8 +8,12 @@ twice: a first run that claims all N files and, once the benchmark has marked th
 ``summarized`` (as a finished run leaves them), a second run over the same prefix with
 nothing new. Prints, for each: wall time, the CPU seconds of the claiming code and of the
 moto server (which, on a shared machine, vary less than wall time), AWS calls per file by
-operation (counted at the moto server), and the claimed / not-claimed figures. Results go to
-``benchmarks/results/claim-N<N>.json``.
+operation (counted at the moto server), and the claimed / not-claimed figures.
+
+``--latency-ms`` holds each AWS request for that round trip (``/_emulator/latency``), as a
+client in an AWS region waits on each call; ``--concurrency`` is the status table's chunks in
+flight at once (its default, or 1 to send them one after another). Results go to
+``benchmarks/results/claim-N<N>-<MS>ms-c<C>.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import psutil
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.s3_uris import S3Location
-from audio_pipeline.status import StatusTable, table_definition
+from audio_pipeline.status import CONCURRENCY, StatusTable, table_definition
 from tests.moto_server import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,9 +71,11 @@ def _cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def one_pass(moto: str, server: psutil.Process, session: boto3.session.Session, run_id: str, n: int) -> dict:
+def one_pass(
+    moto: str, server: psutil.Process, session: boto3.session.Session, run_id: str, n: int, concurrency: int
+) -> dict:
     config = PipelineConfig()
-    table = StatusTable(session.client("dynamodb"), config.status_table)
+    table = StatusTable(session.client("dynamodb"), config.status_table, concurrency=concurrency)
     _post(f"{moto}/_emulator/calls/reset")
     me = psutil.Process()
     cpu_before = _cpu(me), _cpu(server)
@@ -103,7 +110,7 @@ def mark_summarized(session: boto3.session.Session, table_name: str) -> None:
             pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or None
 
 
-def measure(n: int) -> dict:
+def measure(n: int, latency_ms: float = 0, concurrency: int = CONCURRENCY) -> dict:
     port = free_port()
     moto = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -125,13 +132,18 @@ def measure(n: int) -> dict:
         started = time.perf_counter()
         _post(f"{moto}/_emulator/s3/fill", {"bucket": BUCKET, "prefix": PREFIX, "count": n, "size": 1024})
         fill_seconds = time.perf_counter() - started
-        first = one_pass(moto, server, session, "bench__first", n)
+        _post(f"{moto}/_emulator/latency?ms={latency_ms}")
+        first = one_pass(moto, server, session, "bench__first", n, concurrency)
+        _post(f"{moto}/_emulator/latency?ms=0")
         mark_summarized(session, PipelineConfig().status_table)
-        rerun = one_pass(moto, server, session, "bench__rerun", n)
+        _post(f"{moto}/_emulator/latency?ms={latency_ms}")
+        rerun = one_pass(moto, server, session, "bench__rerun", n, concurrency)
         return {
             "date": time.strftime("%Y-%m-%d"),
             "load_average": round(os.getloadavg()[0], 1),
             "N": n,
+            "latency_ms": latency_ms,
+            "concurrency": concurrency,
             "fill_seconds": round(fill_seconds, 1),
             "first": first,
             "rerun": rerun,
@@ -144,15 +156,19 @@ def measure(n: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--latency-ms", type=float, default=0, help="each AWS request's round trip (default 0)")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="status table chunks in flight at once")
     args = parser.parse_args(argv)
-    result = measure(args.files)
+    result = measure(args.files, args.latency_ms, args.concurrency)
     print(json.dumps(result, indent=1))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"claim-N{args.files}.json").write_text(json.dumps(result, indent=1) + "\n")
+    path = RESULTS / f"claim-N{args.files}-{args.latency_ms:g}ms-c{args.concurrency}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
     for name in ("first", "rerun"):
         r = result[name]
         print(
-            f"claim phase N={args.files} {name}: {r['seconds']} s (CPU: claiming {r['client_cpu_s']} s, "
+            f"claim phase N={args.files} {name} ({args.latency_ms:g} ms round trips, {args.concurrency} at once): "
+            f"{r['seconds']} s (CPU: claiming {r['client_cpu_s']} s, "
             f"moto {r['moto_cpu_s']} s), {r['calls_per_file']} calls/file, {r['claimed']} claimed"
         )
 

@@ -20,14 +20,14 @@ README = ROOT / "README.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
 TRIGGERER = "triggerer (all sensors' triggers)"
 _RUN_FILE = re.compile(r"^N(\d+)\.json$")
-_CLAIM_FILE = re.compile(r"^claim-N(\d+)\.json$")
+_CLAIM_FILE = re.compile(r"^claim-N(\d+)-[\d.]+ms-c\d+\.json$")
 
 
 def load(results: Path = RESULTS, pattern: re.Pattern[str] = _RUN_FILE) -> list[dict]:
-    """The end-to-end runs (``N<files>.json``; the claim phase's ``claim-N<files>.json`` with
-    ``_CLAIM_FILE``), smallest N first."""
+    """The end-to-end runs (``N<files>.json``; the claim phase's ``claim-N<files>-<ms>ms-c<calls>.json``
+    with ``_CLAIM_FILE``), smallest N first (then shortest round trip, fewest calls at once)."""
     runs = [json.loads(p.read_text()) for p in results.iterdir() if pattern.match(p.name)]
-    return sorted(runs, key=lambda r: r["N"])
+    return sorted(runs, key=lambda r: (r["N"], r.get("latency_ms", 0), r.get("concurrency", 1)))
 
 
 def _n(value: float) -> str:
@@ -86,14 +86,16 @@ def calls_table(runs: list[dict]) -> str:
 
 def claim_table(claims: list[dict]) -> str:
     out = [
-        "| files | pass | wall s | CPU s, claiming code | CPU s, moto | calls per file | claimed | load average |",
-        "|---|---|---|---|---|---|---|---|",
+        "| files | round trip ms | calls at once | pass | wall s | CPU s, claiming code | CPU s, moto "
+        "| calls per file | claimed | load average |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in claims:
         for name in ("first", "rerun"):
             p = c[name]
             out.append(
-                f"| {_n(c['N'])} | {'first run' if name == 'first' else 'rerun, nothing new'} | {p['seconds']:.1f} "
+                f"| {_n(c['N'])} | {_n(c['latency_ms'])} | {c['concurrency']} "
+                f"| {'first run' if name == 'first' else 'rerun, nothing new'} | {p['seconds']:.1f} "
                 f"| {p['client_cpu_s']:.1f} | {p['moto_cpu_s']:.1f} | {p['calls_per_file']:.3f} | {_n(p['claimed'])} "
                 f"| {c.get('load_average', 'not recorded')} |"
             )

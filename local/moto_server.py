@@ -25,6 +25,10 @@ made through the Amazon provider's hooks (their User-Agent carries ``Airflow/``)
 objects ``<prefix>000000.wav``... in-process, for the benchmarks (an upload of 100,000 objects
 through HTTP took 266 s here; this takes seconds).
 
+``POST /_emulator/latency?ms=N`` holds every AWS request for N ms before serving it (``ms=0``,
+the default, ends it), outside the DynamoDB lock: the round trip a client in an AWS region waits
+on each call, so the benchmarks can show what calls in flight together save.
+
 ``POST /_emulator/faults/sqs-5xx?seconds=N`` makes every SQS request answer 500
 ``InternalError`` for the next N seconds (``seconds=0`` ends it): an SQS outage that
 outlasts botocore's retries. SNS still delivers to the queues meanwhile (inside moto).
@@ -313,6 +317,26 @@ class CountingApp:
         return self.app(environ, start_response)
 
 
+class NetworkLatency:
+    """Holds each AWS request for the round trip set through ``POST /_emulator/latency?ms=N``."""
+
+    PATH = "/_emulator/latency"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seconds = 0.0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path == self.PATH and environ["REQUEST_METHOD"] == "POST":
+            ms = float(parse_qs(environ.get("QUERY_STRING", "")).get("ms", ["0"])[0])
+            self.seconds = ms / 1000
+            return _answer(start_response, {"ms": ms})
+        if self.seconds and not path.startswith(("/_emulator", "/moto-api")):
+            time.sleep(self.seconds)
+        return self.app(environ, start_response)
+
+
 class SqsOutage:
     """Answers every SQS request with a 500 ``InternalError`` while an outage set through
     ``POST /_emulator/faults/sqs-5xx?seconds=N`` lasts, in the protocol the client spoke."""
@@ -359,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     dispatch_without_listing_moto_per_request()
     track_models_weakly()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request cost a tenth of its CPU
-    app = SqsOutage(CountingApp(DynamoDBInSeries(DomainDispatcherApplication(create_backend_app))))
+    app = SqsOutage(CountingApp(NetworkLatency(DynamoDBInSeries(DomainDispatcherApplication(create_backend_app)))))
     run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
 
 

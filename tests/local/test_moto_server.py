@@ -392,3 +392,28 @@ def test_sqs_outage_switch_answers_500_to_sqs_alone_for_its_duration():
         time.sleep(max(0.0, ends - time.monotonic()) + 0.5)
         sqs.send_message(QueueUrl=queue_url, MessageBody="after the outage")
         assert sqs.receive_message(QueueUrl=queue_url)["Messages"][0]["Body"] == "after the outage"
+
+
+def test_latency_switch_holds_each_aws_request_for_its_round_trip():
+    import time
+    import urllib.request
+
+    import boto3
+
+    from tests.moto_server import local_moto_server
+
+    with local_moto_server() as url:
+        aws = {"endpoint_url": url, "region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "x"}
+        ddb = boto3.client("dynamodb", **aws)
+
+        def list_tables_seconds() -> float:
+            started = time.perf_counter()
+            assert ddb.list_tables()["TableNames"] == []
+            return time.perf_counter() - started
+
+        list_tables_seconds()  # the connection made
+        set_latency = urllib.request.Request(f"{url}/_emulator/latency?ms=400", method="POST")
+        assert urllib.request.urlopen(set_latency).read() == b'{"ms": 400.0}'
+        assert list_tables_seconds() >= 0.4
+        urllib.request.urlopen(urllib.request.Request(f"{url}/_emulator/latency?ms=0", method="POST"))
+        assert list_tables_seconds() < 0.4

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -113,13 +115,13 @@ def test_get_many_reads_every_chunk_and_retries_unprocessed_keys(table, monkeypa
     files = [claimed(f"s3://b/{i:03d}.wav") for i in range(230)]
     table.claim(files, "run-1")
     real = table.client.batch_get_item
-    calls = []
+    calls, halved = [], threading.Lock()
 
     def flaky(RequestItems):
-        calls.append(len(RequestItems[table.table_name]["Keys"]))
         request = RequestItems[table.table_name]
         keys = request["Keys"]
-        if len(calls) == 1:  # first call: DynamoDB hands back half as unprocessed
+        calls.append(len(keys))
+        if len(keys) == 100 and halved.acquire(blocking=False):  # once: DynamoDB hands back half as unprocessed
             response = real(RequestItems={table.table_name: {**request, "Keys": keys[:50]}})
             response["UnprocessedKeys"] = {table.table_name: {**request, "Keys": keys[50:]}}
             return response
@@ -128,7 +130,7 @@ def test_get_many_reads_every_chunk_and_retries_unprocessed_keys(table, monkeypa
     monkeypatch.setattr(table.client, "batch_get_item", flaky)
     found = table.get_many([f["uri"] for f in files], ("status",))
     assert len(found) == 230
-    assert calls[0] == 100 and calls[1] == 50 and max(calls) <= 100
+    assert sorted(calls) == [30, 50, 100, 100], "three chunks, and the unprocessed half again"
 
 
 def test_run_index_lists_what_a_run_claimed(table):
@@ -246,3 +248,45 @@ def test_get_many_reads_a_uri_given_twice_once(table):
     table.claim([f], "run-1")
     found = table.get_many([f["uri"], f["uri"], "s3://b/absent.wav", "s3://b/absent.wav"], ("status",))
     assert list(found) == [f["uri"]] and found[f["uri"]]["status"] == "processing"
+
+
+class InFlight:
+    """Wraps a client call, counting how many run at once (each takes a round trip of 50 ms)."""
+
+    def __init__(self, call):
+        self.call, self.now, self.most, self.lock = call, 0, 0, threading.Lock()
+
+    def __call__(self, **kwargs):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.05)
+            return self.call(**kwargs)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_chunks_of_one_read_or_write_go_concurrency_at_a_time(ddb, monkeypatch, concurrency):
+    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, concurrency=concurrency)
+    writes = InFlight(ddb.transact_write_items)
+    reads = InFlight(ddb.batch_get_item)
+    monkeypatch.setattr(ddb, "transact_write_items", writes)
+    monkeypatch.setattr(ddb, "batch_get_item", reads)
+    files = [claimed(f"s3://b/{i:04d}.wav") for i in range(1000)]
+    assert table.claim(files, "run-1").applied == [f["uri"] for f in files], "every file, in the order given"
+    assert len(table.get_many(f["uri"] for f in files)) == 1000
+    assert (writes.most, reads.most) == (concurrency, concurrency)
+
+
+def test_concurrent_chunks_report_each_file_applied_or_rejected_once(table):
+    taken = [claimed(f"s3://b/{i:04d}.wav") for i in range(0, 450, 3)]
+    table.claim(taken, "run-1")
+    files = [claimed(f"s3://b/{i:04d}.wav", run_id="run-2") for i in range(450)]
+    result = table.claim(files, "run-2")
+    assert result.rejected == [f["uri"] for f in taken]
+    assert result.applied == [f["uri"] for i, f in enumerate(files) if i % 3]
+    owners = {uri: item["run_id"] for uri, item in table.get_many(f["uri"] for f in files).items()}
+    assert owners == {f["uri"]: "run-1" if i % 3 == 0 else "run-2" for i, f in enumerate(files)}
