@@ -26,8 +26,9 @@ objects ``<prefix>000000.wav``... in-process, for the benchmarks (an upload of 1
 through HTTP took 266 s here; this takes seconds).
 
 ``POST /_emulator/latency?ms=N`` holds every AWS request for N ms before serving it (``ms=0``,
-the default, ends it), outside the DynamoDB lock: the round trip a client in an AWS region waits
-on each call, so the benchmarks can show what calls in flight together save.
+the default, ends it): the round trip a client in an AWS region waits on each call, so the
+benchmarks can show what calls in flight together save. Requests wait it out together, outside
+the DynamoDB lock.
 
 ``POST /_emulator/faults/sqs-5xx?seconds=N`` makes every SQS request answer 500
 ``InternalError`` for the next N seconds (``seconds=0`` ends it): an SQS outage that
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     dispatch_without_listing_moto_per_request()
     track_models_weakly()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request cost a tenth of its CPU
-    app = SqsOutage(CountingApp(NetworkLatency(DynamoDBInSeries(DomainDispatcherApplication(create_backend_app)))))
+    app = SqsOutage(NetworkLatency(CountingApp(DynamoDBInSeries(DomainDispatcherApplication(create_backend_app)))))
     run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
 
 

@@ -25,7 +25,8 @@ class BatchConsoleLink(BaseAwsLink):
     """
 
     def fields(self, operator: Any) -> dict[str, str] | None:
-        """The format fields the task gives, or None when it gives none (no link)."""
+        """The format fields the task gives, or None when it gives none (no link): a task that
+        failed before its templates were rendered holds no string to link to."""
         raise NotImplementedError
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
@@ -44,8 +45,8 @@ class SageMakerEndpointLink(BatchConsoleLink):
     format_str = BASE_AWS_CONSOLE_LINK + "/sagemaker/home?region={region_name}#/endpoints/{endpoint_name}"
 
     def fields(self, operator: Any) -> dict[str, str] | None:
-        name = operator.endpoint_name
-        return {"endpoint_name": quote(name, safe="")} if name else None
+        name = getattr(operator, "endpoint_name", None)
+        return {"endpoint_name": quote(name, safe="")} if isinstance(name, str) and name else None
 
 
 class S3OutputPrefixLink(BatchConsoleLink):
@@ -55,7 +56,8 @@ class S3OutputPrefixLink(BatchConsoleLink):
     format_str = BASE_AWS_CONSOLE_LINK + "/s3/buckets/{bucket}?region={region_name}&prefix={prefix}"
 
     def fields(self, operator: Any) -> dict[str, str] | None:
-        if not operator.output_path:
+        path = getattr(operator, "output_path", None)
+        if not isinstance(path, str) or not path:
             return None
-        bucket, prefix = split_s3_uri(operator.output_path)
+        bucket, prefix = split_s3_uri(path)
         return {"bucket": bucket, "prefix": quote(prefix, safe="/")}

@@ -86,9 +86,10 @@ DEFAULT_LEASE_SECONDS = PipelineConfig().result_window_seconds
 BATCH_GET_LIMIT = 100
 TRANSACT_LIMIT = 100
 CONCURRENCY = 4
-"""Chunks of one read or write in flight at once: four 100-item transactions every ~100 ms
-are about the 4,000 write units a second a new on-demand table takes (a transactional write
-costs two), and within botocore's 10 pooled connections."""
+"""Chunks of one read or write in flight at once. Four 100-item transactions of ~100 ms each
+write about 4,000 items a second (8,000 write units: a transactional write costs two), about
+what a new on-demand table serves before it scales up; the client's adaptive retries absorb
+any throttling. Well within botocore's 10 pooled connections."""
 _MAX_ATTEMPTS = 8
 
 
@@ -316,12 +317,18 @@ class StatusTable:
         return result
 
     def _each(self, work: Callable[[Sequence[Any]], Any], chunks: Iterable[Sequence[Any]]) -> list[Any]:
-        """``work`` on each chunk, ``concurrency`` chunks at a time; the results in chunk order."""
+        """``work`` on each chunk, ``concurrency`` chunks at a time; the results in chunk order.
+        The first error stops what has not started and is raised once the started chunks end."""
         chunks = list(chunks)
         if self.concurrency <= 1 or len(chunks) <= 1:
             return [work(chunk) for chunk in chunks]
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="status-table") as pool:
-            return list(pool.map(work, chunks))
+            futures = [pool.submit(work, chunk) for chunk in chunks]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
 
     def _transact_chunk(self, chunk: Sequence[tuple[str, dict[str, Any]]]) -> WriteResult:
         """Write ``chunk`` in one transaction. Throttling and 5xx answers were retried by the

@@ -397,6 +397,7 @@ def test_sqs_outage_switch_answers_500_to_sqs_alone_for_its_duration():
 def test_latency_switch_holds_each_aws_request_for_its_round_trip():
     import time
     import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
 
     import boto3
 
@@ -415,5 +416,9 @@ def test_latency_switch_holds_each_aws_request_for_its_round_trip():
         set_latency = urllib.request.Request(f"{url}/_emulator/latency?ms=400", method="POST")
         assert urllib.request.urlopen(set_latency).read() == b'{"ms": 400.0}'
         assert list_tables_seconds() >= 0.4
+        with ThreadPoolExecutor(4) as pool:  # DynamoDB is served one request at a time, round trips together
+            started = time.perf_counter()
+            list(pool.map(lambda _: ddb.list_tables(), range(4)))
+        assert time.perf_counter() - started < 1.6, "four round trips of 0.4 s, waited out one after another"
         urllib.request.urlopen(urllib.request.Request(f"{url}/_emulator/latency?ms=0", method="POST"))
         assert list_tables_seconds() < 0.4

@@ -290,3 +290,21 @@ def test_concurrent_chunks_report_each_file_applied_or_rejected_once(table):
     assert result.applied == [f["uri"] for i, f in enumerate(files) if i % 3]
     owners = {uri: item["run_id"] for uri, item in table.get_many(f["uri"] for f in files).items()}
     assert owners == {f["uri"]: "run-1" if i % 3 == 0 else "run-2" for i, f in enumerate(files)}
+
+
+def test_the_first_failing_chunk_stops_the_chunks_not_yet_sent(ddb, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, concurrency=2)
+    sent = []
+
+    def broken(**kwargs):
+        sent.append(1)
+        time.sleep(0.2)
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": "nope"}}, "TransactWriteItems")
+
+    monkeypatch.setattr(ddb, "transact_write_items", broken)
+    with pytest.raises(ClientError, match="nope"):
+        table.claim([claimed(f"s3://b/{i:04d}.wav") for i in range(1000)], "run-1")
+    # the two in flight, and the two their threads took up as they failed: not all ten
+    assert len(sent) <= 4, f"{len(sent)} of 10 transactions sent, the first having failed"
