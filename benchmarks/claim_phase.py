@@ -1,5 +1,5 @@
 """``python -m benchmarks.claim_phase [--files N] [--latency-ms MS] [--concurrency C]``: list +
-filter + claim at scale, without Airflow.
+filter + claim at scale, and the run's end, without Airflow.
 
 Starts the project's moto server (``local.moto_server``) on a free port, creates the bucket
 and the status table as the bootstrap does, writes N objects straight into moto's S3
@@ -9,6 +9,11 @@ twice: a first run that claims all N files and, once the benchmark has marked th
 nothing new. Prints, for each: wall time, the CPU seconds of the claiming code and of the
 moto server (which, on a shared machine, vary less than wall time), AWS calls per file by
 operation (counted at the moto server), and the claimed / not-claimed figures.
+
+Between the two, the first run's end as ``report_run`` does it (``settle_and_report``: its N
+files still in flight are failed, read back, logged and written to the run manifest in S3),
+with the same figures, the peak of the Python heap it allocated (``tracemalloc``, which slows
+the settling code's own CPU) and the manifest's size.
 
 ``--latency-ms`` holds each AWS request for that round trip (``/_emulator/latency``), as a
 client in an AWS region waits on each call; ``--concurrency`` is the status table's chunks in
@@ -24,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+import tracemalloc
 import urllib.request
 from pathlib import Path
 
@@ -33,6 +39,7 @@ import psutil
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.s3_uris import S3Location
+from audio_pipeline.settlement import settle_and_report
 from audio_pipeline.status import CONCURRENCY, StatusTable, table_definition
 from tests.moto_server import free_port
 
@@ -97,6 +104,38 @@ def one_pass(
     }
 
 
+def settle_pass(
+    moto: str, server: psutil.Process, session: boto3.session.Session, run_id: str, n: int, concurrency: int
+) -> dict:
+    table = StatusTable(session.client("dynamodb"), PipelineConfig().status_table, concurrency=concurrency)
+    s3 = session.client("s3")
+    manifest = (BUCKET, f"runs/{run_id}/manifest.json")
+    _post(f"{moto}/_emulator/calls/reset")
+    me = psutil.Process()
+    cpu_before = _cpu(me), _cpu(server)
+    tracemalloc.start()
+    started = time.perf_counter()
+    report = settle_and_report(table, s3, run_id, f"s3://{BUCKET}/{PREFIX}", manifest, reason="benchmark: ended")
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    client_cpu, server_cpu = _cpu(me) - cpu_before[0], _cpu(server) - cpu_before[1]
+    calls = _calls(moto)
+    size = s3.head_object(Bucket=manifest[0], Key=manifest[1])["ContentLength"]
+    return {
+        "run_id": run_id,
+        "seconds": round(seconds, 1),
+        "client_cpu_s": round(client_cpu, 1),
+        "moto_cpu_s": round(server_cpu, 1),
+        "peak_heap_mb": round(peak / 2**20, 1),
+        "manifest_mb": round(size / 2**20, 1),
+        "settled": report.counts.total(),
+        "abandoned": report.abandoned,
+        "calls_per_file": round(sum(calls.values()) / n, 4),
+        "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
+    }
+
+
 def mark_summarized(session: boto3.session.Session, table_name: str) -> None:
     """Leave every file the way a finished run does (setup for the rerun, not measured)."""
     ddb = session.client("dynamodb")
@@ -134,6 +173,7 @@ def measure(n: int, latency_ms: float = 0, concurrency: int = CONCURRENCY) -> di
         fill_seconds = time.perf_counter() - started
         _post(f"{moto}/_emulator/latency?ms={latency_ms}")
         first = one_pass(moto, server, session, "bench__first", n, concurrency)
+        settle = settle_pass(moto, server, session, "bench__first", n, concurrency)
         _post(f"{moto}/_emulator/latency?ms=0")
         mark_summarized(session, PipelineConfig().status_table)
         _post(f"{moto}/_emulator/latency?ms={latency_ms}")
@@ -146,6 +186,7 @@ def measure(n: int, latency_ms: float = 0, concurrency: int = CONCURRENCY) -> di
             "concurrency": concurrency,
             "fill_seconds": round(fill_seconds, 1),
             "first": first,
+            "settle": settle,
             "rerun": rerun,
         }
     finally:
@@ -171,6 +212,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['seconds']} s (CPU: claiming {r['client_cpu_s']} s, "
             f"moto {r['moto_cpu_s']} s), {r['calls_per_file']} calls/file, {r['claimed']} claimed"
         )
+    r = result["settle"]
+    print(
+        f"run's end N={args.files}: {r['seconds']} s (CPU: settling {r['client_cpu_s']} s, moto {r['moto_cpu_s']} s), "
+        f"{r['calls_per_file']} calls/file, {r['settled']} settled, heap peak {r['peak_heap_mb']} MB, "
+        f"manifest {r['manifest_mb']} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperat
 from audio_pipeline.prompt_templates import load_prompts
 from audio_pipeline.s3_uris import parse_bucket_uri
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
-from audio_pipeline.settlement import settle_run
+from audio_pipeline.settlement import settle_and_report
 from audio_pipeline.submission import check_endpoint
 from audio_pipeline.summaries import Summarizer
 
@@ -215,14 +215,11 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) 
     emit an event of the run manifests' Asset for DAGs scheduled on new transcripts."""
     config = PipelineConfig.from_run(run)
     table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
-    report = settle_run(table, run_id, run["bucket_uri"], reason=f"run {run_id} ended before a result was recorded")
-    s3 = S3Hook(aws_conn_id=AWS_CONN_ID)
-    for line in report.lines():
-        log.info("%s", line)
     key = f"{config.run_prefix(run_id)}manifest.json"
-    s3.load_string(report.to_json(), key, config.output_bucket, replace=True)
+    reason = f"run {run_id} ended before a result was recorded"
+    s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
+    report = settle_and_report(table, s3, run_id, run["bucket_uri"], (config.output_bucket, key), reason)
     manifest = f"s3://{config.output_bucket}/{key}"
-    log.info("Run manifest: %s", manifest)
     outlet_events[RUN_MANIFESTS].extra = {
         "manifest": manifest,
         "run_id": run_id,

@@ -1,23 +1,14 @@
-"""A run's report: one line per file for the task log, and the run manifest's JSON."""
+"""A run's report, written as its files are settled: one line per file for the task log, and
+the run manifest's JSON, so that a run of any size holds one chunk of its files at a time."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from audio_pipeline.state_machine import Status, describe_counts
 from audio_pipeline.status import utcnow
-
-REPORTED_ATTRIBUTES = (
-    "status",
-    "output_location",
-    "summary_location",
-    "summary_opening",
-    "failure_reason",
-    "summary_error",
-)
 
 
 def file_line(f: dict[str, Any]) -> str:
@@ -37,34 +28,41 @@ def file_line(f: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-@dataclass
 class RunReport:
-    run_id: str
-    bucket_uri: str | None
-    files: list[dict[str, Any]] = field(default_factory=list)
-    abandoned: int = 0
+    """Counts a run's files as they come and writes the run manifest to ``out`` as it goes.
 
-    @property
-    def counts(self) -> Counter[str]:
-        return Counter(f["status"] for f in self.files)
+    The manifest is one JSON object: ``run_id``, ``bucket_uri``, ``files`` (one object per file:
+    ``uri``, ``status`` and whichever of the locations, summary opening and reasons it has),
+    then ``counts`` (files by status), ``abandoned`` and ``written_at``.
 
-    def lines(self) -> list[str]:
+    :param out: a binary file the manifest is written to; :meth:`close` ends the JSON
+    """
+
+    def __init__(self, run_id: str, bucket_uri: str | None, out: IO[bytes]) -> None:
+        self.run_id, self.bucket_uri, self.out = run_id, bucket_uri, out
+        self.counts: Counter[str] = Counter()
+        self.abandoned = 0
+        head = json.dumps({"run_id": run_id, "bucket_uri": bucket_uri})
+        self._write(head[:-1] + ', "files": [')
+
+    def add(self, files: list[dict[str, Any]], abandoned: int = 0) -> list[str]:
+        """Add settled files (``abandoned`` of them failed as still in flight at the run's end);
+        returns their log lines."""
+        for f in files:
+            self._write(("\n" if not self.counts.total() else ",\n") + json.dumps(f))
+            self.counts[f["status"]] += 1
+        self.abandoned += abandoned
+        return [file_line(f) for f in files]
+
+    def close(self) -> list[str]:
+        """End the manifest; returns the run's summary lines (its counts, what was abandoned)."""
+        tail = {"counts": dict(self.counts), "abandoned": self.abandoned, "written_at": utcnow()}
+        self._write("\n], " + json.dumps(tail)[1:] + "\n")
         counts = describe_counts(self.counts) or "no files"
-        out = [f"run {self.run_id} over {self.bucket_uri or '(no bucket URI)'}: {counts}"]
+        lines = [f"run {self.run_id} over {self.bucket_uri or '(no bucket URI)'}: {counts}"]
         if self.abandoned:
-            out.append(f"{self.abandoned} files were still in flight when the run ended and are now failed")
-        out.extend(file_line(f) for f in self.files)
-        return out
+            lines.append(f"{self.abandoned} files were still in flight when the run ended and are now failed")
+        return lines
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "run_id": self.run_id,
-                "bucket_uri": self.bucket_uri,
-                "counts": dict(self.counts),
-                "abandoned": self.abandoned,
-                "written_at": utcnow(),
-                "files": self.files,
-            },
-            indent=1,
-        )
+    def _write(self, text: str) -> None:
+        self.out.write(text.encode())

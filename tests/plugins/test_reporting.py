@@ -1,23 +1,39 @@
 from __future__ import annotations
 
+import io
 import json
 
 from audio_pipeline.reporting import RunReport, file_line
 
 
-def test_a_report_counts_its_files_and_says_what_was_abandoned():
+def test_a_report_counts_its_files_as_they_come_and_writes_the_manifest_as_it_goes():
     files = [
         {"uri": "s3://in/a.wav", "status": "summarized", "output_location": "s3://o/a.out"},
         {"uri": "s3://in/b.wav", "status": "failed", "failure_reason": "run r ended before a result was recorded"},
+        {"uri": "s3://in/c.wav", "status": "failed", "failure_reason": "not decodable audio"},
     ]
-    report = RunReport(run_id="r", bucket_uri="s3://in/", files=files, abandoned=1)
-    lines = report.lines()
-    assert lines[0] == "run r over s3://in/: 1 failed, 1 summarized"
-    assert lines[1] == "1 files were still in flight when the run ended and are now failed"
-    assert lines[2:] == [file_line(f) for f in files]
-    manifest = json.loads(report.to_json())
-    assert manifest["counts"] == {"summarized": 1, "failed": 1} and manifest["files"] == files
-    assert manifest["run_id"] == "r" and manifest["abandoned"] == 1 and manifest["written_at"]
+    out = io.BytesIO()
+    report = RunReport(run_id="r", bucket_uri="s3://in/", out=out)
+    assert report.add(files[:2], abandoned=1) == [file_line(f) for f in files[:2]]
+    written = len(out.getvalue())
+    assert report.add(files[2:]) == [file_line(files[2])]
+    assert len(out.getvalue()) > written, "written as it comes, not held until the end"
+    assert report.close() == [
+        "run r over s3://in/: 2 failed, 1 summarized",
+        "1 files were still in flight when the run ended and are now failed",
+    ]
+    manifest = json.loads(out.getvalue())
+    assert manifest["counts"] == {"summarized": 1, "failed": 2} and manifest["files"] == files
+    assert manifest["run_id"] == "r" and manifest["bucket_uri"] == "s3://in/" and manifest["abandoned"] == 1
+    assert manifest["written_at"]
+
+
+def test_a_run_without_files_writes_an_empty_manifest():
+    out = io.BytesIO()
+    report = RunReport(run_id="r", bucket_uri=None, out=out)
+    assert report.close() == ["run r over (no bucket URI): no files"]
+    manifest = json.loads(out.getvalue())
+    assert manifest["files"] == [] and manifest["counts"] == {} and manifest["abandoned"] == 0
 
 
 def test_a_failed_file_shows_its_reason_and_no_transcript_it_lacks():
