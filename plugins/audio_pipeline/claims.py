@@ -62,18 +62,18 @@ def _needs_summary(item: dict[str, Any] | None, etag: str, now: float) -> TypeGu
     return "summary_error" in item or _lease_expired(item, now)
 
 
-def _taken_before(item: dict[str, Any] | None, run_id: str) -> TypeGuard[dict[str, Any]]:
-    """Taken for its summary by ``run_id`` (an earlier attempt of its claim task): ours, no summary yet."""
-    return (
-        item is not None
-        and item.get("status") == Status.COMPLETED
-        and item.get("run_id") == run_id
-        and ("summary_error" not in item)
-    )
+def _ours_already(item: dict[str, Any] | None, etag: str, run_id: str) -> TypeGuard[dict[str, Any]]:
+    """Claimed, adopted or taken for its summary by ``run_id`` (an earlier attempt of its claim
+    task), and not settled since: in flight with the same content, or transcribed with no summary yet."""
+    if item is None or item.get("run_id") != run_id:
+        return False
+    if item.get("status") in IN_FLIGHT:
+        return item.get("etag") == etag
+    return item.get("status") == Status.COMPLETED and "summary_error" not in item
 
 
-def _for_summary(obj: AudioObject, item: dict[str, Any]) -> ClaimedFile:
-    """The claim of a transcribed file: its own inference id, so nothing is submitted again."""
+def _as_recorded(obj: AudioObject, item: dict[str, Any]) -> ClaimedFile:
+    """The claim of a file as the table records it: its own inference id, so nothing is sent twice."""
     return ClaimedFile(uri=obj.uri, etag=obj.etag, size=obj.size, inference_id=item["inference_id"])
 
 
@@ -236,21 +236,18 @@ def claim_new_files(
             iid = inference_id_for(obj.uri, obj.etag, run_id)
             file = ClaimedFile(uri=obj.uri, etag=obj.etag, size=obj.size, inference_id=iid)
             item = current.get(obj.uri)
-            if item and item.get("inference_id") == iid and item.get("status") == Status.PROCESSING:
-                report.claimed.append(file)  # claimed by an earlier attempt of this task
-                continue
-            if _taken_before(item, run_id):
-                report.claimed.append(_for_summary(obj, item))  # taken by an earlier attempt of this task
+            if _ours_already(item, obj.etag, run_id):
+                report.claimed.append(_as_recorded(obj, item))  # its own inference id: never sent twice
                 continue
             if item is not None and _result_in_s3(s3_client, item, obj.etag, now, reprocess_failed):
                 item = _record_late_result(table, item)
             if _held_by_ended_run(item, obj.etag, run_id, run_ended) and item["status"] in IN_FLIGHT:
-                adopt.append((_for_summary(obj, item), item))
+                adopt.append((_as_recorded(obj, item), item))
                 continue
             if summarize and (
                 _needs_summary(item, obj.etag, now) or _held_by_ended_run(item, obj.etag, run_id, run_ended)
             ):
-                for_summary.append((_for_summary(obj, item), item))
+                for_summary.append((_as_recorded(obj, item), item))
                 continue
             reason = _why_not(item, obj.etag, reprocess_failed, now)
             if reason:

@@ -213,6 +213,10 @@ def test_a_run_marked_failed_by_hand_leaves_its_work_to_the_next_run_as_it_is(s3
     still_running = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-3", run_ended=ended.__contains__)
     assert still_running.claimed == [], "run-2 has not ended: its work is its own"
 
+    retry = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2", run_ended=ended.__contains__)
+    assert sorted(retry.claimed, key=lambda f: f["uri"]) == [a, b, c], "a retry gets back what it adopted"
+    assert retry.not_claimed == {} and retry.adopted == 0, "without a write"
+
 
 def test_a_file_left_in_flight_whose_result_is_in_s3_is_not_transcribed_again(s3, ddb):
     """Its run ended without reading the notification, and the lease expired: the result is in S3,
