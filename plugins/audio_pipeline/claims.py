@@ -13,7 +13,7 @@ from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.listing import AudioObject, ListingReport, iter_audio_objects
 from audio_pipeline.s3_uris import S3Location, object_exists
 from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
-from audio_pipeline.status import DEFAULT_LEASE_SECONDS, StatusTable, inference_id_for, utcnow
+from audio_pipeline.status import DEFAULT_LEASE_SECONDS, NEVER_SENT, StatusTable, inference_id_for, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,9 @@ def _why_not(item: dict[str, Any] | None, etag: str, reprocess_failed: bool, now
     if item.get("etag") != etag:
         return None
     if status == Status.FAILED:
-        return None if reprocess_failed else "failed before (trigger with reprocess_failed to retry)"
+        if reprocess_failed or item.get(NEVER_SENT):
+            return None
+        return "failed before (trigger with reprocess_failed to retry)"
     return f"already {status}"
 
 
@@ -207,7 +209,8 @@ def claim_new_files(
     max_files: int = 0,
     run_ended: RunEnded | None = None,
 ) -> ClaimReport:
-    """Claim every audio file under ``location`` that is new, changed, abandoned or (optionally) failed.
+    """Claim every audio file under ``location`` that is new, changed, abandoned, failed before it
+    was ever sent, or (optionally) failed.
 
     With ``summarize``, a file transcribed before but left without a summary (summaries were
     off, Bedrock failed, or the run that held it died before summarising it and its lease
@@ -226,7 +229,7 @@ def claim_new_files(
     for chunk in _chunks(objects, LOOKUP_CHUNK):
         current = table.get_many(
             [o.uri for o in chunk],
-            ("status", "etag", "run_id", "inference_id", "deadline", "summary_error", "output_location"),
+            ("status", "etag", "run_id", "inference_id", "deadline", "summary_error", "output_location", NEVER_SENT),
         )
         now = table.clock()
         candidates: list[ClaimedFile] = []

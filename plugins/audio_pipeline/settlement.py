@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from audio_pipeline.reporting import RunReport
 from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
-from audio_pipeline.status import StatusTable, utcnow
+from audio_pipeline.status import NEVER_SENT, StatusTable, utcnow
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,17 +43,15 @@ def settle_run(table: StatusTable, run_id: str, reason: str, chunk: int = SETTLE
     """Fail every file of ``run_id`` still in flight, then read every file's final state, a
     chunk of ``chunk`` files at a time.
 
+    A file the run never sent to the endpoint is failed :data:`NEVER_SENT`: the next run claims
+    it again without ``reprocess_failed``, as nothing of it can have been transcribed.
+
     A file transcribed but neither summarised nor given a ``summary_error`` (its summarising
     task never ran) gets one now, so that a later run takes it for its summary.
     """
     no_summary = f"run {run_id} ended before summarising it"
     for claimed in batched(table.run_items(run_id), chunk):
-        leftovers = [
-            Transition(i["uri"], i["inference_id"], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
-            for i in claimed
-            if i.get("status") in IN_FLIGHT
-        ]
-        abandoned = len(table.apply(leftovers).applied) if leftovers else 0
+        abandoned = _fail_leftovers(table, [i for i in claimed if i.get("status") in IN_FLIGHT], run_id, reason)
         items = table.get_many([i["uri"] for i in claimed], (*REPORTED_ATTRIBUTES, "inference_id", "run_id"))
         unsummarized = [
             # required: still this run's, not a file a later run has taken since
@@ -68,6 +66,40 @@ def settle_run(table: StatusTable, run_id: str, reason: str, chunk: int = SETTLE
             for uri, item in sorted(items.items())
         ]
         yield Settled(files, abandoned)
+
+
+def _fail_leftovers(table: StatusTable, in_flight: list[dict[str, Any]], run_id: str, reason: str) -> int:
+    """Fail the files a run left in flight; returns how many. A file never sent (``processing``
+    with no ``invoking_since`` mark) is failed :data:`NEVER_SENT`, for the next run to claim again."""
+    if not in_flight:
+        return 0
+    processing = [i["uri"] for i in in_flight if i["status"] == Status.PROCESSING]
+    marks = table.get_many(processing, ("status", "invoking_since")) if processing else {}
+    unsent = {
+        uri for uri, item in marks.items() if item.get("status") == Status.PROCESSING and "invoking_since" not in item
+    }
+    never_sent = {
+        "failure_reason": f"run {run_id} ended before sending it to the endpoint; the next run claims it again",
+        NEVER_SENT: True,
+        "failed_at": utcnow(),
+    }
+    unmarked = {"invoking_since": None}  # as read: no submitting task has marked it since
+    failed = set(
+        table.apply(
+            Transition(
+                i["uri"], i["inference_id"], Status.FAILED, never_sent, expect=(Status.PROCESSING,), require=unmarked
+            )
+            for i in in_flight
+            if i["uri"] in unsent
+        ).applied
+    )
+    ended = {"failure_reason": reason, "failed_at": utcnow()}
+    failed.update(
+        table.apply(
+            Transition(i["uri"], i["inference_id"], Status.FAILED, ended) for i in in_flight if i["uri"] not in failed
+        ).applied
+    )
+    return len(failed)
 
 
 def settle_and_report(

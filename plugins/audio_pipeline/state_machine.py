@@ -48,7 +48,8 @@ class Transition:
     expect: tuple[Status, ...] = ()
     """Statuses the item may be in; by default every status that :data:`TRANSITIONS` lets move to ``to``."""
     require: Mapping[str, Any] = field(default_factory=dict)
-    """Attributes that must still hold these values (as read): the write loses to any change since."""
+    """Attributes that must still hold these values (as read; ``None``: still absent): the write
+    loses to any change since."""
 
     @classmethod
     def without_summary(

@@ -80,6 +80,10 @@ def table_definition() -> dict[str, Any]:
     }
 
 
+NEVER_SENT = "never_sent"
+"""Set (``true``) on a file its run failed at its end before sending it to the endpoint: any
+later run claims it again, as nothing of it can be transcribed yet."""
+
 DEFAULT_LEASE_SECONDS = PipelineConfig().result_window_seconds
 """A claim's lease with the default Variables: RequestTTLSeconds + InvocationTimeoutSeconds + grace."""
 
@@ -209,14 +213,19 @@ class StatusTable:
 
         A file is claimable when it has no item, when its content changed (new ETag) and
         it is not in flight, when it is in flight past its deadline (an abandoned claim),
-        or when it failed and ``reprocess_failed`` is set.
+        when it failed before it was ever sent (:data:`NEVER_SENT`), or when it failed and
+        ``reprocess_failed`` is set.
         """
         condition = (
             "attribute_not_exists(#uri) OR (#etag <> :etag AND NOT #status IN (:processing, :submitted))"
             " OR (#status IN (:processing, :submitted) AND #deadline < :now)"
         )
+        names = {"#uri": PARTITION_KEY, "#etag": "etag", "#status": "status", "#deadline": "deadline"}
         if reprocess_failed:
             condition += " OR #status = :failed"
+        else:
+            condition += " OR (#status = :failed AND #never_sent = :true)"
+            names["#never_sent"] = NEVER_SENT
         now = utcnow()
         epoch = int(self.clock())
         ops = []
@@ -237,9 +246,10 @@ class StatusTable:
                 ":processing": Status.PROCESSING.value,
                 ":submitted": Status.SUBMITTED.value,
                 ":now": epoch,
+                ":failed": Status.FAILED.value,
             }
-            if reprocess_failed:
-                values[":failed"] = Status.FAILED.value
+            if not reprocess_failed:
+                values[":true"] = True
             ops.append(
                 (
                     f["uri"],
@@ -248,12 +258,7 @@ class StatusTable:
                             "TableName": self.table_name,
                             "Item": _dump(item),
                             "ConditionExpression": condition,
-                            "ExpressionAttributeNames": {
-                                "#uri": PARTITION_KEY,
-                                "#etag": "etag",
-                                "#status": "status",
-                                "#deadline": "deadline",
-                            },
+                            "ExpressionAttributeNames": names,
                             "ExpressionAttributeValues": _dump(values),
                         }
                     },
@@ -274,12 +279,15 @@ class StatusTable:
             names.update({"#status": "status", "#iid": "inference_id"})
             names.update({f"#q{i}": k for i, k in enumerate(t.require)})
             values = {f":s{i}": v for i, v in enumerate(sets.values())}
-            values.update({f":q{i}": v for i, v in enumerate(t.require.values())})
+            values.update({f":q{i}": v for i, v in enumerate(t.require.values()) if v is not None})
             allowed = {f":from{i}": s.value for i, s in enumerate(t.allowed_from)}
             values.update(allowed)
             values[":iid"] = t.inference_id
             condition = f"#iid = :iid AND #status IN ({', '.join(allowed)})"
-            condition += "".join(f" AND #q{i} = :q{i}" for i in range(len(t.require)))
+            condition += "".join(
+                f" AND attribute_not_exists(#q{i})" if v is None else f" AND #q{i} = :q{i}"
+                for i, v in enumerate(t.require.values())
+            )
             expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets)))
             if t.remove:
                 expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(t.remove)))

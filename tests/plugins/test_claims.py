@@ -4,6 +4,7 @@ from audio_pipeline.batch_summaries import record_no_summary
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import DEFAULT_AUDIO_EXTENSIONS
 from audio_pipeline.s3_uris import S3Location
+from audio_pipeline.settlement import settle_run
 from audio_pipeline.state_machine import Status, Transition
 from audio_pipeline.status import StatusTable
 
@@ -64,6 +65,21 @@ def test_done_failed_and_changed_files(s3, table):
     }
     third = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-3", reprocess_failed=True)
     assert [f["uri"] for f in third.claimed] == ["s3://audio-in/calls/failed.wav"]
+
+
+def test_files_a_run_never_sent_go_to_the_next_run(s3, table):
+    """run-1's claim task failed after claiming (its manifests never written): its teardown fails
+    the files it never sent, and the next run, without reprocess_failed, claims them anew."""
+    put(s3, "calls/a.wav", "calls/b.wav")
+    first = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-1").claimed
+    list(settle_run(table, "run-1", reason="run run-1 ended"))
+    nightly = claim_new_files(s3, table, CALLS, EXTENSIONS, "run-2")
+    assert sorted(f["uri"] for f in nightly.claimed) == sorted(f["uri"] for f in first)
+    assert not {f["inference_id"] for f in nightly.claimed} & {f["inference_id"] for f in first}
+    _finish(table, nightly.claimed, Status.FAILED)
+    assert claim_new_files(s3, table, CALLS, EXTENSIONS, "run-3").not_claimed == {
+        "failed before (trigger with reprocess_failed to retry)": 2
+    }, "a file that failed once sent waits for reprocess_failed"
 
 
 def test_max_files(s3, table):

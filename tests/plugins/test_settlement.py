@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -46,7 +47,9 @@ def test_settle_run_fails_leftovers_and_reports_every_file(table, settle):
     assert settled.report.abandoned == 2 and settled.manifest["abandoned"] == 2
     assert settled.report.counts == {"completed": 1, "failed": 3}
     by_uri = {f["uri"]: f for f in settled.manifest["files"]}
-    assert by_uri[stuck["uri"]]["failure_reason"] == "run run-1 ended"
+    assert by_uri[stuck["uri"]]["failure_reason"] == "run run-1 ended", "submitted: its result may still come"
+    never_sent = "run run-1 ended before sending it to the endpoint; the next run claims it again"
+    assert by_uri["s3://audio-in/stuck-processing.wav"]["failure_reason"] == never_sent
     # transcribed but never summarised: told why, so that a later run takes it for its summary
     assert by_uri[done["uri"]]["summary_error"] == "run run-1 ended before summarising it"
     assert table.get_many([done["uri"]])[done["uri"]]["summary_error"] == "run run-1 ended before summarising it"
@@ -123,3 +126,17 @@ def test_a_run_is_settled_a_chunk_at_a_time(table):
     assert [len(c.files) for c in rest] == [2, 1] and sum(c.abandoned for c in rest) == 3
     reported = [f["uri"] for c in (first, *rest) for f in c.files]
     assert sorted(reported) == uris, "every file once"
+
+
+def test_a_file_being_sent_when_its_run_ended_is_failed_as_perhaps_sent(table, settle):
+    uris = [f"s3://audio-in/{name}.wav" for name in ("unsent", "marked")]
+    files = [{"uri": u, "etag": "e", "size": 1, "inference_id": inference_id_for(u, "e", "run-1")} for u in uris]
+    table.claim(files, "run-1")
+    unsent, marked = files
+    mark = Transition(marked["uri"], marked["inference_id"], Status.PROCESSING, {"invoking_since": 1})
+    table.apply([replace(mark, expect=(Status.PROCESSING,))])
+    settle(reason="run run-1 ended")
+    items = table.get_many(uris)
+    assert items[unsent["uri"]]["never_sent"] is True
+    assert "never_sent" not in items[marked["uri"]], "it may have reached the endpoint: not claimed again as new"
+    assert items[marked["uri"]]["failure_reason"] == "run run-1 ended"

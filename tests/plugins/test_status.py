@@ -75,6 +75,16 @@ def test_failed_files_need_reprocess_failed(table):
     assert item["status"] == "processing" and "failure_reason" not in item, "a new claim starts clean"
 
 
+def test_a_file_failed_before_it_was_ever_sent_is_claimable_without_reprocess_failed(table):
+    f = claimed("s3://b/a.wav")
+    table.claim([f], "run-1")
+    settle(table, f, Status.FAILED, failure_reason="run run-1 ended before sending it", never_sent=True)
+    again = claimed("s3://b/a.wav", run_id="run-2")
+    assert table.claim([again], "run-2").applied == [f["uri"]]
+    item = table.get_many([f["uri"]])[f["uri"]]
+    assert item["status"] == "processing" and "never_sent" not in item, "a new claim starts clean"
+
+
 def test_transitions_follow_the_state_machine_and_the_claim(table):
     f = claimed("s3://b/a.wav")
     table.claim([f], "run-1")
@@ -216,6 +226,19 @@ def test_a_settled_file_is_never_taken_by_lease_expiry(ddb):
     settle(table, done, Status.COMPLETED)
     now[0] = 9_999.0
     assert table.claim([claimed("s3://b/a.wav", run_id="run-2")], "run-2", lease_seconds=100).rejected
+
+
+def test_a_required_absence_rejects_the_write_once_the_attribute_is_there(table):
+    f = claimed("s3://b/a.wav")
+    table.claim([f], "run-1")
+    fail = Transition(f["uri"], f["inference_id"], Status.FAILED, require={"invoking_since": None})
+    mark = Transition(
+        f["uri"], f["inference_id"], Status.PROCESSING, {"invoking_since": 1}, expect=(Status.PROCESSING,)
+    )
+    table.apply([mark])
+    assert table.apply([fail]).rejected == [f["uri"]]
+    table.apply([replace(mark, attributes={}, remove=("invoking_since",))])
+    assert table.apply([fail]).applied == [f["uri"]]
 
 
 def test_a_required_attribute_that_changed_since_it_was_read_rejects_the_write(table):
