@@ -331,3 +331,41 @@ def test_the_first_failing_chunk_stops_the_chunks_not_yet_sent(ddb, monkeypatch)
         table.claim([claimed(f"s3://b/{i:04d}.wav") for i in range(1000)], "run-1")
     # the two in flight, and the two their threads took up as they failed: not all ten
     assert len(sent) <= 4, f"{len(sent)} of 10 transactions sent, the first having failed"
+
+
+def test_a_failing_chunk_stops_the_chunks_not_yet_sent_while_an_earlier_one_runs(ddb, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, concurrency=2)
+    sent = []
+
+    def first_slow_others_broken(TransactItems):
+        sent.append(TransactItems[0]["Put"]["Item"]["uri"]["S"])
+        if len(sent) == 1:
+            time.sleep(1.0)
+            return {}
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": "nope"}}, "TransactWriteItems")
+
+    monkeypatch.setattr(ddb, "transact_write_items", first_slow_others_broken)
+    with pytest.raises(ClientError, match="nope"):
+        table.claim([claimed(f"s3://b/{i:04d}.wav") for i in range(1000)], "run-1")
+    assert len(sent) <= 4, f"{len(sent)} of 10 transactions sent after the second failed"
+
+
+def test_a_transaction_cancelled_for_capacity_is_retried_until_the_table_serves_it(ddb, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0)
+    real, throttled = ddb.transact_write_items, []
+
+    def throttling(**kwargs):
+        if len(throttled) < 15:  # a new on-demand table scaling up: longer than other cancellations are retried
+            throttled.append(1)
+            reasons = [{"Code": "ThrottlingError", "Message": "Throughput exceeds the current capacity"}]
+            error = {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}}
+            raise ClientError({**error, "CancellationReasons": reasons * len(kwargs["TransactItems"])}, "Tx")
+        return real(**kwargs)
+
+    monkeypatch.setattr(ddb, "transact_write_items", throttling)
+    files = [claimed(f"s3://b/{i}.wav") for i in range(3)]
+    assert table.claim(files, "run-1").applied == [f["uri"] for f in files]
