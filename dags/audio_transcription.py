@@ -93,7 +93,7 @@ def _run_ended(ti: Any) -> Callable[[str], bool] | None:
         try:
             return ti.get_dagrun_state(dag_id=ti.dag_id, run_id=run_id) in ("success", "failed")
         except Exception as err:  # a run deleted, say: its lease still decides
-            print(f"state of run {run_id} unknown ({err}); its files wait for their deadline")
+            log.warning("state of run %s unknown (%s); its files wait for their deadline", run_id, err)
             return False
 
     return ended

@@ -48,7 +48,7 @@ import threading
 import time
 import weakref
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -270,10 +270,32 @@ def fill_bucket(bucket: str, prefix: str, count: int, size: int) -> int:
     return count
 
 
-def _answer(start_response: Any, document: Any) -> list[bytes]:
+def _answer(start_response: Any, document: Any, status: str = "200 OK") -> list[bytes]:
     body = json.dumps(document).encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _duration(environ: dict[str, Any], name: str) -> float:
+    """The switch's query parameter ``name``: a number, at least 0 (``ValueError`` naming it if not)."""
+    text = parse_qs(environ.get("QUERY_STRING", "")).get(name, ["0"])[0]
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name}={text!r}: expected a number of at least 0")
+    return value
+
+
+def _switch(start_response: Any, environ: dict[str, Any], name: str, apply: Callable[[float], None]) -> list[bytes]:
+    """Answer a fault or latency switch: 400 naming a bad value (nothing changed), else set it."""
+    try:
+        value = _duration(environ, name)
+    except ValueError as err:
+        return _answer(start_response, {"error": str(err)}, "400 Bad Request")
+    apply(value)
+    return _answer(start_response, {name: value})
 
 
 class DynamoDBInSeries:
@@ -330,9 +352,7 @@ class NetworkLatency:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
         if path == self.PATH and environ["REQUEST_METHOD"] == "POST":
-            ms = float(parse_qs(environ.get("QUERY_STRING", "")).get("ms", ["0"])[0])
-            self.seconds = ms / 1000
-            return _answer(start_response, {"ms": ms})
+            return _switch(start_response, environ, "ms", lambda ms: setattr(self, "seconds", ms / 1000))
         if self.seconds and not path.startswith(("/_emulator", "/moto-api")):
             time.sleep(self.seconds)
         return self.app(environ, start_response)
@@ -350,9 +370,7 @@ class SqsOutage:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO") == self.PATH and environ["REQUEST_METHOD"] == "POST":
-            seconds = float(parse_qs(environ.get("QUERY_STRING", "")).get("seconds", ["0"])[0])
-            self.until = time.monotonic() + seconds
-            return _answer(start_response, {"seconds": seconds})
+            return _switch(start_response, environ, "seconds", lambda s: setattr(self, "until", time.monotonic() + s))
         if time.monotonic() < self.until and operation(environ).startswith("sqs:"):
             message = "We encountered an internal error. Please try again. (local SQS outage)"
             if environ.get("HTTP_X_AMZ_TARGET"):  # the JSON protocol

@@ -15,19 +15,21 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
 
 @pytest.fixture(autouse=True, scope="session")
-def moto_in_process_answers_one_request_at_a_time():
-    """moto's in-process backends are not thread-safe (a transaction deep-copies a table that
+def moto_in_process_answers_dynamodb_one_request_at_a_time():
+    """moto's in-process DynamoDB is not thread-safe (a transaction deep-copies a table that
     another thread may be writing), and the status table sends its chunks from threads, as real
-    DynamoDB allows. Serialise what moto answers in-process, as the moto server does for its
-    DynamoDB (``local.moto_server.DynamoDBInSeries``)."""
+    DynamoDB allows. Serialise the DynamoDB requests moto answers in-process, as the moto server
+    does (``local.moto_server.DynamoDBInSeries``); other services answer as they come."""
     from moto.core.botocore_stubber import BotocoreStubber
 
     answer, lock = BotocoreStubber.__call__, threading.RLock()
 
-    def one_at_a_time(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
+    def dynamodb_in_series(self: BotocoreStubber, event_name: str, *args: Any, **kwargs: Any) -> Any:
+        if not event_name.startswith("before-send.dynamodb."):
+            return answer(self, event_name, *args, **kwargs)
         with lock:
-            return answer(self, *args, **kwargs)
+            return answer(self, event_name, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BotocoreStubber, "__call__", one_at_a_time)
+        patch.setattr(BotocoreStubber, "__call__", dynamodb_in_series)
         yield

@@ -14,5 +14,5 @@ RUN_MANIFESTS = Asset(
     group="audio_transcription",
 )
 """Run manifests (``runs/<run_id>/manifest.json`` in the output bucket): ``report_run`` emits an
-event for each run's manifest, whose ``extra`` gives the manifest's URI (in the bucket the
-Variable ``audio_pipeline_output_bucket`` names), the run id and the per-status counts."""
+event for each run's manifest, whose ``extra`` gives the manifest's URI (in the ``output_bucket``
+of the Variable ``audio_pipeline_config``), the run id and the per-status counts."""

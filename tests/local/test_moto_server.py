@@ -396,6 +396,7 @@ def test_sqs_outage_switch_answers_500_to_sqs_alone_for_its_duration():
 
 def test_latency_switch_holds_each_aws_request_for_its_round_trip():
     import time
+    import urllib.error
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
@@ -420,5 +421,10 @@ def test_latency_switch_holds_each_aws_request_for_its_round_trip():
             started = time.perf_counter()
             list(pool.map(lambda _: ddb.list_tables(), range(4)))
         assert time.perf_counter() - started < 1.6, "four round trips of 0.4 s, waited out one after another"
+        for bad in ("-5", "abc", "inf"):
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(urllib.request.Request(f"{url}/_emulator/latency?ms={bad}", method="POST"))
+            assert answer.value.code == 400 and f"ms='{bad}'" in answer.value.read().decode()
+        assert list_tables_seconds() >= 0.4, "a bad value changes nothing"
         urllib.request.urlopen(urllib.request.Request(f"{url}/_emulator/latency?ms=0", method="POST"))
         assert list_tables_seconds() < 0.4

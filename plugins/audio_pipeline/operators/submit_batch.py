@@ -71,7 +71,12 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         self.result_grace_seconds = result_grace_seconds
 
     def execute(self, context: Context) -> dict[str, int]:
-        aws: dict[str, Any] = {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify}
+        aws: dict[str, Any] = {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "config": self.botocore_config,
+        }
         s3 = S3Hook(**aws)
         files = read_manifest(s3.conn, self.batch["manifest"])
         table = StatusTableHook(status_table=self.status_table, **aws).table
@@ -86,10 +91,17 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         for uri, reason in report.failed:
             self.log.warning("failed: %s: %s", uri, reason)
         self.log.info(
-            "%s: %d submitted, %d failed to submit, %d already submitted or settled",
+            "%s: %d submitted, %d failed to submit, %d sent without a clear answer (awaited, never sent again), "
+            "%d already submitted or settled",
             self.batch["label"],
             report.submitted,
             len(report.failed),
+            len(report.unclear),
             report.already_done,
         )
-        return {"submitted": report.submitted, "failed": len(report.failed), "already_done": report.already_done}
+        return {
+            "submitted": report.submitted,
+            "failed": len(report.failed),
+            "unclear": len(report.unclear),
+            "already_done": report.already_done,
+        }
