@@ -29,6 +29,8 @@ _MODEL_ID = re.compile(
     r"((us|eu|apac|us-gov|jp|au|global)\.)?[a-z0-9-]+\.[\w.:-]+)$"
 )
 _NO_TEMPERATURE_WITH_TOP_P = re.compile(r"anthropic\.claude-(opus|sonnet|haiku)-4")
+_NO_SYSTEM_PROMPT = re.compile(r"amazon\.titan-text|mistral\.(mistral-7b|mixtral-8x7b)-instruct")
+"""Models whose Converse takes no system prompt (Bedrock's "Supported models and model features")."""
 
 
 class BedrockError(Exception):
@@ -185,6 +187,8 @@ class BedrockHandler(AwsJsonHandler):
         _check_sampling(model_id, config.get("temperature"), config.get("topP"))
         max_tokens = _check_max_tokens(config.get("maxTokens", 4096))
         system = "".join(block.get("text", "") for block in body.get("system") or [])
+        if body.get("system") and _NO_SYSTEM_PROMPT.search(model_id):
+            raise _validation("This model doesn't support system messages. Try again without a system message.")
         started = time.monotonic()
         reply = self.server.model.reply(system, prompt, max_tokens)
         input_tokens = max(1, (len(system) + len(prompt)) // 4)

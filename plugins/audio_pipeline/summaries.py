@@ -12,7 +12,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -37,6 +37,8 @@ MAX_REDUCE_LEVELS = 8
 NO_SPEECH = "The recording contained no speech."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_NO_SYSTEM_PROMPT = re.compile(r"support\w* system (message|prompt)", re.IGNORECASE)
+"""How Bedrock rejects a system prompt the model does not take (Converse, ValidationException)."""
 
 
 class SummaryError(RuntimeError):
@@ -144,6 +146,9 @@ class Summarizer:
         self.chunk_chars = chunk_chars
         self.max_tokens = max_tokens
         self.prompts = prompts or load_prompts()
+        self.takes_system_prompt = True
+        """False once the model said it takes none (Titan Text, Mistral 7B): the instructions then
+        lead the user message."""
 
     def summarize(self, transcript: str) -> Summary:
         text = transcript.strip()
@@ -182,16 +187,26 @@ class Summarizer:
         """One Converse request. The client has retried throttling and 5xx answers already
         (adaptive mode on its hook); an error here is final for this attempt of the task,
         and :class:`SummaryError` says whether a later attempt may help."""
+        system = self.prompts["summarize_system"]
+        request: dict[str, Any] = {
+            "modelId": self.model_id,
+            "inferenceConfig": {"maxTokens": self.max_tokens, "temperature": 0.2},
+        }
+        if self.takes_system_prompt:
+            request["system"] = [{"text": system}]
+        else:
+            user_text = f"{system}\n\n{user_text}"
         try:
-            return self.client.converse(
-                modelId=self.model_id,
-                system=[{"text": self.prompts["summarize_system"]}],
-                messages=[{"role": "user", "content": [{"text": user_text}]}],
-                inferenceConfig={"maxTokens": self.max_tokens, "temperature": 0.2},
-            )
+            return self.client.converse(**request, messages=[{"role": "user", "content": [{"text": user_text}]}])
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             message = err.response.get("Error", {}).get("Message", "")
+            if self.takes_system_prompt and code == "ValidationException" and _NO_SYSTEM_PROMPT.search(message):
+                log.info(
+                    "%s takes no system prompt (%s): its instructions go in the user message", self.model_id, message
+                )
+                self.takes_system_prompt = False
+                return self._converse(user_text)
             if code not in RETRYABLE_ERRORS:
                 raise SummaryError(f"Bedrock model {self.model_id}: {code}: {message}") from err
             attempts = err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1

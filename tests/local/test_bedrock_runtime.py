@@ -120,6 +120,7 @@ def test_invoke_model_anthropic_body(bedrock):
             ),
             "must start with a user message",
         ),
+        (lambda c: converse(c, model_id="amazon.titan-text-express-v1"), "doesn't support system messages"),
     ],
 )
 def test_validation_errors(bedrock, call, message):
@@ -181,3 +182,11 @@ def test_through_the_providers_hook(bedrock, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     response = converse(BedrockRuntimeHook(aws_conn_id="aws_default").conn)
     assert json.loads(response["output"]["message"]["content"][0]["text"])["summary"]
+
+
+def test_the_summarizer_works_with_a_model_that_takes_no_system_prompt(bedrock):
+    from audio_pipeline.summaries import Summarizer
+
+    summarizer = Summarizer(bedrock(), "amazon.titan-text-express-v1")
+    summary = summarizer.summarize("Plants turn sunlight into sugar. They need water and air to do it.")
+    assert summary.summary and not summarizer.takes_system_prompt

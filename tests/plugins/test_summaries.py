@@ -129,6 +129,24 @@ def test_does_not_retry_a_bad_request(bedrock):
         Summarizer(client, PROFILE).summarize("words")
 
 
+def test_a_model_without_system_prompts_gets_the_instructions_in_the_user_message(bedrock):
+    client, stub = bedrock
+    titan = "amazon.titan-text-premier-v1:0"
+    sent = []
+    client.meta.events.register(
+        "provide-client-params.bedrock-runtime.Converse", lambda params, **_: sent.append(params)
+    )
+    stub.add_client_error("converse", "ValidationException", "This model doesn't support system messages.", 400)
+    for _ in range(2):
+        stub.add_response("converse", answer('{"summary": "A call."}'))
+    summarizer = Summarizer(client, titan)
+    assert summarizer.summarize("Hello there.").summary == "A call."
+    assert summarizer.summarize("Hello again.").summary == "A call."
+    assert "system" in sent[0] and not any("system" in params for params in sent[1:]), "asked once, then not again"
+    system = summarizer.prompts["summarize_system"]
+    assert [p["messages"][0]["content"][0]["text"].startswith(f"{system}\n\n") for p in sent[1:]] == [True, True]
+
+
 def test_long_transcript_is_summarised_hierarchically_never_truncated(bedrock):
     client, stub = bedrock
     sentences = [f"Sentence number {i} talks about topic {i % 7}." for i in range(400)]
