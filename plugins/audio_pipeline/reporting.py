@@ -32,8 +32,8 @@ class RunReport:
     """Counts a run's files as they come and writes the run manifest to ``out`` as it goes.
 
     The manifest is one JSON object: ``run_id``, ``bucket_uri``, ``files`` (one object per file:
-    ``uri``, ``status`` and whichever of the locations, summary opening and reasons it has),
-    then ``counts`` (files by status), ``abandoned`` and ``written_at``.
+    ``uri``, ``status`` and whichever of the locations, summary opening and reasons it has, in
+    the order added), then ``counts`` (files by status), ``abandoned`` and ``written_at``.
 
     :param out: a binary file the manifest is written to; :meth:`close` ends the JSON
     """

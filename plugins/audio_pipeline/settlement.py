@@ -34,7 +34,8 @@ MANIFEST_SPOOL_BYTES = 8 * 1024 * 1024
 
 class Settled(NamedTuple):
     files: list[dict[str, Any]]
-    """Each file's final state (``uri`` and its :data:`REPORTED_ATTRIBUTES`), in URI order."""
+    """Each file's final state (``uri`` and its :data:`REPORTED_ATTRIBUTES`), in URI order
+    within the chunk (the chunks come in the run index's order)."""
     abandoned: int
     """How many of them were still in flight, and are failed now."""
 

@@ -339,11 +339,14 @@ class StatusTable:
             return [work(chunk) for chunk in chunks]
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="status-table") as pool:
             futures = [pool.submit(work, chunk) for chunk in chunks]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            errors = [error for f in futures if f in done and (error := f.exception()) is not None]
-            if errors:
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                errors = [error for f in futures if f in done and (error := f.exception()) is not None]
+                if errors:
+                    raise errors[0]
+            except BaseException:  # a chunk's error, or this thread's own (SIGTERM, say)
                 pool.shutdown(cancel_futures=True)
-                raise errors[0]
+                raise
             return [future.result() for future in futures]
 
     def _transact_chunk(self, chunk: Sequence[tuple[str, dict[str, Any]]]) -> WriteResult:

@@ -201,10 +201,12 @@ class Summarizer:
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             message = err.response.get("Error", {}).get("Message", "")
-            if self.takes_system_prompt and code == "ValidationException" and _NO_SYSTEM_PROMPT.search(message):
-                log.info(
-                    "%s takes no system prompt (%s): its instructions go in the user message", self.model_id, message
-                )
+            if "system" in request and code == "ValidationException" and _NO_SYSTEM_PROMPT.search(message):
+                # this request's own answer: other threads' requests sent meanwhile get the same one
+                if self.takes_system_prompt:
+                    log.info(
+                        "%s takes no system prompt (%s): instructions go in the user message", self.model_id, message
+                    )
                 self.takes_system_prompt = False
                 return self._converse(user_text)
             if code not in RETRYABLE_ERRORS:

@@ -369,3 +369,29 @@ def test_a_transaction_cancelled_for_capacity_is_retried_until_the_table_serves_
     monkeypatch.setattr(ddb, "transact_write_items", throttling)
     files = [claimed(f"s3://b/{i}.wav") for i in range(3)]
     assert table.claim(files, "run-1").applied == [f["uri"] for f in files]
+
+
+def test_a_stopped_task_sends_no_more_chunks(ddb, monkeypatch):
+    """SIGTERM (Airflow stopping the task) raises in the thread that waits on the chunks."""
+    from audio_pipeline import status
+
+    class Stopped(BaseException):
+        pass
+
+    def stopped_while_waiting(futures, **kwargs):
+        time.sleep(0.1)
+        raise Stopped
+
+    sent = []
+
+    def slow_write(**kwargs):
+        sent.append(1)
+        time.sleep(0.1)
+        return {}
+
+    monkeypatch.setattr(ddb, "transact_write_items", slow_write)
+    monkeypatch.setattr(status, "wait", stopped_while_waiting)
+    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, concurrency=2)
+    with pytest.raises(Stopped):
+        table.claim([claimed(f"s3://b/{i:04d}.wav") for i in range(1000)], "run-1")
+    assert len(sent) <= 4, f"{len(sent)} of 10 transactions sent after the task was stopped"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import boto3
 import pytest
@@ -145,6 +146,34 @@ def test_a_model_without_system_prompts_gets_the_instructions_in_the_user_messag
     assert "system" in sent[0] and not any("system" in params for params in sent[1:]), "asked once, then not again"
     system = summarizer.prompts["summarize_system"]
     assert [p["messages"][0]["content"][0]["text"].startswith(f"{system}\n\n") for p in sent[1:]] == [True, True]
+
+
+def test_requests_in_flight_when_the_model_refuses_system_prompts_are_sent_again_too():
+    """The summarising task shares one Summarizer among its threads: each request that went out
+    with a system prompt is answered by the same refusal, and each is sent again without it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import ClientError
+
+    class NoSystemPrompts:
+        def __init__(self, threads):
+            self.all_sent, self.first_resent = threading.Barrier(threads), threading.Event()
+
+        def converse(self, **request):
+            if "system" in request:
+                # every thread's first request is out before any answer; one refusal comes back
+                # first, the others once that thread has sent its request again
+                if self.all_sent.wait(timeout=10) != 0:
+                    self.first_resent.wait(timeout=10)
+                refusal = {"Code": "ValidationException", "Message": "This model doesn't support system messages."}
+                raise ClientError({"Error": refusal}, "Converse")
+            self.first_resent.set()
+            return answer('{"summary": "A call."}')
+
+    summarizer = Summarizer(NoSystemPrompts(4), "mistral.mistral-7b-instruct-v0:2")
+    with ThreadPoolExecutor(4) as pool:
+        summaries = list(pool.map(summarizer.summarize, [f"Call number {i}." for i in range(4)]))
+    assert [s.summary for s in summaries] == ["A call."] * 4
 
 
 def test_long_transcript_is_summarised_hierarchically_never_truncated(bedrock):
