@@ -102,6 +102,23 @@ def claim_table(claims: list[dict]) -> str:
     return "\n".join(out)
 
 
+def run_end_table(claims: list[dict]) -> str:
+    """The run's end (``settle`` in the claim phase's results, where measured)."""
+    out = [
+        "| files | wall s | CPU s, settling code | CPU s, moto | calls per file | heap peak MB | manifest MB "
+        "| load average |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in claims:
+        if p := c.get("settle"):
+            out.append(
+                f"| {_n(c['N'])} | {p['seconds']:.1f} | {p['client_cpu_s']:.1f} | {p['moto_cpu_s']:.1f} "
+                f"| {p['calls_per_file']:.3f} | {p['peak_heap_mb']:.1f} | {p['manifest_mb']:.1f} "
+                f"| {c.get('load_average', 'not recorded')} |"
+            )
+    return "\n".join(out)
+
+
 def readme_figures(runs: list[dict]) -> str:
     parts = [
         f"N = {_n(r['N'])}: {r['calls_per_file']:.2f} AWS calls per file, utilisation {r['utilisation']:.2f}, "
@@ -123,6 +140,7 @@ def replace_between(text: str, name: str, body: str) -> str:
 def render_doc(text: str, runs: list[dict], claims: list[dict]) -> str:
     text = replace_between(text, "figures", figures_table(runs))
     text = replace_between(text, "claim phase", claim_table(claims))
+    text = replace_between(text, "run end", run_end_table(claims))
     return replace_between(text, "calls", calls_table(runs))
 
 

@@ -35,3 +35,12 @@ def test_a_changed_result_changes_the_tables(tmp_path):
 def test_a_page_without_its_markers_is_an_error():
     with pytest.raises(ValueError, match="generated: figures"):
         report.render_doc("no markers here", report.load(), [])
+
+
+def test_the_run_end_table_has_a_row_per_measured_settle_pass():
+    settle = {"seconds": 12.0, "client_cpu_s": 3.0, "moto_cpu_s": 8.5, "calls_per_file": 0.03}
+    measured = {"N": 5000, "load_average": 0.4, "settle": {**settle, "peak_heap_mb": 21.5, "manifest_mb": 0.7}}
+    table = report.run_end_table([measured, {"N": 100}])
+    assert table.splitlines()[2:] == ["| 5,000 | 12.0 | 3.0 | 8.5 | 0.030 | 21.5 | 0.7 | 0.4 |"], (
+        "older results lack it"
+    )
