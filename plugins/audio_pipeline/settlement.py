@@ -14,7 +14,7 @@ from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
 from audio_pipeline.status import NEVER_SENT, StatusTable, utcnow
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
