@@ -31,13 +31,16 @@ import sys
 import time
 import tracemalloc
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import boto3
 import psutil
 
 from audio_pipeline.claims import claim_new_files
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.reporting import RunReport
 from audio_pipeline.s3_uris import S3Location
 from audio_pipeline.settlement import settle_and_report
 from audio_pipeline.status import CONCURRENCY, StatusTable, table_definition
@@ -46,6 +49,7 @@ from tests.moto_server import free_port
 RESULTS = Path(__file__).resolve().parent / "results"
 BUCKET = "audio-transcription-input"
 PREFIX = "claim-bench/"
+T = TypeVar("T")
 
 
 def _post(url: str, document: dict | None = None) -> dict:
@@ -78,29 +82,41 @@ def _cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
+def measured_pass(moto: str, server: psutil.Process, n: int, work: Callable[[], T]) -> tuple[T, dict]:
+    """Run ``work`` once, moto's call counter reset first; returns its result and the pass's
+    wall time, CPU (this process's and moto's) and AWS calls (counted at moto)."""
+    _post(f"{moto}/_emulator/calls/reset")
+    me = psutil.Process()
+    cpu_before = _cpu(me), _cpu(server)
+    started = time.perf_counter()
+    result = work()
+    seconds = time.perf_counter() - started
+    client_cpu, server_cpu = _cpu(me) - cpu_before[0], _cpu(server) - cpu_before[1]
+    calls = _calls(moto)
+    return result, {
+        "seconds": round(seconds, 1),
+        "client_cpu_s": round(client_cpu, 1),
+        "moto_cpu_s": round(server_cpu, 1),
+        "calls_per_file": round(sum(calls.values()) / n, 4),
+        "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
+    }
+
+
 def one_pass(
     moto: str, server: psutil.Process, session: boto3.session.Session, run_id: str, n: int, concurrency: int
 ) -> dict:
     config = PipelineConfig()
     table = StatusTable(session.client("dynamodb"), config.status_table, concurrency=concurrency)
-    _post(f"{moto}/_emulator/calls/reset")
-    me = psutil.Process()
-    cpu_before = _cpu(me), _cpu(server)
-    started = time.perf_counter()
-    report = claim_new_files(session.client("s3"), table, S3Location(BUCKET, PREFIX), config.extensions, run_id)
-    seconds = time.perf_counter() - started
-    client_cpu, server_cpu = _cpu(me) - cpu_before[0], _cpu(server) - cpu_before[1]
-    calls = _calls(moto)
+    location = S3Location(BUCKET, PREFIX)
+    report, figures = measured_pass(
+        moto, server, n, lambda: claim_new_files(session.client("s3"), table, location, config.extensions, run_id)
+    )
     return {
         "run_id": run_id,
-        "seconds": round(seconds, 1),
-        "client_cpu_s": round(client_cpu, 1),
-        "moto_cpu_s": round(server_cpu, 1),
-        "files_per_second": round(n / seconds),
+        **figures,
+        "files_per_second": round(n / figures["seconds"]),
         "claimed": len(report.claimed),
         "not_claimed": dict(report.not_claimed),
-        "calls_per_file": round(sum(calls.values()) / n, 4),
-        "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
     }
 
 
@@ -110,29 +126,24 @@ def settle_pass(
     table = StatusTable(session.client("dynamodb"), PipelineConfig().status_table, concurrency=concurrency)
     s3 = session.client("s3")
     manifest = (BUCKET, f"runs/{run_id}/manifest.json")
-    _post(f"{moto}/_emulator/calls/reset")
-    me = psutil.Process()
-    cpu_before = _cpu(me), _cpu(server)
-    tracemalloc.start()
-    started = time.perf_counter()
-    report = settle_and_report(table, s3, run_id, f"s3://{BUCKET}/{PREFIX}", manifest, reason="benchmark: ended")
-    seconds = time.perf_counter() - started
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    client_cpu, server_cpu = _cpu(me) - cpu_before[0], _cpu(server) - cpu_before[1]
-    calls = _calls(moto)
+
+    def traced() -> tuple[RunReport, int]:
+        tracemalloc.start()
+        try:
+            report = settle_and_report(table, s3, run_id, f"s3://{BUCKET}/{PREFIX}", manifest, "benchmark: ended")
+            return report, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    (report, peak), figures = measured_pass(moto, server, n, traced)
     size = s3.head_object(Bucket=manifest[0], Key=manifest[1])["ContentLength"]
     return {
         "run_id": run_id,
-        "seconds": round(seconds, 1),
-        "client_cpu_s": round(client_cpu, 1),
-        "moto_cpu_s": round(server_cpu, 1),
+        **figures,
         "peak_heap_mb": round(peak / 2**20, 1),
         "manifest_mb": round(size / 2**20, 1),
         "settled": report.counts.total(),
         "abandoned": report.abandoned,
-        "calls_per_file": round(sum(calls.values()) / n, 4),
-        "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
     }
 
 

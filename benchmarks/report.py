@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,10 +54,8 @@ def figures_table(runs: list[dict]) -> str:
             lambda r: f"{r['batch_size']}, {r['concurrency']}, {r['service_seconds']}",
         ),
     ]
-    head = "| figure | " + " | ".join(f"N = {_n(r['N'])}" for r in runs) + " |"
-    out = [head, "|---" * (len(runs) + 1) + "|"]
-    out += [f"| {name} | " + " | ".join(cell(r) for r in runs) + " |" for name, cell in rows]
-    return "\n".join(out)
+    header = ["figure", *(f"N = {_n(r['N'])}" for r in runs)]
+    return _table(header, ([name, *(cell(r) for r in runs)] for name, cell in rows))
 
 
 def _claim_seconds(run: dict) -> str:
@@ -78,45 +77,62 @@ def calls_table(runs: list[dict]) -> str:
     operations = sorted(
         {op for r in runs for op in r["calls"]}, key=lambda op: (-max(r["calls"].get(op, 0) for r in runs), op)
     )
-    head = "| AWS operation (calls by the DAG) | " + " | ".join(f"N = {_n(r['N'])}" for r in runs) + " |"
-    out = [head, "|---" * (len(runs) + 1) + "|"]
-    out += [f"| `{op}` | " + " | ".join(_n(r["calls"].get(op, 0)) for r in runs) + " |" for op in operations]
-    return "\n".join(out)
+    header = ["AWS operation (calls by the DAG)", *(f"N = {_n(r['N'])}" for r in runs)]
+    return _table(header, ([f"`{op}`", *(_n(r["calls"].get(op, 0)) for r in runs)] for op in operations))
+
+
+def _table(header: list[str], rows: Iterable[list[str]]) -> str:
+    """A Markdown table: its header, the separator line, a line per row."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def claim_table(claims: list[dict]) -> str:
-    out = [
-        "| files | round trip ms | calls at once | pass | wall s | CPU s, claiming code | CPU s, moto "
-        "| calls per file | claimed | load average |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    header = [
+        "files", "round trip ms", "calls at once", "pass", "wall s", "CPU s, claiming code", "CPU s, moto",
+        "calls per file", "claimed", "load average",
+    ]  # fmt: skip
+    rows = [
+        [
+            _n(c["N"]),
+            _n(c["latency_ms"]),
+            str(c["concurrency"]),
+            "first run" if name == "first" else "rerun, nothing new",
+            f"{c[name]['seconds']:.1f}",
+            f"{c[name]['client_cpu_s']:.1f}",
+            f"{c[name]['moto_cpu_s']:.1f}",
+            f"{c[name]['calls_per_file']:.3f}",
+            _n(c[name]["claimed"]),
+            str(c.get("load_average", "not recorded")),
+        ]
+        for c in claims
+        for name in ("first", "rerun")
     ]
-    for c in claims:
-        for name in ("first", "rerun"):
-            p = c[name]
-            out.append(
-                f"| {_n(c['N'])} | {_n(c['latency_ms'])} | {c['concurrency']} "
-                f"| {'first run' if name == 'first' else 'rerun, nothing new'} | {p['seconds']:.1f} "
-                f"| {p['client_cpu_s']:.1f} | {p['moto_cpu_s']:.1f} | {p['calls_per_file']:.3f} | {_n(p['claimed'])} "
-                f"| {c.get('load_average', 'not recorded')} |"
-            )
-    return "\n".join(out)
+    return _table(header, rows)
 
 
 def run_end_table(claims: list[dict]) -> str:
     """The run's end (``settle`` in the claim phase's results, where measured)."""
-    out = [
-        "| files | wall s | CPU s, settling code | CPU s, moto | calls per file | heap peak MB | manifest MB "
-        "| load average |",
-        "|---|---|---|---|---|---|---|---|",
+    header = [
+        "files", "wall s", "CPU s, settling code", "CPU s, moto", "calls per file", "heap peak MB", "manifest MB",
+        "load average",
+    ]  # fmt: skip
+    rows = [
+        [
+            _n(c["N"]),
+            f"{p['seconds']:.1f}",
+            f"{p['client_cpu_s']:.1f}",
+            f"{p['moto_cpu_s']:.1f}",
+            f"{p['calls_per_file']:.3f}",
+            f"{p['peak_heap_mb']:.1f}",
+            f"{p['manifest_mb']:.1f}",
+            str(c.get("load_average", "not recorded")),
+        ]
+        for c in claims
+        if (p := c.get("settle"))
     ]
-    for c in claims:
-        if p := c.get("settle"):
-            out.append(
-                f"| {_n(c['N'])} | {p['seconds']:.1f} | {p['client_cpu_s']:.1f} | {p['moto_cpu_s']:.1f} "
-                f"| {p['calls_per_file']:.3f} | {p['peak_heap_mb']:.1f} | {p['manifest_mb']:.1f} "
-                f"| {c.get('load_average', 'not recorded')} |"
-            )
-    return "\n".join(out)
+    return _table(header, rows)
 
 
 def readme_figures(runs: list[dict]) -> str:

@@ -43,6 +43,7 @@ import heapq
 import io
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -282,8 +283,8 @@ def _duration(environ: dict[str, Any], name: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
-    if not value >= 0 or value == float("inf"):
+        value = math.nan
+    if not 0 <= value < math.inf:  # nan too
         raise ValueError(f"{name}={text!r}: expected a number of at least 0")
     return value
 

@@ -75,7 +75,7 @@ def _fail_leftovers(table: StatusTable, in_flight: list[dict[str, Any]], run_id:
     if not in_flight:
         return 0
     processing = [i["uri"] for i in in_flight if i["status"] == Status.PROCESSING]
-    marks = table.get_many(processing, ("status", "invoking_since")) if processing else {}
+    marks = table.get_many(processing, ("status", "invoking_since"))
     unsent = {
         uri for uri, item in marks.items() if item.get("status") == Status.PROCESSING and "invoking_since" not in item
     }

@@ -315,41 +315,37 @@ def test_concurrent_chunks_report_each_file_applied_or_rejected_once(table):
     assert owners == {f["uri"]: "run-1" if i % 3 == 0 else "run-2" for i, f in enumerate(files)}
 
 
-def test_the_first_failing_chunk_stops_the_chunks_not_yet_sent(ddb, monkeypatch):
+def _every_chunk_fails_slowly(sent):
+    time.sleep(0.2)
+    return True
+
+
+def _the_first_chunk_runs_long_the_others_fail(sent):
+    if len(sent) == 1:
+        time.sleep(1.0)
+        return False
+    return True
+
+
+@pytest.mark.parametrize("fails", [_every_chunk_fails_slowly, _the_first_chunk_runs_long_the_others_fail])
+def test_a_failing_chunk_stops_the_chunks_not_yet_sent(ddb, monkeypatch, fails):
+    """Whichever chunk fails first: the two in flight, and at most the two their threads took
+    up as they failed, are sent; not all ten."""
     from botocore.exceptions import ClientError
 
     table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, concurrency=2)
     sent = []
 
-    def broken(**kwargs):
-        sent.append(1)
-        time.sleep(0.2)
-        raise ClientError({"Error": {"Code": "ValidationException", "Message": "nope"}}, "TransactWriteItems")
-
-    monkeypatch.setattr(ddb, "transact_write_items", broken)
-    with pytest.raises(ClientError, match="nope"):
-        table.claim([claimed(f"s3://b/{i:04d}.wav") for i in range(1000)], "run-1")
-    # the two in flight, and the two their threads took up as they failed: not all ten
-    assert len(sent) <= 4, f"{len(sent)} of 10 transactions sent, the first having failed"
-
-
-def test_a_failing_chunk_stops_the_chunks_not_yet_sent_while_an_earlier_one_runs(ddb, monkeypatch):
-    from botocore.exceptions import ClientError
-
-    table = StatusTable(ddb, CONFIG.status_table, backoff_base=0, concurrency=2)
-    sent = []
-
-    def first_slow_others_broken(TransactItems):
+    def transact(TransactItems):
         sent.append(TransactItems[0]["Put"]["Item"]["uri"]["S"])
-        if len(sent) == 1:
-            time.sleep(1.0)
-            return {}
-        raise ClientError({"Error": {"Code": "ValidationException", "Message": "nope"}}, "TransactWriteItems")
+        if fails(sent):
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "nope"}}, "TransactWriteItems")
+        return {}
 
-    monkeypatch.setattr(ddb, "transact_write_items", first_slow_others_broken)
+    monkeypatch.setattr(ddb, "transact_write_items", transact)
     with pytest.raises(ClientError, match="nope"):
         table.claim([claimed(f"s3://b/{i:04d}.wav") for i in range(1000)], "run-1")
-    assert len(sent) <= 4, f"{len(sent)} of 10 transactions sent after the second failed"
+    assert len(sent) <= 4, f"{len(sent)} of 10 transactions sent after one failed"
 
 
 def test_a_transaction_cancelled_for_capacity_is_retried_until_the_table_serves_it(ddb, monkeypatch):
