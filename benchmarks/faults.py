@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import tempfile
 import threading
 import time
 import urllib.request
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from benchmarks.verdict import Judge, Tally
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
 from local.stack.services import QUICK_RECONCILE, Ports, Settings, airflow_services, runtime_service
+from model_server.backends.audio import MAX_AUDIO_SECONDS_VARIABLE
 from tests.moto_server import free_port
 
 BUCKET = "audio-transcription-input"
@@ -47,17 +50,23 @@ class Scenario:
     during: Callable[[Stack], None] | None = None
     model_backend: str = "benchmark"
     expected_failed: set[str] = field(default_factory=set)
+    failure_reasons: dict[str, str] = field(default_factory=dict)
+    """Of ``expected_failed``, files whose failure reason must contain the given text."""
     expected_skipped: set[str] = field(default_factory=set)
     """Keys the listing skips by design, with the reason logged: not files in."""
     expected_summary_errors: set[str] = field(default_factory=set)
     expected_run_state: str = "success"
     service_seconds: float = 0.05
     """The benchmark backend's time per file (BENCHMARK_SERVICE_SECONDS)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More environment for the stack's processes (``Settings.extra_env``): the model server's
+    settings, for example ``MODEL_MAX_AUDIO_SECONDS``."""
     variables: dict[str, str] = field(default_factory=dict)
-    may_cut_a_submission: bool = False
-    """The fault may cut an InvokeEndpointAsync mid-request: a file the endpoint never accepted
-    may then fail, with its reason, at the end of its result window (use SHORT_WINDOW)."""
     """Settings of the pipeline (the Variable ``audio_pipeline_config``) for this scenario."""
+    may_cut_a_submission: bool = False
+    """The fault may cut a submission (an InvokeEndpointAsync mid-request, or the submitting task
+    mid-group): a file the endpoint never accepted may then fail, with its reason, at the end of
+    its result window (use SHORT_WINDOW)."""
     drive: Callable[[Stack, AirflowApi, str], list[str]] | None = None
     """Runs the DAG itself (given the stack, the API and the bucket URI) instead of triggering
     ``runs`` runs at once, and returns every run id it started, in order."""
@@ -96,6 +105,8 @@ class Row:
     """Triggers that fired an error event (failing their sensor's attempt), from the triggerer's logs."""
     failures: list[str] = field(default_factory=list)
     """A few failed files with their reasons and what the witnesses saw."""
+    reasons: dict[str, str] = field(default_factory=dict, repr=False)
+    """Every failed file's reason, by URI."""
 
     @classmethod
     def of(cls, scenario: str, tally: Tally, runs: str, seconds: float, trigger_errors: int) -> Row:
@@ -118,6 +129,7 @@ class Row:
             tally.failed_unaccepted,
             trigger_errors,
             tally.failures,
+            tally.reasons,
         )
 
     def ok(self) -> bool:
@@ -134,6 +146,16 @@ def explained_failures(scenario: Scenario, row: Row) -> int:
     """Failures the scenario's fault explains beyond the injected ones: files the endpoint never
     accepted, where the fault may cut a submission."""
     return row.failed_unaccepted if scenario.may_cut_a_submission else 0
+
+
+def wrong_reasons(scenario: Scenario, row: Row) -> list[str]:
+    """Files of ``Scenario.failure_reasons`` that did not fail with the reason given, with the reason they have."""
+    wrong = []
+    for key, text in scenario.failure_reasons.items():
+        reason = row.reasons.get(f"s3://{BUCKET}/{PREFIX}{key}")
+        if text not in (reason or ""):
+            wrong.append(f"{key}: {reason}")
+    return wrong
 
 
 def _plain(n: int, prefix: str = "") -> dict[str, bytes]:
@@ -158,6 +180,22 @@ def restart_emulator(stack: Stack, after_accepted: int = 10) -> None:
 
 def _samples() -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(SAMPLES.iterdir()) if p.suffix != ".json"}
+
+
+def silence(seconds: int, rate: int = 8000) -> bytes:
+    """A WAV of ``seconds`` of silence, 8-bit mono at ``rate`` Hz (45 s: 360 KB, decoded in a moment)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(1)
+        wav.setframerate(rate)
+        wav.writeframes(b"\x80" * (seconds * rate))
+    return out.getvalue()
+
+
+SHORT_CAP = {MAX_AUDIO_SECONDS_VARIABLE: "30"}
+"""The model server's cap on decoded audio for the real-ASR row: over its longest clip (20.3 s),
+under the silence it carries (45 s), so the cap is met without hours of audio."""
 
 
 def publish_strangers(stack: Stack) -> None:
@@ -387,7 +425,12 @@ SCENARIOS = [
         during=restart_triggerer,
         service_seconds=3.0,
     ),
-    Scenario("two runs over one prefix at once", _plain(30), runs=2),
+    Scenario(
+        "two runs over one prefix at once, Bedrock throttling 40% of calls",
+        _plain(30),
+        runs=2,
+        bedrock_flags=("--fault-throttle-rate", "0.4"),
+    ),
     Scenario(
         "the scheduler killed between the last transcription and report_run, then a new run",
         _plain(20),
@@ -400,6 +443,7 @@ SCENARIOS = [
         variables=SHORT_WINDOW,
         drive=kill_submit_task_midway,
         service_seconds=0.2,
+        may_cut_a_submission=True,
     ),
     Scenario(
         "a run marked failed by hand mid-flight, then a new run over the prefix",
@@ -410,11 +454,14 @@ SCENARIOS = [
     ),
     Scenario("Bedrock throttling on 40% of calls", _plain(10), bedrock_flags=("--fault-throttle-rate", "0.4")),
     Scenario(
-        "Bedrock rejects one file's summary (real speech recognition)",
-        _samples(),
+        "Bedrock rejects one file's summary, one file over the model's duration cap (real speech recognition)",
+        {**_samples(), "silence-over-the-cap.wav": silence(45)},
         model_backend="whisper",
         bedrock_flags=("--fault-fail-marker", "photosynthesis"),
         expected_summary_errors={"lecture-photosynthesis.ogg"},
+        expected_failed={"silence-over-the-cap.wav"},
+        failure_reasons={"silence-over-the-cap.wav": f"{MAX_AUDIO_SECONDS_VARIABLE}=30"},
+        extra_env=SHORT_CAP,
         expected_run_state="failed",
     ),
     Scenario(
@@ -441,7 +488,11 @@ def run(scenario: Scenario, timeout: float = 900) -> Row:
         model_backend=scenario.model_backend,
         emulator_flags=scenario.emulator_flags,
         bedrock_flags=scenario.bedrock_flags,
-        extra_env={"BENCHMARK_SERVICE_SECONDS": str(scenario.service_seconds), "MODEL_FAULT_FAIL_MARKER": FAIL_MARKER},
+        extra_env={
+            "BENCHMARK_SERVICE_SECONDS": str(scenario.service_seconds),
+            "MODEL_FAULT_FAIL_MARKER": FAIL_MARKER,
+            **scenario.extra_env,
+        },
     )
     stack = Stack(settings)
     try:

@@ -5,10 +5,12 @@ Airflow, with faults drawn from the fault matrix's settings by a seeded generato
 seed is printed; ``--seed`` repeats a soak): duplicated and dropped notifications, Bedrock
 throttling, the model failing on some files, Bedrock rejecting one file's summary, the
 SageMaker-async emulator killed and restarted mid-run, strangers on the queue, two runs
-over the prefix at once. The runs get ``--minutes`` to finish. Then every file version is
-judged from the witnesses (``benchmarks.verdict``): nothing lost, nothing processed twice,
-the files the model fails on ``failed`` with a reason, the rejected summary recorded as a
-summary error. Exits non-zero when an invariant does not hold.
+over the prefix at once, the six kinds of wrong-typed notification, SQS answering 5xx for
+10 to 30 s, the triggerer killed (SIGKILL) and restarted; each event is the matrix row's own
+function. The runs get ``--minutes`` to finish. Then every file version is judged from the
+witnesses (``benchmarks.verdict``): nothing lost, nothing processed twice, the files the
+model fails on ``failed`` with a reason, the rejected summary recorded as a summary error.
+Exits non-zero when an invariant does not hold.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from benchmarks.faults import (
     _plain,
     explained_failures,
     publish_strangers,
+    publish_wrong_field_types,
     restart_emulator,
+    restart_triggerer,
     run,
+    sqs_outage,
 )
 from local.stack.launcher import Stack
 
@@ -85,6 +90,17 @@ def draw(files: int, seed: int, service_seconds: float = 0.05) -> Draw:
         variables, cut = SHORT_WINDOW, True
     runs = rng.choice([1, 2])
     faults.append(f"{runs} run(s) over the prefix at once")
+    # drawn after the faults above, so that a seed draws those as it did before these were added
+    if rng.random() < 0.4:
+        events.insert(0, publish_wrong_field_types)  # at the start, as the row publishes them
+        faults.append("the six kinds of wrong-typed notification, three of each, on the success topic")
+    if rng.random() < 0.4:
+        events.append(restart_triggerer)
+        faults.append("the triggerer killed (SIGKILL) and restarted once its triggers poll")
+    if rng.random() < 0.4:
+        seconds = rng.randint(10, 30)
+        events.append(sqs_outage(seconds))
+        faults.append(f"SQS answering 5xx for {seconds} s once the triggers poll")
     scenario = Scenario(
         f"soak (seed {seed})",
         bodies,

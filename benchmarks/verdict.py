@@ -75,6 +75,8 @@ class Tally:
     """A few lost or twice file versions, with what the witnesses saw, for the error message."""
     failures: list[str] = field(default_factory=list)
     """A few failed file versions, with their reason and what the witnesses saw."""
+    reasons: dict[str, str] = field(default_factory=dict)
+    """Every failed file version's reason, by URI."""
 
     @classmethod
     def of(cls, verdicts: list[FileVerdict]) -> Tally:
@@ -92,6 +94,8 @@ class Tally:
                     f"{v.uri} ({v.outcome}, status {v.status}, {v.model_calls} model calls for {v.requests} requests, "
                     f"{v.summaries} summaries)"
                 )
+            if v.outcome == "failed":
+                tally.reasons[v.uri] = str(v.reason)
             if v.outcome == "failed" and len(tally.failures) < 5:
                 tally.failures.append(f"{v.uri} ({v.accepted} accepted, {v.model_calls} model calls): {v.reason}")
         return tally

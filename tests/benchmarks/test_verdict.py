@@ -105,8 +105,10 @@ def test_failed_needs_a_reason_and_a_summary_error_needs_the_transcript(world):
     world.status(gone, gone_etag, "completed", summary_error="Bedrock rejected it")
     in_flight, in_flight_etag = world.recording("in-flight.wav")
     world.status(in_flight, in_flight_etag, "submitted")
-    outcomes = {u: v.outcome for u, v in world.judge(failed, silent, kept, gone, in_flight).items()}
+    verdicts = world.judge(failed, silent, kept, gone, in_flight)
+    outcomes = {u: v.outcome for u, v in verdicts.items()}
     assert outcomes == {failed: "failed", silent: "lost", kept: "summary_error", gone: "lost", in_flight: "lost"}
+    assert Tally.of(list(verdicts.values())).reasons == {failed: "model said no"}  # every failure's reason
 
 
 def test_a_status_about_another_version_of_the_file_says_nothing_about_this_one(world):

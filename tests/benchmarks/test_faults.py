@@ -1,0 +1,43 @@
+"""The fault matrix's rows and the suite's selection of them (tests/e2e/test_faults.py) agree."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.faults import BUCKET, PREFIX, SCENARIOS, Row, wrong_reasons
+from model_server.backends.audio import MAX_AUDIO_SECONDS_VARIABLE, AudioTooLong, decode
+from tests.e2e.test_faults import IN_THE_SUITE, RUNS_STOPPED, SHORT
+
+
+def test_the_suite_runs_every_row_of_the_matrix_once():
+    names = [s.name for s in SCENARIOS]
+    assert len(names) == len(set(names)), "two rows share a name"
+    selections = [IN_THE_SUITE, set(SHORT), set(RUNS_STOPPED)]
+    assert sum(map(len, selections)) == len(set().union(*selections)), "a row is in two selections"
+    assert set(names) == set().union(*selections)
+
+
+def test_the_real_asr_row_sets_a_cap_only_its_silence_is_over():
+    """The row's cap (MODEL_MAX_AUDIO_SECONDS, for its model server) refuses the file expected to
+    fail for it, with the reason the row expects, and decodes every other clip."""
+    (scenario,) = [s for s in SCENARIOS if MAX_AUDIO_SECONDS_VARIABLE in s.extra_env]
+    cap = float(scenario.extra_env[MAX_AUDIO_SECONDS_VARIABLE])
+    for key, body in scenario.files.items():
+        if key in scenario.failure_reasons:
+            with pytest.raises(AudioTooLong) as refused:
+                decode(body, max_seconds=cap)
+            assert scenario.failure_reasons[key] in str(refused.value)
+        else:
+            assert len(decode(body, max_seconds=cap)) > 0
+
+
+def test_wrong_reasons_names_a_file_that_failed_for_another_reason():
+    (scenario,) = [s for s in SCENARIOS if s.failure_reasons]
+    key, text = next(iter(scenario.failure_reasons.items()))
+    uri = f"s3://{BUCKET}/{PREFIX}{key}"
+    row = Row(scenario.name, 1, 0, 1, 0, 0, 0, "failed")
+    assert wrong_reasons(scenario, row) == [f"{key}: None"]
+    row.reasons = {uri: "ClientError: Received server error (500)"}
+    assert wrong_reasons(scenario, row) == [f"{key}: ClientError: Received server error (500)"]
+    row.reasons = {uri: f'ClientError: Received client error (400) ... "{text}" ...'}
+    assert wrong_reasons(scenario, row) == []
