@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import tempfile
 import threading
 import time
 import urllib.request
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
 from local.stack.services import QUICK_RECONCILE, Ports, Settings, airflow_services, runtime_service
 from model_server.backends.audio import MAX_AUDIO_SECONDS_VARIABLE
+from tests.model_server.decoding import silent_wav
 from tests.moto_server import free_port
 
 BUCKET = "audio-transcription-input"
@@ -180,17 +179,6 @@ def restart_emulator(stack: Stack, after_accepted: int = 10) -> None:
 
 def _samples() -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(SAMPLES.iterdir()) if p.suffix != ".json"}
-
-
-def silence(seconds: int, rate: int = 8000) -> bytes:
-    """A WAV of ``seconds`` of silence, 8-bit mono at ``rate`` Hz (45 s: 360 KB, decoded in a moment)."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(1)
-        wav.setframerate(rate)
-        wav.writeframes(b"\x80" * (seconds * rate))
-    return out.getvalue()
 
 
 SHORT_CAP = {MAX_AUDIO_SECONDS_VARIABLE: "30"}
@@ -455,7 +443,7 @@ SCENARIOS = [
     Scenario("Bedrock throttling on 40% of calls", _plain(10), bedrock_flags=("--fault-throttle-rate", "0.4")),
     Scenario(
         "Bedrock rejects one file's summary, one file over the model's duration cap (real speech recognition)",
-        {**_samples(), "silence-over-the-cap.wav": silence(45)},
+        {**_samples(), "silence-over-the-cap.wav": silent_wav(45, rate=4000)},
         model_backend="whisper",
         bedrock_flags=("--fault-fail-marker", "photosynthesis"),
         expected_summary_errors={"lecture-photosynthesis.ogg"},
