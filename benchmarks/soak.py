@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import random
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -94,13 +95,16 @@ def draw(files: int, seed: int, service_seconds: float = 0.05) -> Draw:
     if rng.random() < 0.4:
         events.insert(0, publish_wrong_field_types)  # at the start, as the row publishes them
         faults.append("the six kinds of wrong-typed notification, three of each, on the success topic")
-    if rng.random() < 0.4:
-        events.append(restart_triggerer)
-        faults.append("the triggerer killed (SIGKILL) and restarted once its triggers poll")
-    if rng.random() < 0.4:
+    kill_triggerer, outage = rng.random() < 0.4, rng.random() < 0.4
+    if outage:
         seconds = rng.randint(10, 30)
-        events.append(sqs_outage(seconds))
+        # over before the triggerer is killed: a new triggerer takes the triggers over some 20 s
+        # after the kill, so an outage begun with the kill could end before any trigger met it
+        events += [sqs_outage(seconds), partial(_pause, seconds)]
         faults.append(f"SQS answering 5xx for {seconds} s once the triggers poll")
+    if kill_triggerer:
+        events.append(restart_triggerer)
+        faults.append(f"the triggerer killed (SIGKILL) and restarted{' after the outage' if outage else ''}")
     scenario = Scenario(
         f"soak (seed {seed})",
         bodies,
@@ -120,6 +124,11 @@ def draw(files: int, seed: int, service_seconds: float = 0.05) -> Draw:
 def _in_turn(events: list[Callable[[Stack], None]], stack: Stack) -> None:
     for event in events:
         event(stack)
+
+
+def _pause(seconds: float, stack: Stack) -> None:
+    """Between two events: until the one before has run its course."""
+    time.sleep(seconds)
 
 
 def broken_invariants(scenario: Scenario, row: Row) -> list[str]:
