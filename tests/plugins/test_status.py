@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import pytest
 
-from audio_pipeline.hooks.retries import DEFAULT_RETRIES
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.state_machine import Status, Transition
 from audio_pipeline.status import StatusTable, inference_id_for, table_definition
@@ -160,11 +159,6 @@ def test_throttled_transaction_is_retried(aws_over_http):
     attempts = answer_over_http(client, "TransactWriteItems", [(400, aws_error("ThrottlingException", "slow down"))])
     assert table.claim([f], "run-1").applied == [f["uri"]]
     assert len(attempts) == 2
-
-
-def test_the_status_tables_client_retries_adaptively(aws):
-    retries = StatusTableHook(aws_conn_id="aws_default", status_table=CONFIG.status_table).conn.meta.config.retries
-    assert retries == {"mode": "adaptive", "total_max_attempts": DEFAULT_RETRIES["max_attempts"] + 1}
 
 
 def test_throttling_the_client_gave_up_on_is_not_retried_again(table, monkeypatch):
