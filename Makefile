@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # the DAG's package, importable as on MWAA (where plugins/ is on sys.path)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: venv test test-fast test-latest demo up down status compose-up compose-demo compose-down compose-test compose-images \
+.PHONY: venv test test-fast test-latest demo up down status compose-up compose-demo compose-down compose-test compose-images venv-latest \
 	bench faults soak lint plugins-zip clean
 
 venv: $(STAMP)
@@ -28,8 +28,11 @@ test-fast: venv
 
 ## make test-latest: the DAG package's unit tests on the newest Airflow and Amazon provider
 VENV_LATEST ?= .venv-latest
-test-latest: $(VENV_LATEST)/.installed
+test-latest: venv-latest
 	$(VENV_LATEST)/bin/python -m pytest tests/plugins tests/dags -m "not e2e"
+
+## make venv-latest: only test-latest's virtualenv (CI installs it while the tests run)
+venv-latest: $(VENV_LATEST)/.installed
 
 $(VENV_LATEST)/.installed: requirements/latest.txt
 	@test -x $(VENV_LATEST)/bin/python || $(PYTHON) -m venv $(VENV_LATEST)

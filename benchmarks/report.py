@@ -45,6 +45,7 @@ def figures_table(runs: list[dict]) -> str:
         ("claim phase s (claim_new_audio)", _claim_seconds),
         ("task_instances", lambda r: _n(r["task_instances"])),
         ("xcom_bytes", lambda r: _n(r["xcom_bytes"])),
+        ("secret_lookups", lambda r: _n(r["secret_lookups"]) if "secret_lookups" in r else "not recorded"),
         ("transcribed / failed at the endpoint", lambda r: f"{_n(r['completed'])} / {_n(r['failed'])}"),
         ("triggerer peak MB", lambda r: _memory(r, TRIGGERER)),
         ("claim_new_audio peak MB", lambda r: _memory(r, "claim_new_audio")),

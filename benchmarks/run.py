@@ -4,9 +4,10 @@ The model server runs its fixed-latency ``benchmark`` backend (a set service tim
 a fixed transcript), so the pipeline is measured, not the model. For each N it reports:
 AWS API calls per file made by the DAG (counted at the moto server, by operation; the
 InvokeEndpointAsync and Bedrock calls go to the emulators and are not in it), secret lookups
-per run (SSM ``GetParameter`` calls by any process: Variables and connections come from SSM
-Parameter Store, as on MWAA), Airflow task
-instances and XCom bytes per run, endpoint utilisation (model busy time / (concurrency x
+(SSM ``GetParameter`` calls by any process from the trigger to the run's end: Variables and
+connections come from SSM Parameter Store, as on MWAA; on a fresh stack that window holds two
+runs' reads, the measured run's and the nightly run's that the trigger's unpause creates),
+Airflow task instances and XCom bytes per run, endpoint utilisation (model busy time / (concurrency x
 wall time from first submission to last completion)) against the ideal
 N x service time / concurrency, and the run's end-to-end wall time; then a second run over
 the same files, with nothing new, and its time and calls per file.

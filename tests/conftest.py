@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+if "AIRFLOW_HOME" not in os.environ:
+    _AIRFLOW_HOME = tempfile.TemporaryDirectory(prefix="airflow-home-")  # removed when the session ends
+    os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME.name
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 

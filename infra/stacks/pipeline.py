@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, CfnResource, Stack, Validations
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -107,7 +106,9 @@ class AudioPipelineStack(Stack):
         self._grant_pipeline(airflow.role, settings, config, input_bucket, storage, table, notifications, endpoint_name)
         self._acknowledge(table, storage, settings, config)
         for function in self.node.find_all():
-            if isinstance(function, lambda_.CfnFunction):  # CDK's own (BucketDeployment, AwsCustomResource)
+            # CDK's own: BucketDeployment's and AwsCustomResource's (CfnFunction), the MWAA bucket's
+            # auto-delete provider (a plain CfnResource)
+            if isinstance(function, CfnResource) and function.cfn_resource_type == "AWS::Lambda::Function":
                 function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})  # DependsOn its role
 
         for name, value in {

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -17,6 +17,9 @@ from audio_pipeline.state_machine import Status, Transition
 from audio_pipeline.status import DEFAULT_LEASE_SECONDS, StatusTable, utcnow
 from audio_pipeline.summaries import Summarizer, SummaryError, first_sentence, summary_location
 from audio_pipeline.transcripts import parse_transcript
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +91,7 @@ class BatchSummarizer:
     def __init__(
         self,
         table: StatusTable,
-        s3_client: Any,
+        s3_client: S3Client,
         summarizer: Summarizer,
         *,
         run_id: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
 from airflow.providers.common.compat.sdk import AirflowException
 
@@ -13,18 +13,25 @@ from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import read_manifest
 from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
 from audio_pipeline.hooks.status_table import StatusTableHook
+from audio_pipeline.task_log import TaskLog
 
 if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient
-
-
-class _Log(Protocol):
-    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+    from types_boto3_sqs.type_defs import (
+        DeleteMessageBatchRequestTypeDef,
+        DeleteMessageBatchResultTypeDef,
+        ReceiveMessageRequestTypeDef,
+        ReceiveMessageResultTypeDef,
+    )
 
 
 class _AwaitableSqs(Protocol):
-    async def receive_message(self, **kwargs: Any) -> Any: ...
-    async def delete_message_batch(self, **kwargs: Any) -> Any: ...
+    """The two SQS calls of a receive, awaitable: aiobotocore's client has them."""
+
+    async def receive_message(self, **kwargs: Unpack[ReceiveMessageRequestTypeDef]) -> ReceiveMessageResultTypeDef: ...
+    async def delete_message_batch(
+        self, **kwargs: Unpack[DeleteMessageBatchRequestTypeDef]
+    ) -> DeleteMessageBatchResultTypeDef: ...
 
 
 class BlockingSqs:
@@ -34,15 +41,17 @@ class BlockingSqs:
     def __init__(self, client: SQSClient) -> None:
         self.client = client
 
-    async def receive_message(self, **kwargs: Any) -> Any:
+    async def receive_message(self, **kwargs: Unpack[ReceiveMessageRequestTypeDef]) -> ReceiveMessageResultTypeDef:
         return self.client.receive_message(**kwargs)
 
-    async def delete_message_batch(self, **kwargs: Any) -> Any:
+    async def delete_message_batch(
+        self, **kwargs: Unpack[DeleteMessageBatchRequestTypeDef]
+    ) -> DeleteMessageBatchResultTypeDef:
         return self.client.delete_message_batch(**kwargs)
 
 
 async def receive_and_record(
-    sqs: _AwaitableSqs, queue_url: str, watcher: BatchWatcher, wait_time_seconds: int, log: _Log
+    sqs: _AwaitableSqs, queue_url: str, watcher: BatchWatcher, wait_time_seconds: int, log: TaskLog
 ) -> int:
     """One receive of a batch's wait: record its notifications, delete the recorded ones, then the
     watcher's periodic work (refresh, S3 reconcile, deadlines); returns how many messages came.
@@ -99,7 +108,7 @@ def build_batch_watcher(
     return watcher
 
 
-def check_deleted(response: Mapping[str, Any], entries: Sequence[Mapping[str, Any]], log: _Log) -> None:
+def check_deleted(response: Mapping[str, Any], entries: Sequence[Mapping[str, Any]], log: TaskLog) -> None:
     """Raise, as the Amazon provider's SQS sensor does, when ``DeleteMessageBatch`` answered no
     ``Successful`` list; log each entry it failed to delete. A notification left on the queue is
     already recorded: it comes back after its visibility timeout and recording it again is a no-op."""

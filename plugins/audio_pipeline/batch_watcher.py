@@ -23,6 +23,7 @@ from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
 from audio_pipeline.status import BATCH_GET_LIMIT, StatusTable, utcnow
 
 if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
     from types_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef, MessageTypeDef
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class BatchWatcher:
     def __init__(
         self,
         table: StatusTable,
-        s3_client: Any,
+        s3_client: S3Client,
         files: Sequence[ClaimedFile],
         *,
         fallback_deadline: float,

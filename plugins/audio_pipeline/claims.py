@@ -7,13 +7,16 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.listing import AudioObject, ListingReport, iter_audio_objects
 from audio_pipeline.s3_uris import S3Location, object_exists
 from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
 from audio_pipeline.status import DEFAULT_LEASE_SECONDS, NEVER_SENT, StatusTable, inference_id_for, utcnow
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,9 @@ def _lease_expired(item: dict[str, Any], now: float) -> bool:
     return "deadline" in item and item["deadline"] < int(now)
 
 
-def _result_in_s3(s3_client: Any, item: dict[str, Any] | None, etag: str, now: float, reprocess_failed: bool) -> bool:
+def _result_in_s3(
+    s3_client: S3Client, item: dict[str, Any] | None, etag: str, now: float, reprocess_failed: bool
+) -> bool:
     """Whether a file about to be claimed again (failed, with ``reprocess_failed``; or left in
     flight past its deadline) has its result in S3 after all: it came late, or its notification
     was lost with nobody left to look. Transcribing it again would do the work twice."""
@@ -197,7 +202,7 @@ def _chunks(objects: Iterable[AudioObject], size: int) -> Iterator[list[AudioObj
 
 
 def claim_new_files(
-    s3_client: Any,
+    s3_client: S3Client,
     table: StatusTable,
     location: S3Location,
     extensions: frozenset[str],

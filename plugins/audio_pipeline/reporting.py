@@ -1,14 +1,21 @@
 """A run's report, written as its files are settled: one line per file for the task log, and
-the run manifest's JSON, so that a run of any size holds one chunk of its files at a time."""
+the run manifest's JSON, so that a run of any size holds one chunk of its files at a time; and
+the wording of files counted by status, which the batch wait's logs share."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from typing import IO, Any
 
-from audio_pipeline.state_machine import Status, describe_counts
+from audio_pipeline.state_machine import Status
 from audio_pipeline.status import utcnow
+
+
+def describe_counts(counts: Mapping[str, int]) -> str:
+    """``{"completed": 2, "failed": 1}`` -> ``"2 completed, 1 failed"`` (empty for no counts)."""
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def file_line(f: dict[str, Any]) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from audio_pipeline.config import UnusableInputError
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
@@ -60,7 +63,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def object_exists(s3_client: Any, uri: str) -> bool:
+def object_exists(s3_client: S3Client, uri: str) -> bool:
     """Whether the object at ``s3://bucket/key`` exists (``HeadObject``); other errors surface."""
     bucket, key = split_s3_uri(uri)
     try:

@@ -31,11 +31,6 @@ TRANSITIONS: dict[Status, tuple[Status, ...]] = {
 ``failed -> completed`` is a late result for the same inference id: the transcript exists, keep it."""
 
 
-def describe_counts(counts: Mapping[str, int]) -> str:
-    """``{"completed": 2, "failed": 1}`` -> ``"2 completed, 1 failed"`` (empty for no counts)."""
-    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-
-
 @dataclass(frozen=True)
 class Transition:
     """Move one claimed file (identified by ``uri`` and ``inference_id``) to ``to``."""

@@ -43,13 +43,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.state_machine import Status, Transition
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +150,7 @@ class StatusTable:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDBClient,
         table_name: str,
         *,
         backoff_base: float = 0.05,
@@ -234,7 +238,7 @@ class StatusTable:
             names["#never_sent"] = NEVER_SENT
         now = utcnow()
         epoch = int(self.clock())
-        ops = []
+        ops: list[tuple[str, TransactWriteItemTypeDef]] = []
         for f in files:
             item = {
                 PARTITION_KEY: f["uri"],
@@ -277,7 +281,7 @@ class StatusTable:
     def apply(self, transitions: Iterable[Transition]) -> WriteResult:
         """Apply state-machine moves, each conditioned on the claim's inference id."""
         now = utcnow()
-        ops = []
+        ops: list[tuple[str, TransactWriteItemTypeDef]] = []
         for t in transitions:
             sets = {"status": t.to.value, "updated_at": now, **{k: v for k, v in t.attributes.items() if v is not None}}
             names = {f"#s{i}": k for i, k in enumerate(sets)}
@@ -316,7 +320,7 @@ class StatusTable:
 
     # -------------------------------------------------------------- internals
 
-    def _transact(self, ops: list[tuple[str, dict[str, Any]]]) -> WriteResult:
+    def _transact(self, ops: list[tuple[str, TransactWriteItemTypeDef]]) -> WriteResult:
         result = WriteResult()
         seen: set[str] = set()
         unique = []
@@ -349,7 +353,7 @@ class StatusTable:
                 raise
             return [future.result() for future in futures]
 
-    def _transact_chunk(self, chunk: Sequence[tuple[str, dict[str, Any]]]) -> WriteResult:
+    def _transact_chunk(self, chunk: Sequence[tuple[str, TransactWriteItemTypeDef]]) -> WriteResult:
         """Write ``chunk`` in one transaction. Throttling and 5xx answers were retried by the
         client already (adaptive mode, :class:`~audio_pipeline.hooks.status_table.StatusTableHook`);
         what it cannot do is read a cancellation item by item: items whose condition failed are

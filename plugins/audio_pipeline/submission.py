@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 
@@ -14,6 +14,10 @@ from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.config import UnusableInputError, result_window_seconds
 from audio_pipeline.state_machine import Status, Transition
 from audio_pipeline.status import StatusTable, utcnow
+
+if TYPE_CHECKING:
+    from types_boto3_sagemaker import SageMakerClient
+    from types_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ class EndpointNotFoundError(UnusableInputError, LookupError):
     """The configured endpoint does not exist in this account and region."""
 
 
-def check_endpoint(sagemaker_client: Any, endpoint_name: str) -> None:
+def check_endpoint(sagemaker_client: SageMakerClient, endpoint_name: str) -> None:
     """Fail fast, naming the endpoint, when it does not exist or cannot take requests."""
     try:
         status = sagemaker_client.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"]
@@ -111,7 +115,7 @@ class BatchSubmitter:
     def __init__(
         self,
         table: StatusTable,
-        runtime_client: Any,
+        runtime_client: SageMakerRuntimeClient,
         settings: InvocationSettings,
         *,
         flush_every: int = 25,

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
+from audio_pipeline.task_log import TaskLog
+
 T = TypeVar("T")
 
 THROTTLING_CODES = frozenset(
@@ -60,7 +62,7 @@ class TransientRetry:
 
     def __init__(
         self,
-        log: Any,
+        log: TaskLog,
         what: str,
         timeout_seconds: float,
         *,

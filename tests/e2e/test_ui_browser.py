@@ -3,7 +3,9 @@ headless Chromium driven through its chromedriver by Selenium, as a user would l
 
 Screenshots go to ``.local/ui-screenshots/`` (``UI_SCREENSHOTS`` overrides). Without Chromium
 and chromedriver (``apt-get install chromium chromium-driver``; ``.ci/run`` installs them)
-these tests are skipped, and pytest's summary says why.
+these tests are skipped, and pytest's summary says why; where the browser is required
+(``REQUIRE_BROWSER=1``, as ``.ci/run`` sets wherever it can install it) they fail instead, so CI
+is never green without having looked at the UI.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ SUMMARIZED_LINE = re.compile(r'summarized \S+  transcript s3://\S+\.out  summary
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("no Chromium here: apt-get install chromium chromium-driver (as .ci/run does) to run the UI tests")
+        missing = "no Chromium here: apt-get install chromium chromium-driver (as .ci/run does) to run the UI tests"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{missing} (REQUIRE_BROWSER=1)")
+        pytest.skip(missing)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

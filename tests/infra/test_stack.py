@@ -210,19 +210,58 @@ def test_the_variant_runs_on_a_host_whose_driver_fits_the_images_cuda(template):
     assert INFERENCE_AMI_VERSION.startswith("al2023-ami-sagemaker-inference-gpu-")
 
 
-def test_retained_resources_do_not_block_a_retry_after_a_failed_first_create(template):
-    """RetainExceptOnCreate: a rolled-back first create deletes the fixed-name table and the buckets, so
-    the next deploy does not fail with 'already exists'; a stack deletion or replacement keeps them."""
-    kept = {
-        name: (resource["DeletionPolicy"], resource["UpdateReplacePolicy"])
-        for name, resource in template.to_json()["Resources"].items()
-        if resource.get("DeletionPolicy", "Delete") != "Delete"
+def deletion(resource):
+    return resource.get("DeletionPolicy", "Delete"), resource.get("UpdateReplacePolicy", "Delete")
+
+
+def test_a_failed_first_create_rolls_back_to_nothing_and_a_retry_starts_clean(template):
+    """CloudFormation deletes what a rolled-back first create made, and DeleteBucket fails on a bucket that
+    holds any object version (the stack ends in ROLLBACK_FAILED and the next deploy fails too). Kept by a
+    stack deletion or replacement: the table, the output bucket and the flow logs (RetainExceptOnCreate:
+    deleted by that rollback, so the table's fixed name is free again; nothing writes to the output bucket
+    before the DAG runs), and the access logs (Retain: S3 delivers them late, so the bucket may not be
+    empty; its generated name does not collide). The MWAA bucket is deleted, emptied first."""
+    every = template.to_json()["Resources"]
+    kept = {name: deletion(r) for name, r in every.items() if deletion(r) != ("Delete", "Delete")}
+    on_create = ("RetainExceptOnCreate", "Retain")
+    assert kept == {
+        logical_id(template, "AWS::DynamoDB::Table", "Status"): on_create,
+        logical_id(template, "AWS::S3::Bucket", "StorageOutput"): on_create,
+        logical_id(template, "AWS::Logs::LogGroup", "AirflowFlowLogs"): on_create,
+        logical_id(template, "AWS::S3::Bucket", "StorageAccessLogs"): ("Retain", "Retain"),
     }
-    assert set(kept.values()) == {("RetainExceptOnCreate", "Retain")}, kept
-    kinds = sorted(template.to_json()["Resources"][name]["Type"] for name in kept)
-    assert kinds == ["AWS::DynamoDB::Table", "AWS::Logs::LogGroup"] + ["AWS::S3::Bucket"] * 3
     (key,) = resources(template, "AWS::KMS::Key").values()
-    assert key.get("DeletionPolicy", "Delete") == "Delete", "it encrypts only the topics and queues, deleted too"
+    assert deletion(key) == ("Delete", "Delete"), "it encrypts only the topics and queues, deleted too"
+
+
+def test_the_mwaa_bucket_is_emptied_of_every_version_before_it_is_deleted(template):
+    """BucketDeployment keeps what it uploaded when it is deleted (``retain_on_delete`` defaults to true), and
+    the bucket is versioned (MWAA requires it). CDK's auto-delete custom resource, deleted before the bucket it
+    depends on, deletes every object version and delete marker of a bucket tagged for it; each deploy uploads
+    dags/, plugins.zip and requirements.txt again, so nothing is lost."""
+    every = template.to_json()["Resources"]
+    mwaa = logical_id(template, "AWS::S3::Bucket", "StorageMwaa")
+    bucket = every[mwaa]
+    assert deletion(bucket) == ("Delete", "Delete")
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert {"Key": "aws-cdk:auto-delete-objects", "Value": "true"} in bucket["Properties"]["Tags"]
+    (emptier,) = [r for r in every.values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
+    assert emptier["Properties"]["BucketName"] == {"Ref": mwaa}
+    policy = logical_id(template, "AWS::S3::BucketPolicy", "StorageMwaaPolicy")
+    assert emptier["DependsOn"] == [policy], "deleted before the policy that lets it empty the bucket"
+    handler = emptier["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+    role = every[handler]["Properties"]["Role"]["Fn::GetAtt"][0]
+    (grant,) = [
+        s
+        for s in every[policy]["Properties"]["PolicyDocument"]["Statement"]
+        if s["Principal"] == {"AWS": {"Fn::GetAtt": [role, "Arn"]}}
+    ]
+    assert {"s3:List*", "s3:DeleteObject*"} <= set(grant["Action"])
+    deployments = [r["Properties"] for r in every.values() if r["Type"] == "Custom::CDKBucketDeployment"]
+    assert len(deployments) == 2, "dags/; plugins.zip and requirements.txt"
+    for deployment in deployments:
+        assert deployment["DestinationBucketName"] == {"Ref": mwaa}, "the deploy writes into no other bucket"
+        assert deployment.get("RetainOnDelete", "true") == "true", "its files stay when it is deleted"
 
 
 def test_the_input_bucket_is_required(tmp_path):

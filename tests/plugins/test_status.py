@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import pytest
 
-from audio_pipeline.hooks.retries import DEFAULT_RETRIES
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.state_machine import Status, Transition
 from audio_pipeline.status import StatusTable, inference_id_for, table_definition
@@ -162,11 +161,6 @@ def test_throttled_transaction_is_retried(aws_over_http):
     assert len(attempts) == 2
 
 
-def test_the_status_tables_client_retries_adaptively(aws):
-    retries = StatusTableHook(aws_conn_id="aws_default", status_table=CONFIG.status_table).conn.meta.config.retries
-    assert retries == {"mode": "adaptive", "total_max_attempts": DEFAULT_RETRIES["max_attempts"] + 1}
-
-
 def test_throttling_the_client_gave_up_on_is_not_retried_again(table, monkeypatch):
     from botocore.exceptions import ClientError
 
@@ -298,9 +292,9 @@ def test_chunks_of_one_read_or_write_go_concurrency_at_a_time(ddb, monkeypatch, 
     reads = InFlight(ddb.batch_get_item)
     monkeypatch.setattr(ddb, "transact_write_items", writes)
     monkeypatch.setattr(ddb, "batch_get_item", reads)
-    files = [claimed(f"s3://b/{i:04d}.wav") for i in range(1000)]
+    files = [claimed(f"s3://b/{i:04d}.wav") for i in range(500)]  # five chunks of each
     assert table.claim(files, "run-1").applied == [f["uri"] for f in files], "every file, in the order given"
-    assert len(table.get_many(f["uri"] for f in files)) == 1000
+    assert len(table.get_many(f["uri"] for f in files)) == 500
     assert (writes.most, reads.most) == (concurrency, concurrency)
 
 

@@ -9,7 +9,6 @@ from botocore.config import Config
 from botocore.stub import ANY, Stubber
 
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
-from audio_pipeline.hooks.retries import DEFAULT_RETRIES
 from audio_pipeline.summaries import (
     NO_SPEECH,
     Summarizer,
@@ -114,13 +113,6 @@ def test_gives_up_after_max_attempts(bedrock_over_http):
     with pytest.raises(SummaryError, match="ThrottlingException after 3 attempts") as raised:
         Summarizer(client, PROFILE).summarize("words")
     assert raised.value.retryable and len(attempts) == 3, "no retries stacked on the client's"
-
-
-def test_the_summary_client_retries_adaptively(bedrock_over_http):
-    assert bedrock_over_http().meta.config.retries == {
-        "mode": "adaptive",
-        "total_max_attempts": DEFAULT_RETRIES["max_attempts"] + 1,
-    }
 
 
 def test_does_not_retry_a_bad_request(bedrock):

@@ -18,7 +18,7 @@ from audio_pipeline.batch_wait import BlockingSqs, receive_and_record
 from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import BatchRef
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink
-from audio_pipeline.state_machine import describe_counts
+from audio_pipeline.reporting import describe_counts
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 
 if TYPE_CHECKING:

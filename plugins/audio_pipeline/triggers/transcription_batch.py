@@ -7,21 +7,25 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from audio_pipeline.batch_wait import build_batch_watcher, receive_and_record
 from audio_pipeline.batch_watcher import BatchWatcher
-from audio_pipeline.state_machine import describe_counts
+from audio_pipeline.reporting import describe_counts
+from audio_pipeline.task_log import TaskLog
 from audio_pipeline.transient import TransientRetry
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
 
 
 class _Progress:
     """Logs how many of a batch's files are settled, when that changes, at most once a minute."""
 
-    def __init__(self, log: Any, manifest: str, total: int, interval_seconds: float = 60) -> None:
+    def __init__(self, log: TaskLog, manifest: str, total: int, interval_seconds: float = 60) -> None:
         self.log, self.manifest, self.total, self.interval = log, manifest, total, interval_seconds
         self.last_count = 0
         self.last_time = time.monotonic()
@@ -185,7 +189,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
             return
         yield TriggerEvent({"status": "success", "manifest": self.manifest, "settled": dict(watcher.settled)})
 
-    async def _receive_and_record(self, sqs: Any, watcher: BatchWatcher, pause: _Pause) -> None:
+    async def _receive_and_record(self, sqs: SQSClient, watcher: BatchWatcher, pause: _Pause) -> None:
         received = await receive_and_record(sqs, self.queue_url, watcher, self.wait_time_seconds, self.log)
         seconds = pause.after(received)
         if seconds and not watcher.done:

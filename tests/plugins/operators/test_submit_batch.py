@@ -4,7 +4,7 @@ from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperat
 from tests.plugins.conftest import CONFIG
 
 
-def submit_operator(ref):
+def submit_operator(ref, **kwargs):
     return SubmitTranscriptionBatchOperator(
         task_id="submit",
         batch=ref,
@@ -14,6 +14,7 @@ def submit_operator(ref):
         invocation_timeout_seconds=60,
         result_grace_seconds=30,
         output_path=CONFIG.output_path,
+        **kwargs,
     )
 
 
