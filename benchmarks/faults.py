@@ -466,11 +466,12 @@ SCENARIOS = [
 ]
 
 
-def run(scenario: Scenario, timeout: float = 900) -> Row:
-    """Run one scenario on a fresh stack; a run still going after ``timeout`` seconds counts as ``timeout``."""
+def run(scenario: Scenario, timeout: float = 900, state_dir: Path | None = None) -> Row:
+    """Run one scenario on a fresh stack; a run still going after ``timeout`` seconds counts as ``timeout``.
+    The stack's state (logs, journals) stays in ``state_dir``, a new temporary directory if none is given."""
     started = time.monotonic()
     settings = Settings(
-        state_dir=Path(tempfile.mkdtemp(prefix="faults-")),
+        state_dir=state_dir or Path(tempfile.mkdtemp(prefix="faults-")),
         ports=Ports(*(free_port() for _ in range(5))),
         variables={**Settings().variables, **QUICK_RECONCILE, **scenario.variables},
         model_backend=scenario.model_backend,

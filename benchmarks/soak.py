@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from benchmarks.faults import (
     FAIL_MARKER,
@@ -143,10 +144,12 @@ def broken_invariants(scenario: Scenario, row: Row) -> list[str]:
     return broken
 
 
-def soak(files: int, seed: int, minutes: float, service_seconds: float = 0.05) -> tuple[Row, list[str]]:
+def soak(
+    files: int, seed: int, minutes: float, service_seconds: float = 0.05, state_dir: Path | None = None
+) -> tuple[Row, list[str]]:
     drawn = draw(files, seed, service_seconds)
     print(f"soak: seed {seed}, {files} files; faults: {'; '.join(drawn.faults)}", flush=True)
-    row = run(drawn.scenario, timeout=minutes * 60)
+    row = run(drawn.scenario, timeout=minutes * 60, state_dir=state_dir)
     print(
         f"soak: seed {seed}: {row.files_in} files in {row.seconds:.0f}s (runs {row.runs}): "
         f"{row.summarized} summarized, {row.failed_with_reason} failed with a reason, "

@@ -59,8 +59,8 @@ def _each_file_ended_as_expected(scenario: Scenario, row: Row) -> None:
 
 
 @pytest.mark.parametrize("scenario", list(_in_the_suite()), ids=lambda s: s.name)
-def test_fault_scenario_loses_nothing(scenario):
-    row = run(scenario)
+def test_fault_scenario_loses_nothing(scenario, tmp_path):
+    row = run(scenario, state_dir=tmp_path)
     _each_file_ended_as_expected(scenario, row)
     assert set(row.runs.split("/")) == {scenario.expected_run_state}, row
 
@@ -70,8 +70,8 @@ def test_fault_scenario_loses_nothing(scenario):
     [s.short(RUNS_STOPPED[s.name]) for s in SCENARIOS if s.name in RUNS_STOPPED],
     ids=lambda s: s.name,
 )
-def test_work_a_stopped_run_left_is_finished_once(scenario):
-    row = run(scenario)
+def test_work_a_stopped_run_left_is_finished_once(scenario, tmp_path):
+    row = run(scenario, state_dir=tmp_path)
     # a file that was perhaps sent when its task died is awaited, never sent again: if it was not
     # sent after all, it fails at its deadline with the reason (reprocess_failed sends it); only the
     # row that kills the submitting task may have such files (Scenario.may_cut_a_submission)

@@ -11,7 +11,7 @@ from benchmarks.soak import soak
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_soak_with_random_faults_loses_nothing_and_does_nothing_twice():
+def test_soak_with_random_faults_loses_nothing_and_does_nothing_twice(tmp_path):
     seed = random.SystemRandom().randrange(1_000_000)
-    row, broken = soak(files=30, seed=seed, minutes=5)
+    row, broken = soak(files=30, seed=seed, minutes=5, state_dir=tmp_path)
     assert not broken, f"seed {seed} (repeat: python -m benchmarks.soak --files 30 --seed {seed}): {broken}; {row}"
