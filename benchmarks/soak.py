@@ -38,6 +38,7 @@ from benchmarks.faults import (
     restart_triggerer,
     run,
     sqs_outage,
+    wrong_reasons,
 )
 from local.stack.launcher import Stack
 
@@ -139,6 +140,8 @@ def broken_invariants(scenario: Scenario, row: Row) -> list[str]:
         broken.append(f"{row.lost} lost and {row.processed_twice} processed twice, e.g. {row.examples}")
     if row.failed_with_reason - explained_failures(scenario, row) != len(scenario.expected_failed):
         broken.append(f"{row.failed_with_reason} failed, {len(scenario.expected_failed)} injected")
+    if wrong := wrong_reasons(scenario, row):
+        broken.append(f"injected failures that did not fail: {wrong}")
     if row.summary_errors != len(scenario.expected_summary_errors):
         broken.append(f"{row.summary_errors} summary errors, {len(scenario.expected_summary_errors)} injected")
     return broken

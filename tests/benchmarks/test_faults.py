@@ -41,3 +41,14 @@ def test_wrong_reasons_names_a_file_that_failed_for_another_reason():
     assert wrong_reasons(scenario, row) == [f"{key}: ClientError: Received server error (500)"]
     row.reasons = {uri: f'ClientError: Received client error (400) ... "{text}" ...'}
     assert wrong_reasons(scenario, row) == []
+
+
+def test_another_files_failure_does_not_stand_in_for_the_injected_one():
+    (scenario,) = [s for s in SCENARIOS if s.name == "model fails on one file"]
+    (injected,) = scenario.expected_failed
+    other = next(k for k in scenario.files if k != injected)
+    row = Row(scenario.name, len(scenario.files), len(scenario.files) - 1, 1, 0, 0, 0, "success")
+    row.reasons = {f"s3://{BUCKET}/{PREFIX}{other}": "ModelError: the model failed"}
+    assert wrong_reasons(scenario, row) == [f"{injected}: None"], "the counts match, the files do not"
+    row.reasons = {f"s3://{BUCKET}/{PREFIX}{injected}": "ModelError: the model failed"}
+    assert wrong_reasons(scenario, row) == []
