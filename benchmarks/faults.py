@@ -17,9 +17,11 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -27,7 +29,14 @@ from audio_pipeline.config import PipelineConfig
 from benchmarks.verdict import Judge, Tally
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
-from local.stack.services import QUICK_RECONCILE, Ports, Settings, airflow_services, runtime_service
+from local.stack.services import (
+    QUICK_RECONCILE,
+    REGION,
+    Ports,
+    Settings,
+    airflow_services,
+    runtime_service,
+)
 from model_server.backends.audio import MAX_AUDIO_SECONDS_VARIABLE
 from tests.model_server.decoding import silent_wav
 from tests.moto_server import free_port
@@ -37,6 +46,11 @@ PREFIX = "faults/"
 AUDIO = b"RIFF" + b"\0" * 1020
 FAIL_MARKER = "MODEL-FAILS-HERE"
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def _uri(key: str) -> str:
+    """The s3:// URI of a row's file."""
+    return f"s3://{BUCKET}/{PREFIX}{key}"
 
 
 @dataclass
@@ -106,6 +120,9 @@ class Row:
     """A few failed files with their reasons and what the witnesses saw."""
     reasons: dict[str, str] = field(default_factory=dict, repr=False)
     """Every failed file's reason, by URI."""
+    fault_missed: str | None = None
+    """Why the scenario's ``during`` fault did not run to its end (it raised, or outlived the
+    stack): the row then shows nothing about that fault. None when it ran (or there is none)."""
 
     @classmethod
     def of(cls, scenario: str, tally: Tally, runs: str, seconds: float, trigger_errors: int) -> Row:
@@ -135,16 +152,25 @@ class Row:
         return self.lost == 0 and self.processed_twice == 0
 
 
-LONGEST_KEY = "l" * (1024 - len(f"s3://{BUCKET}/{PREFIX}.wav")) + ".wav"
+LONGEST_KEY = "l" * (1024 - len(_uri(".wav"))) + ".wav"
 """Its s3:// URI is 1,024 characters, the most InvokeEndpointAsync accepts as InputLocation."""
 OVER_LONG_KEY = ("k" * 990) + ".wav"
 """A 1,000-byte key: its URI is over 1,024 characters, so AWS would reject it; listing skips it."""
 
 
+SUBMISSION_GROUP = 25
+"""Files the submitting task marks and invokes together (``TranscriptionBatchSubmitter.flush_every``)."""
+SUBMITTING_AT_ONCE = 2
+"""Submitting tasks of one run in flight at once (the DAG's ``max_active_tis_per_dagrun``)."""
+
+
 def explained_failures(scenario: Scenario, row: Row) -> int:
     """Failures the scenario's fault explains beyond the injected ones: files the endpoint never
-    accepted, where the fault may cut a submission."""
-    return row.failed_unaccepted if scenario.may_cut_a_submission else 0
+    accepted, where the fault may cut a submission; at most the groups that can be mid-submission
+    when it falls, so that failing every file a fault left unsent still fails the row."""
+    if not scenario.may_cut_a_submission:
+        return 0
+    return min(row.failed_unaccepted, SUBMISSION_GROUP * SUBMITTING_AT_ONCE * scenario.runs)
 
 
 def wrong_reasons(scenario: Scenario, row: Row) -> list[str]:
@@ -152,7 +178,7 @@ def wrong_reasons(scenario: Scenario, row: Row) -> list[str]:
     gives, if any), with the reason they have: so that no other file's failure stands in for one."""
     wrong = []
     for key in sorted(scenario.expected_failed | scenario.failure_reasons.keys()):
-        reason = row.reasons.get(f"s3://{BUCKET}/{PREFIX}{key}")
+        reason = row.reasons.get(_uri(key))
         if reason is None or scenario.failure_reasons.get(key, "") not in reason:
             wrong.append(f"{key}: {reason}")
     return wrong
@@ -247,7 +273,7 @@ def publish_wrong_field_types(stack: Stack, copies: int = 3) -> None:
         "eventTime": "2026-11-29T09:00:00.000Z",
         "receivedTime": "2026-11-29T08:59:59.000Z",
         "invocationStatus": "Completed",
-        "requestParameters": {"contentType": "audio/wav", "inputLocation": f"s3://{BUCKET}/{PREFIX}000.wav"},
+        "requestParameters": {"contentType": "audio/wav", "inputLocation": _uri("000.wav")},
         "responseParameters": {"contentType": "application/json", "outputLocation": "s3://elsewhere/000.out"},
         "inferenceId": "posing-as-000",
         "eventVersion": "1.0",
@@ -303,15 +329,25 @@ SHORT_WINDOW = {"request_ttl_seconds": "60", "invocation_timeout_seconds": "10",
 """A 75 s result window (and lease): a file that was perhaps never sent fails within minutes, not hours."""
 
 
-def _status_counts(stack: Stack) -> dict[str, int]:
-    """How many files of the prefix the status table has in each status (to time a fault, not to judge)."""
+def _status_items(stack: Stack) -> list[dict[str, Any]]:
+    """The status table's items for the prefix's files (to time a fault, not to judge)."""
     table = stack.aws_session().client("dynamodb")
-    counts: dict[str, int] = {}
-    for page in table.get_paginator("scan").paginate(TableName=PipelineConfig().status_table):
-        for item in page["Items"]:
-            if item["uri"]["S"].startswith(f"s3://{BUCKET}/{PREFIX}"):
-                counts[item["status"]["S"]] = counts.get(item["status"]["S"], 0) + 1
-    return counts
+    return [
+        item
+        for page in table.get_paginator("scan").paginate(TableName=PipelineConfig().status_table)
+        for item in page["Items"]
+        if item["uri"]["S"].startswith(_uri(""))
+    ]
+
+
+def _status_counts(stack: Stack) -> Counter[str]:
+    """How many files of the prefix the status table has in each status."""
+    return Counter(item["status"]["S"] for item in _status_items(stack))
+
+
+def _held_by(stack: Stack, run_id: str) -> int:
+    """How many files of the prefix the run ``run_id`` holds (claimed, or taken for their summary)."""
+    return sum(1 for item in _status_items(stack) if item.get("run_id", {}).get("S") == run_id)
 
 
 def _accepted(stack: Stack) -> int:
@@ -380,6 +416,64 @@ def mark_failed_mid_flight(stack: Stack, api: AirflowApi, bucket_uri: str) -> li
     return [first, api.trigger({"bucket_uri": bucket_uri, "reprocess_failed": True})]
 
 
+def bedrock_fault(stack: Stack, fault: str, seconds: float) -> None:
+    """Set one of the Bedrock emulator's switches (``throttle``, ``hold``) for ``seconds`` (0 ends it)."""
+    base = stack.settings.url(stack.settings.ports.bedrock_runtime)
+    switch = urllib.request.Request(f"{base}/_emulator/faults/{fault}?seconds={seconds}", method="POST")
+    urllib.request.urlopen(switch, timeout=10).close()
+
+
+ONE_RETRY = {
+    "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+        {
+            "conn_type": "aws",
+            "extra": {
+                "region_name": REGION,
+                "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 1}, "read_timeout": 300},
+            },
+        }
+    )
+}
+"""The connection's botocore settings (``config_kwargs``, which the hooks' adaptive retries yield
+to): one retry, so throttled summaries fail their task in seconds, not after a minute of backoff;
+and the long read timeout AWS advises for Bedrock, so a slow answer is awaited."""
+
+
+def _summarise_task(api: AirflowApi, run_id: str) -> dict[str, Any]:
+    (ti,) = [t for t in api.task_instances(run_id) if t["task_id"] == "transcribe.summarise"]
+    return ti
+
+
+def take_over_a_throttled_summary(stack: Stack, api: AirflowApi, bucket_uri: str) -> list[str]:
+    """Bedrock throttles every request until run 2 holds the files: run 1 transcribes them, its
+    summarising task fails past the client's retries (recording the summary errors) and waits
+    Airflow's minute for its retry. Meanwhile run 2 over the prefix takes the files for their
+    summary (before run 1's retry can start, or the row has not reached the case: TimeoutError).
+    Then Bedrock answers, but slowly: run 2's requests are still in flight when run 1's retry
+    starts, so a retry that took the files back would have Bedrock summarise each twice. The
+    answers come once run 1's retry has ended (or after 3 minutes if it never ends)."""
+    bedrock_fault(stack, "throttle", 900)
+    first = api.trigger({"bucket_uri": bucket_uri})
+    _until(
+        "run 1's summaries throttled, its task waiting for its retry",
+        lambda: _summarise_task(api, first)["state"] == "up_for_retry",
+        every=0.5,
+    )
+    second = api.trigger({"bucket_uri": bucket_uri})
+    files = _files(stack)
+    _until("run 2 took every file for its summary", lambda: _held_by(stack, second) >= files, timeout=50, every=0.2)
+    bedrock_fault(stack, "hold", 180)
+    bedrock_fault(stack, "throttle", 0)
+
+    def retried() -> bool:
+        ti = _summarise_task(api, first)
+        return ti["try_number"] >= 2 and ti["state"] in ("success", "failed", "up_for_retry")
+
+    _until("run 1's summarising task retried", retried, timeout=240, every=0.5)
+    bedrock_fault(stack, "hold", 0)
+    return [first, second]
+
+
 SCENARIOS = [
     Scenario("duplicated notifications (30%)", _plain(20), emulator_flags=("--fault-duplicate-notifications", "0.3")),
     Scenario(
@@ -443,6 +537,12 @@ SCENARIOS = [
     ),
     Scenario("Bedrock throttling on 40% of calls", _plain(10), bedrock_flags=("--fault-throttle-rate", "0.4")),
     Scenario(
+        "summaries throttled past their retries; a second run takes the files during the first's retry delay",
+        _plain(20),
+        drive=take_over_a_throttled_summary,
+        extra_env=ONE_RETRY,
+    ),
+    Scenario(
         "Bedrock rejects one file's summary, one file over the model's duration cap (real speech recognition)",
         {**_samples(), "silence-over-the-cap.wav": silent_wav(45, rate=4000)},
         model_backend="whisper",
@@ -493,26 +593,50 @@ def run(scenario: Scenario, timeout: float = 900, state_dir: Path | None = None)
             s3.put_object(Bucket=BUCKET, Key=PREFIX + key, Body=body)
         api = AirflowApi(settings.url(settings.ports.airflow))
         api.wait_for_dag()
-        bucket_uri = f"s3://{BUCKET}/{PREFIX}"
+        bucket_uri = _uri("")
         if scenario.drive:
             run_ids = scenario.drive(stack, api, bucket_uri)
         else:
             run_ids = [api.trigger({"bucket_uri": bucket_uri}) for _ in range(scenario.runs)]
-        if scenario.during:
-            threading.Thread(target=scenario.during, args=(stack,), daemon=True).start()
+        fault = FaultThread(scenario.during, stack) if scenario.during else None
         ends = time.monotonic() + timeout
         states = [_wait(api, r, ends) for r in run_ids]
         audio = [k for k in scenario.files if k not in scenario.expected_skipped]
-        verdicts = Judge(session, settings.witness_dir).judge([f"s3://{BUCKET}/{PREFIX}{k}" for k in audio])
+        verdicts = Judge(session, settings.witness_dir).judge([_uri(k) for k in audio])
         seconds = time.monotonic() - started
-        return Row.of(scenario.name, Tally.of(verdicts), "/".join(states), seconds, trigger_errors(settings))
+        row = Row.of(scenario.name, Tally.of(verdicts), "/".join(states), seconds, trigger_errors(settings))
     finally:
         stack.down()
+    row.fault_missed = fault.missed() if fault else None
+    return row
+
+
+class FaultThread(threading.Thread):
+    """Runs a scenario's ``during`` fault beside the runs, keeping what became of it."""
+
+    def __init__(self, during: Callable[[Stack], None], stack: Stack) -> None:
+        super().__init__(name="fault", daemon=True)
+        self.during, self.stack = during, stack
+        self.error: str | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.during(self.stack)
+        except Exception as err:  # reported by missed(): the row did not get its fault
+            self.error = f"{type(err).__name__}: {err}"
+
+    def missed(self, timeout: float = 60) -> str | None:
+        """Once the stack is down: why the fault did not run to its end, or None when it did."""
+        self.join(timeout)
+        if self.is_alive():
+            return f"still running {timeout:g} s after the stack went down"
+        return self.error
 
 
 def trigger_errors(settings: Settings) -> int:
     """Error events fired by triggers, as the triggerer logged them for each task instance."""
-    logs = (settings.state_dir / "airflow" / "logs").rglob("*.log.trigger.*.log")
+    logs = (settings.airflow_home / "logs").rglob("*.log.trigger.*.log")
     return sum(
         1
         for path in logs

@@ -136,6 +136,8 @@ def _pause(seconds: float, stack: Stack) -> None:
 def broken_invariants(scenario: Scenario, row: Row) -> list[str]:
     """What does not hold: lost or twice files, or failures other than the ones injected."""
     broken = []
+    if row.fault_missed:
+        broken.append(f"a drawn fault did not happen: {row.fault_missed}")
     if row.lost or row.processed_twice:
         broken.append(f"{row.lost} lost and {row.processed_twice} processed twice, e.g. {row.examples}")
     if row.failed_with_reason - explained_failures(scenario, row) != len(scenario.expected_failed):

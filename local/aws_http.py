@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,19 @@ class AwsJsonHandler(BaseHTTPRequestHandler):
     def send_error_json(self, status: int, code: str, message: str) -> None:
         """An error as botocore parses it: the code in ``x-amzn-ErrorType``, the text in ``message``."""
         self.send_json(status, {"message": message}, {"x-amzn-ErrorType": f"{code}:"})
+
+
+def switch_value(query: str, name: str) -> float:
+    """The value of a fault or latency switch (``POST /_emulator/...?seconds=N``): the query
+    parameter ``name``, a number of at least 0 (0 when absent; ``ValueError`` naming it if not)."""
+    text = parse_qs(query).get(name, ["0"])[0]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:  # nan too
+        raise ValueError(f"{name}={text!r}: expected a number of at least 0")
+    return value
 
 
 def configure_logging() -> None:

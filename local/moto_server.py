@@ -43,7 +43,6 @@ import heapq
 import io
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -65,6 +64,8 @@ from moto.s3.exceptions import MethodNotAllowed
 from moto.s3.models import FakeBucket, FakeDeleteMarker, FakeKey, FakeTableStorageBucket, S3Backend, s3_backends
 from moto.sqs.models import Message, SQSBackend
 from werkzeug.serving import run_simple
+
+from local.aws_http import switch_value
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/")
 
@@ -277,22 +278,10 @@ def _answer(start_response: Any, document: Any, status: str = "200 OK") -> list[
     return [body]
 
 
-def _duration(environ: dict[str, Any], name: str) -> float:
-    """The switch's query parameter ``name``: a number, at least 0 (``ValueError`` naming it if not)."""
-    text = parse_qs(environ.get("QUERY_STRING", "")).get(name, ["0"])[0]
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:  # nan too
-        raise ValueError(f"{name}={text!r}: expected a number of at least 0")
-    return value
-
-
 def _switch(start_response: Any, environ: dict[str, Any], name: str, apply: Callable[[float], None]) -> list[bytes]:
     """Answer a fault or latency switch: 400 naming a bad value (nothing changed), else set it."""
     try:
-        value = _duration(environ, name)
+        value = switch_value(environ.get("QUERY_STRING", ""), name)
     except ValueError as err:
         return _answer(start_response, {"error": str(err)}, "400 Bad Request")
     apply(value)

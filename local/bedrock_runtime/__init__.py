@@ -11,5 +11,9 @@ Fault injection (off unless set):
 - ``--fault-throttle-rate RATE``: that share of requests gets ``ThrottlingException`` (429),
   from a seeded sequence so runs repeat;
 - ``--fault-fail-marker TEXT``: a request whose text contains TEXT gets a
-  ``ValidationException`` (400), the error Bedrock gives a request it will not serve.
+  ``ValidationException`` (400), the error Bedrock gives a request it will not serve;
+- ``POST /_emulator/faults/throttle?seconds=N``: every request gets ``ThrottlingException``
+  for the next N seconds, as a burst of traffic on the account would;
+- ``POST /_emulator/faults/hold?seconds=N``: requests are answered no sooner than N seconds
+  from now, as a slow model would answer them. ``seconds=0`` ends either at once.
 """

@@ -16,7 +16,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from local.aws_http import AwsJsonHandler
+from local.aws_http import AwsJsonHandler, switch_value
 from local.bedrock_runtime.models import Model, document_of
 from local.witness import WitnessJournal, text_key
 
@@ -53,6 +53,15 @@ class Faults:
     seed: int = 7
 
 
+THROTTLE = "/_emulator/faults/throttle"
+"""``POST`` with ``?seconds=N``: every request gets ``ThrottlingException`` for the next N seconds."""
+HOLD = "/_emulator/faults/hold"
+"""``POST`` with ``?seconds=N``: a request is answered no sooner than N seconds from now, as a
+model answering slowly would be (the requests in flight are answered when it ends)."""
+SWITCHES = (THROTTLE, HOLD)
+"""Switches set for a number of seconds; ``seconds=0`` ends the fault at once."""
+
+
 class BedrockServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -66,6 +75,8 @@ class BedrockServer(ThreadingHTTPServer):
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._random = random.Random(faults.seed)
+        self.until: dict[str, float] = {switch: 0.0 for switch in SWITCHES}
+        """When each switch's fault ends (``time.monotonic()``)."""
 
     def count(self, what: str) -> None:
         with self._lock:
@@ -77,8 +88,15 @@ class BedrockServer(ThreadingHTTPServer):
             self.witness.record("request", action=action, model=model_id, text_key=_summarised(body), outcome=outcome)
 
     def throttled(self) -> bool:
+        if time.monotonic() < self.until[THROTTLE]:
+            return True
         with self._lock:
             return self.faults.throttle_rate > 0 and self._random.random() < self.faults.throttle_rate
+
+    def hold(self) -> None:
+        """Until the hold switch's time is up (or it is set to 0): answers come that late."""
+        while (left := self.until[HOLD] - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
 
 
 def _text_of(content: Any) -> str:
@@ -143,7 +161,11 @@ class BedrockHandler(AwsJsonHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        match = _ROUTE.match(self.path.split("?", 1)[0])
+        path, _, query = self.path.partition("?")
+        if path in SWITCHES:
+            self._switch(path, query)
+            return
+        match = _ROUTE.match(path)
         body: Any = None
         try:
             if not match:
@@ -163,6 +185,7 @@ class BedrockHandler(AwsJsonHandler):
                     "ThrottlingException",
                     "Too many requests, please wait before trying again.",
                 )  # noqa: E501
+            self.server.hold()
             marker = self.server.faults.fail_marker
             if marker and marker in raw.decode("utf-8", "replace"):
                 raise _validation("The request was rejected (fault injected by --fault-fail-marker).")
@@ -180,6 +203,16 @@ class BedrockHandler(AwsJsonHandler):
             self.send_error_json(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "InternalServerException", f"{type(err).__name__}: {err}"
             )
+
+    def _switch(self, path: str, query: str) -> None:
+        """A fault switch: 400 naming a bad value (nothing changed), else the fault from now on."""
+        try:
+            seconds = switch_value(query, "seconds")
+        except ValueError as err:
+            self.send_error_json(HTTPStatus.BAD_REQUEST, "ValidationException", str(err))
+            return
+        self.server.until[path] = time.monotonic() + seconds
+        self.send_json(HTTPStatus.OK, {"seconds": seconds})
 
     def _converse(self, model_id: str, body: dict) -> dict:
         prompt = _check_messages(body.get("messages"))

@@ -25,7 +25,7 @@ def demo(stack: Stack, audio_dir: Path, report: Path | None, timeout: float) -> 
             log.info("using the stack that already runs")
             bucket = INPUT_BUCKET
         api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
-        logs = stack.settings.state_dir / "airflow" / "logs"
+        logs = stack.settings.airflow_home / "logs"
         return run_demo(stack.aws_session(), api, bucket, audio_dir, report, timeout, f"logs under {logs}")
     finally:
         if owned:

@@ -15,6 +15,7 @@ import boto3
 
 from audio_pipeline.config import PipelineConfig
 from local.bootstrap import Resources, bootstrap
+from local.stack import airflow_home
 from local.stack.processes import Processes
 from local.stack.services import (
     Settings,
@@ -91,7 +92,7 @@ class Stack:
             self.processes.start(service)
         airflow = airflow_services(self.settings)
         with ThreadPoolExecutor(2) as pool:
-            migrated = pool.submit(self.processes.run_once, "airflow-db-migrate", [airflow[0].argv[0], "db", "migrate"])
+            migrated = pool.submit(airflow_home.prepare, self.processes, self.settings.airflow_home, airflow[0].argv[0])
             self.processes.wait_healthy(first[:1])
             resources = bootstrap(
                 self.aws_session(), PipelineConfig.from_mapping(self.settings.variables), self.settings.names

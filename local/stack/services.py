@@ -50,6 +50,10 @@ class Settings:
         return f"http://{self.host}:{port}"
 
     @property
+    def airflow_home(self) -> Path:
+        return self.state_dir / "airflow"
+
+    @property
     def witness_dir(self) -> Path:
         """Where the emulators and the model server journal what they saw (``local.witness``)."""
         return self.state_dir / "witness"
@@ -81,7 +85,7 @@ def aws_environment(settings: Settings) -> dict[str, str]:
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
-    home = settings.state_dir / "airflow"
+    home = settings.airflow_home
     env = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from benchmarks.faults import BUCKET, PREFIX, SCENARIOS, Row, wrong_reasons
+from benchmarks.faults import (
+    BUCKET,
+    PREFIX,
+    SCENARIOS,
+    SUBMISSION_GROUP,
+    SUBMITTING_AT_ONCE,
+    FaultThread,
+    Row,
+    explained_failures,
+    wrong_reasons,
+)
 from model_server.backends.audio import MAX_AUDIO_SECONDS_VARIABLE, AudioTooLong, decode
 from tests.e2e.test_faults import IN_THE_SUITE, RUNS_STOPPED, SHORT
 
@@ -52,3 +64,25 @@ def test_another_files_failure_does_not_stand_in_for_the_injected_one():
     assert wrong_reasons(scenario, row) == [f"{injected}: None"], "the counts match, the files do not"
     row.reasons = {f"s3://{BUCKET}/{PREFIX}{injected}": "ModelError: the model failed"}
     assert wrong_reasons(scenario, row) == []
+
+
+def test_a_fault_explains_at_most_the_groups_it_can_cut():
+    (scenario,) = [s for s in SCENARIOS if s.name == "a task process killed halfway through submitting"]
+    row = Row(scenario.name, 60, 51, 9, 0, 0, 0, "success", failed_unaccepted=9)
+    assert explained_failures(scenario, row) == 9
+    row.failed_with_reason = row.failed_unaccepted = 60  # every file a kill left unsent: not explained
+    assert explained_failures(scenario, row) == SUBMISSION_GROUP * SUBMITTING_AT_ONCE < 60
+    (uncut,) = [s for s in SCENARIOS if s.name == "model fails on one file"]
+    assert explained_failures(uncut, row) == 0
+
+
+def test_a_fault_that_raised_or_outlived_the_stack_is_reported_as_missed():
+    def raises(stack):
+        raise TimeoutError("no trigger polled the queue within 300s")
+
+    assert FaultThread(raises, stack=None).missed() == "TimeoutError: no trigger polled the queue within 300s"
+    assert FaultThread(lambda stack: None, stack=None).missed() is None
+    release = threading.Event()
+    hangs = FaultThread(lambda stack: release.wait(), stack=None)
+    assert hangs.missed(timeout=0.1) == "still running 0.1 s after the stack went down"
+    release.set()

@@ -70,7 +70,7 @@ def test_nothing_is_left_in_flight_and_the_run_manifest_is_written(outcome):
 
 def task_log_records(stack, run_id):
     """Every record of the run's task logs as Airflow wrote them (trigger logs included)."""
-    folder = stack.settings.state_dir / "airflow" / "logs" / "dag_id=audio_transcription" / f"run_id={run_id}"
+    folder = stack.settings.airflow_home / "logs" / "dag_id=audio_transcription" / f"run_id={run_id}"
     files = sorted(p for p in folder.rglob("*.log*") if p.is_file())
     return {p.relative_to(folder).as_posix(): [json.loads(line) for line in p.read_text().splitlines()] for p in files}
 

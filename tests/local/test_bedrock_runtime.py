@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import urllib.error
+import urllib.request
 
 import boto3
 import pytest
@@ -169,6 +172,46 @@ def test_faults_are_off_by_default_and_work_when_on(bedrock):
     with pytest.raises(ClientError):
         converse(marked, text=PROMPT + " POISON")
     assert converse(marked)
+
+
+def _switch(client, fault: str, seconds: str) -> tuple[int, dict]:
+    url = f"{client.meta.endpoint_url}/_emulator/faults/{fault}?seconds={seconds}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_the_throttle_switch_throttles_every_request_until_lifted(bedrock):
+    client = bedrock()
+    assert _switch(client, "throttle", "600") == (200, {"seconds": 600.0})
+    for _ in range(3):
+        with pytest.raises(ClientError) as err:
+            converse(client)
+        assert err.value.response["Error"]["Code"] == "ThrottlingException"
+    assert _switch(client, "throttle", "soon") == (400, {"message": "seconds='soon': expected a number of at least 0"})
+    with pytest.raises(ClientError):
+        converse(client)  # a bad value changed nothing
+    assert _switch(client, "throttle", "0") == (200, {"seconds": 0.0})
+    assert converse(client)["stopReason"] == "end_turn"
+
+
+def test_the_hold_switch_answers_requests_in_flight_when_it_ends(bedrock):
+    client = bedrock()
+    assert _switch(client, "hold", "600") == (200, {"seconds": 600.0})
+    answers: list[dict] = []
+    waiting = [threading.Thread(target=lambda: answers.append(converse(client))) for _ in range(3)]
+    for thread in waiting:
+        thread.start()
+    time.sleep(1)
+    assert answers == [] and all(thread.is_alive() for thread in waiting), "held while the switch is on"
+    assert _switch(client, "hold", "0") == (200, {"seconds": 0.0})
+    for thread in waiting:
+        thread.join(timeout=10)
+    assert [a["stopReason"] for a in answers] == ["end_turn"] * 3
+    started = time.monotonic()
+    assert converse(client) and time.monotonic() - started < 1, "answered at once once it ended"
 
 
 def test_through_the_providers_hook(bedrock, monkeypatch):
