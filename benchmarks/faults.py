@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -22,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from audio_pipeline.config import PipelineConfig
 from benchmarks.verdict import Judge, Tally
@@ -148,9 +147,6 @@ class Row:
             tally.reasons,
         )
 
-    def ok(self) -> bool:
-        return self.lost == 0 and self.processed_twice == 0
-
 
 LONGEST_KEY = "l" * (1024 - len(_uri(".wav"))) + ".wav"
 """Its s3:// URI is 1,024 characters, the most InvokeEndpointAsync accepts as InputLocation."""
@@ -171,6 +167,30 @@ def explained_failures(scenario: Scenario, row: Row) -> int:
     if not scenario.may_cut_a_submission:
         return 0
     return min(row.failed_unaccepted, SUBMISSION_GROUP * SUBMITTING_AT_ONCE * scenario.runs)
+
+
+def broken(scenario: Scenario, row: Row) -> list[str]:
+    """What the row shows that must not be: its fault did not happen; a file lost or processed
+    twice; failures other than the injected ones (and those the fault explains), or one of those
+    without its reason; summary errors other than the injected ones; fewer model calls than the
+    files that were transcribed; a trigger that fired an error event. Empty when all is well."""
+    out = []
+    if row.fault_missed:
+        out.append(f"the fault did not happen: {row.fault_missed}")
+    if row.lost or row.processed_twice:
+        out.append(f"{row.lost} lost and {row.processed_twice} processed twice, e.g. {row.examples}")
+    failed = len(scenario.expected_failed) + explained_failures(scenario, row)
+    if row.failed_with_reason != failed:
+        out.append(f"{row.failed_with_reason} failed with a reason, {failed} expected, e.g. {row.failures}")
+    if wrong := wrong_reasons(scenario, row):
+        out.append(f"injected failures that did not fail with their reason: {wrong}")
+    if row.summary_errors != len(scenario.expected_summary_errors):
+        out.append(f"{row.summary_errors} summary errors, {len(scenario.expected_summary_errors)} injected")
+    if row.model_calls < row.files_in - failed:
+        out.append(f"{row.model_calls} model calls for {row.files_in - failed} files transcribed")
+    if row.trigger_errors:
+        out.append(f"{row.trigger_errors} triggers fired an error event")
+    return out
 
 
 def wrong_reasons(scenario: Scenario, row: Row) -> list[str]:
@@ -295,14 +315,15 @@ def sqs_outage(seconds: float) -> Callable[[Stack], None]:
     return during
 
 
-def keep_the_queue_busy(stack: Stack, every: float = 0.5, at_most: float = 900) -> None:
+def keep_the_queue_busy(stack: Stack, every: float = 0.5) -> None:
     """Another endpoint's notifications (unknown inference ids) on the success topic every
-    ``every`` seconds, from the start of the run until the stack goes down: the queue is
-    never quiet for a whole reconcile interval."""
+    ``every`` seconds, from the start of the run until no run of the DAG is queued or running:
+    the queue is never quiet for a whole reconcile interval."""
     sns = stack.aws_session().client("sns")
     topic = next(t["TopicArn"] for t in sns.list_topics()["Topics"] if t["TopicArn"].endswith("-success"))
-    ends, n = time.monotonic() + at_most, 0
-    while time.monotonic() < ends:
+    api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
+    n = 0
+    while n % 20 or any(r["state"] in ("queued", "running") for r in api.dag_runs()):
         n += 1
         stranger = {
             "inferenceId": f"another-endpoint-{n}",
@@ -310,10 +331,7 @@ def keep_the_queue_busy(stack: Stack, every: float = 0.5, at_most: float = 900) 
             "requestParameters": {"inputLocation": f"s3://elsewhere/{n}.wav"},
             "responseParameters": {"outputLocation": f"s3://elsewhere/{n}.out"},
         }
-        try:
-            sns.publish(TopicArn=topic, Message=json.dumps(stranger))
-        except (BotoCoreError, ClientError):  # the stack is down: the row is over
-            return
+        sns.publish(TopicArn=topic, Message=json.dumps(stranger))
         time.sleep(every)
 
 
@@ -439,6 +457,12 @@ to): one retry, so throttled summaries fail their task in seconds, not after a m
 and the long read timeout AWS advises for Bedrock, so a slow answer is awaited."""
 
 
+def _bedrock_held(stack: Stack) -> int:
+    """Requests the Bedrock emulator holds now (its hold switch)."""
+    health = f"{stack.settings.url(stack.settings.ports.bedrock_runtime)}/_emulator/health"
+    return int(json.loads(urllib.request.urlopen(health, timeout=10).read())["requests"].get("held", 0))
+
+
 def _summarise_task(api: AirflowApi, run_id: str) -> dict[str, Any]:
     (ti,) = [t for t in api.task_instances(run_id) if t["task_id"] == "transcribe.summarise"]
     return ti
@@ -449,9 +473,10 @@ def take_over_a_throttled_summary(stack: Stack, api: AirflowApi, bucket_uri: str
     summarising task fails past the client's retries (recording the summary errors) and waits
     Airflow's minute for its retry. Meanwhile run 2 over the prefix takes the files for their
     summary (before run 1's retry can start, or the row has not reached the case: TimeoutError).
-    Then Bedrock answers, but slowly: run 2's requests are still in flight when run 1's retry
-    starts, so a retry that took the files back would have Bedrock summarise each twice. The
-    answers come once run 1's retry has ended (or after 3 minutes if it never ends)."""
+    Then Bedrock answers, but slowly: run 2's requests must be in flight when run 1's retry
+    starts (RuntimeError if none is), so a retry that took the files back would have Bedrock
+    summarise each twice. The answers come once run 1's retry has ended, or when the hold's
+    3 minutes are up (a retry that took the files back waits for its own answers)."""
     bedrock_fault(stack, "throttle", 900)
     first = api.trigger({"bucket_uri": bucket_uri})
     _until(
@@ -465,9 +490,12 @@ def take_over_a_throttled_summary(stack: Stack, api: AirflowApi, bucket_uri: str
     bedrock_fault(stack, "hold", 180)
     bedrock_fault(stack, "throttle", 0)
 
+    _until("run 1's summarising task retrying", lambda: _summarise_task(api, first)["try_number"] >= 2, every=0.2)
+    if not _bedrock_held(stack):
+        raise RuntimeError("no request of run 2 was in flight when run 1's retry started: the row missed its case")
+
     def retried() -> bool:
-        ti = _summarise_task(api, first)
-        return ti["try_number"] >= 2 and ti["state"] in ("success", "failed", "up_for_retry")
+        return _summarise_task(api, first)["state"] in ("success", "failed", "up_for_retry")
 
     _until("run 1's summarising task retried", retried, timeout=240, every=0.5)
     bedrock_fault(stack, "hold", 0)
@@ -601,14 +629,15 @@ def run(scenario: Scenario, timeout: float = 900, state_dir: Path | None = None)
         fault = FaultThread(scenario.during, stack) if scenario.during else None
         ends = time.monotonic() + timeout
         states = [_wait(api, r, ends) for r in run_ids]
+        fault_missed = fault.missed() if fault else None  # before the stack goes down: it may start a process
         audio = [k for k in scenario.files if k not in scenario.expected_skipped]
         verdicts = Judge(session, settings.witness_dir).judge([_uri(k) for k in audio])
         seconds = time.monotonic() - started
         row = Row.of(scenario.name, Tally.of(verdicts), "/".join(states), seconds, trigger_errors(settings))
+        row.fault_missed = fault_missed
+        return row
     finally:
         stack.down()
-    row.fault_missed = fault.missed() if fault else None
-    return row
 
 
 class FaultThread(threading.Thread):
@@ -626,11 +655,11 @@ class FaultThread(threading.Thread):
         except Exception as err:  # reported by missed(): the row did not get its fault
             self.error = f"{type(err).__name__}: {err}"
 
-    def missed(self, timeout: float = 60) -> str | None:
-        """Once the stack is down: why the fault did not run to its end, or None when it did."""
+    def missed(self, timeout: float = 120) -> str | None:
+        """Once the runs have ended: why the fault did not run to its end, or None when it did."""
         self.join(timeout)
         if self.is_alive():
-            return f"still running {timeout:g} s after the stack went down"
+            return f"still running {timeout:g} s after the runs ended"
         return self.error
 
 
@@ -671,14 +700,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", metavar="TEXT", help="run the scenarios whose name contains TEXT")
     args = parser.parse_args(argv)
-    rows = []
+    rows: list[Row] = []
+    failures: list[str] = []
     for scenario in SCENARIOS:
         if args.only and not any(text in scenario.name for text in args.only):
             continue
         row = run(scenario)
         rows.append(row)
         print(row, flush=True)
+        failures += [f"{scenario.name}: {problem}" for problem in broken(scenario, row)]
     print(markdown(rows))
+    print("\n".join(failures) or "every row as expected")
+    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":

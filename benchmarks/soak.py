@@ -31,14 +31,13 @@ from benchmarks.faults import (
     Row,
     Scenario,
     _plain,
-    explained_failures,
+    broken,
     publish_strangers,
     publish_wrong_field_types,
     restart_emulator,
     restart_triggerer,
     run,
     sqs_outage,
-    wrong_reasons,
 )
 from local.stack.launcher import Stack
 
@@ -133,22 +132,6 @@ def _pause(seconds: float, stack: Stack) -> None:
     time.sleep(seconds)
 
 
-def broken_invariants(scenario: Scenario, row: Row) -> list[str]:
-    """What does not hold: lost or twice files, or failures other than the ones injected."""
-    broken = []
-    if row.fault_missed:
-        broken.append(f"a drawn fault did not happen: {row.fault_missed}")
-    if row.lost or row.processed_twice:
-        broken.append(f"{row.lost} lost and {row.processed_twice} processed twice, e.g. {row.examples}")
-    if row.failed_with_reason - explained_failures(scenario, row) != len(scenario.expected_failed):
-        broken.append(f"{row.failed_with_reason} failed, {len(scenario.expected_failed)} injected")
-    if wrong := wrong_reasons(scenario, row):
-        broken.append(f"injected failures that did not fail: {wrong}")
-    if row.summary_errors != len(scenario.expected_summary_errors):
-        broken.append(f"{row.summary_errors} summary errors, {len(scenario.expected_summary_errors)} injected")
-    return broken
-
-
 def soak(
     files: int, seed: int, minutes: float, service_seconds: float = 0.05, state_dir: Path | None = None
 ) -> tuple[Row, list[str]]:
@@ -163,7 +146,7 @@ def soak(
         f"lost {row.lost}, processed twice {row.processed_twice}",
         flush=True,
     )
-    return row, broken_invariants(drawn.scenario, row)
+    return row, broken(drawn.scenario, row)
 
 
 def main(argv: list[str] | None = None) -> None:

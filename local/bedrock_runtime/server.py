@@ -57,7 +57,8 @@ THROTTLE = "/_emulator/faults/throttle"
 """``POST`` with ``?seconds=N``: every request gets ``ThrottlingException`` for the next N seconds."""
 HOLD = "/_emulator/faults/hold"
 """``POST`` with ``?seconds=N``: a request is answered no sooner than N seconds from now, as a
-model answering slowly would be (the requests in flight are answered when it ends)."""
+model answering slowly would be (the requests in flight are answered when it ends). The health
+answer's ``requests.held`` says how many are held now."""
 SWITCHES = (THROTTLE, HOLD)
 """Switches set for a number of seconds; ``seconds=0`` ends the fault at once."""
 
@@ -78,9 +79,9 @@ class BedrockServer(ThreadingHTTPServer):
         self.until: dict[str, float] = {switch: 0.0 for switch in SWITCHES}
         """When each switch's fault ends (``time.monotonic()``)."""
 
-    def count(self, what: str) -> None:
+    def count(self, what: str, n: int = 1) -> None:
         with self._lock:
-            self.counts[what] += 1
+            self.counts[what] += n
 
     def journal(self, action: str, model_id: str, body: Any, outcome: str) -> None:
         """One witness record per request: which text it summarises, and whether it got an answer."""
@@ -95,8 +96,14 @@ class BedrockServer(ThreadingHTTPServer):
 
     def hold(self) -> None:
         """Until the hold switch's time is up (or it is set to 0): answers come that late."""
-        while (left := self.until[HOLD] - time.monotonic()) > 0:
-            time.sleep(min(left, 0.05))
+        if self.until[HOLD] <= time.monotonic():
+            return
+        self.count("held")
+        try:
+            while (left := self.until[HOLD] - time.monotonic()) > 0:
+                time.sleep(min(left, 0.05))
+        finally:
+            self.count("held", -1)
 
 
 def _text_of(content: Any) -> str:

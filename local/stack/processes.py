@@ -35,9 +35,12 @@ class Processes:
         (self.run / f"{service.name}.pid").write_text(str(process.pid))
         return process
 
-    def run_once(self, name: str, argv: list[str], timeout: float = 300) -> None:
+    def run_once(self, name: str, argv: list[str], timeout: float = 300, env: dict[str, str] | None = None) -> None:
+        """Run ``argv`` to its end, with the stack's environment (and ``env`` over it)."""
         with open(self.logs / f"{name}.log", "ab") as log:
-            result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, timeout=timeout)
+            result = subprocess.run(
+                argv, stdout=log, stderr=subprocess.STDOUT, env={**self.env, **(env or {})}, timeout=timeout
+            )
         if result.returncode != 0:
             raise StackError(f"{name} exited with {result.returncode}\n{self.tail(name)}")
 

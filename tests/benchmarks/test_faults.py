@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -14,6 +15,7 @@ from benchmarks.faults import (
     SUBMITTING_AT_ONCE,
     FaultThread,
     Row,
+    broken,
     explained_failures,
     wrong_reasons,
 )
@@ -84,5 +86,28 @@ def test_a_fault_that_raised_or_outlived_the_stack_is_reported_as_missed():
     assert FaultThread(lambda stack: None, stack=None).missed() is None
     release = threading.Event()
     hangs = FaultThread(lambda stack: release.wait(), stack=None)
-    assert hangs.missed(timeout=0.1) == "still running 0.1 s after the stack went down"
+    assert hangs.missed(timeout=0.1) == "still running 0.1 s after the runs ended"
     release.set()
+
+
+def test_broken_names_each_thing_a_row_must_not_show():
+    (scenario,) = [s for s in SCENARIOS if s.name == "model fails on one file"]
+    (injected,) = scenario.expected_failed
+    files = len(scenario.files)
+
+    def row(**changes) -> Row:
+        clean = Row(scenario.name, files, files - 1, 1, 0, 0, 0, "success", accepted=files, model_calls=files)
+        clean.reasons = {f"s3://{BUCKET}/{PREFIX}{injected}": "ModelError: the model failed"}
+        return dataclasses.replace(clean, **changes)
+
+    assert broken(scenario, row()) == []
+    assert broken(scenario, row(fault_missed="TimeoutError: no trigger polled")) == [
+        "the fault did not happen: TimeoutError: no trigger polled"
+    ]
+    assert broken(scenario, row(lost=1, summarized=files - 2))[0].startswith("1 lost and 0 processed twice")
+    assert broken(scenario, row(trigger_errors=2)) == ["2 triggers fired an error event"]
+    too_few = files - 2
+    assert broken(scenario, row(model_calls=too_few)) == [f"{too_few} model calls for {files - 1} files transcribed"]
+    assert broken(scenario, row(failed_with_reason=2, summarized=files - 2))[0].startswith(
+        "2 failed with a reason, 1 expected"
+    )

@@ -183,6 +183,11 @@ def _switch(client, fault: str, seconds: str) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
+def _held(client) -> int:
+    with urllib.request.urlopen(f"{client.meta.endpoint_url}/_emulator/health", timeout=10) as answer:
+        return json.loads(answer.read())["requests"]["held"]
+
+
 def test_the_throttle_switch_throttles_every_request_until_lifted(bedrock):
     client = bedrock()
     assert _switch(client, "throttle", "600") == (200, {"seconds": 600.0})
@@ -206,10 +211,12 @@ def test_the_hold_switch_answers_requests_in_flight_when_it_ends(bedrock):
         thread.start()
     time.sleep(1)
     assert answers == [] and all(thread.is_alive() for thread in waiting), "held while the switch is on"
+    assert _held(client) == 3
     assert _switch(client, "hold", "0") == (200, {"seconds": 0.0})
     for thread in waiting:
         thread.join(timeout=10)
     assert [a["stopReason"] for a in answers] == ["end_turn"] * 3
+    assert _held(client) == 0
     started = time.monotonic()
     assert converse(client) and time.monotonic() - started < 1, "answered at once once it ended"
 
