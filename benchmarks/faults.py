@@ -110,9 +110,11 @@ class Row:
     """Summary requests Bedrock answered for their transcripts (the Bedrock emulator's journal)."""
     seconds: float = 0.0
     examples: list[str] = field(default_factory=list)
-    failed_unaccepted: int = 0
-    """Of the failed, those the endpoint never accepted: a submission cut by the endpoint's restart
-    (recorded ``submitted``, as it may have been accepted, and failed at the end of its window)."""
+    failed_unanswered: int = 0
+    """Of the failed, those whose InvokeEndpointAsync the endpoint never answered with its 202: never
+    accepted, or cut by the endpoint's restart after it journaled the request. The pipeline records
+    such a file ``submitted`` without knowing where its result will be; if no notification comes
+    (or it is dropped) it fails at the end of its window, with the reason."""
     trigger_errors: int = 0
     """Triggers that fired an error event (failing their sensor's attempt), from the triggerer's logs."""
     failures: list[str] = field(default_factory=list)
@@ -141,7 +143,7 @@ class Row:
             tally.summaries,
             round(seconds, 1),
             tally.examples,
-            tally.failed_unaccepted,
+            tally.failed_unanswered,
             trigger_errors,
             tally.failures,
             tally.reasons,
@@ -161,12 +163,13 @@ SUBMITTING_AT_ONCE = 2
 
 
 def explained_failures(scenario: Scenario, row: Row) -> int:
-    """Failures the scenario's fault explains beyond the injected ones: files the endpoint never
-    accepted, where the fault may cut a submission; at most the groups that can be mid-submission
-    when it falls, so that failing every file a fault left unsent still fails the row."""
+    """Failures the scenario's fault explains beyond the injected ones: files whose InvokeEndpointAsync
+    the endpoint never answered (``Row.failed_unanswered``), where the fault may cut a submission;
+    at most the groups that can be mid-submission when it falls, so that failing every file a fault
+    left unsent still fails the row."""
     if not scenario.may_cut_a_submission:
         return 0
-    return min(row.failed_unaccepted, SUBMISSION_GROUP * SUBMITTING_AT_ONCE * scenario.runs)
+    return min(row.failed_unanswered, SUBMISSION_GROUP * SUBMITTING_AT_ONCE * scenario.runs)
 
 
 def broken(scenario: Scenario, row: Row) -> list[str]:

@@ -47,6 +47,8 @@ class FileVerdict:
     """One of OUTCOMES."""
     accepted: int
     """InvokeEndpointAsync requests the endpoint accepted for this URI (any version)."""
+    answered: int
+    """Of those, the ones whose 202 went out (its caller learned where the result would be)."""
     model_calls: int
     requests: int
     """Accepted requests the model was called for (``model_calls`` minus re-runs of one request)."""
@@ -69,8 +71,9 @@ class Tally:
     model_calls: int = 0
     reruns: int = 0
     summaries: int = 0
-    failed_unaccepted: int = 0
-    """Failed with a reason, and the endpoint never accepted a request for them."""
+    failed_unanswered: int = 0
+    """Failed with a reason, and the endpoint never answered a request for them with its 202 (it
+    never accepted one, or a kill cut the request before the answer went out)."""
     examples: list[str] = field(default_factory=list)
     """A few lost or twice file versions, with what the witnesses saw, for the error message."""
     failures: list[str] = field(default_factory=list)
@@ -88,7 +91,7 @@ class Tally:
             tally.model_calls += v.model_calls
             tally.reruns += v.model_calls - v.requests
             tally.summaries += v.summaries
-            tally.failed_unaccepted += v.outcome == "failed" and not v.accepted
+            tally.failed_unanswered += v.outcome == "failed" and not v.answered
             if (v.outcome == "lost" or v.twice) and len(tally.examples) < 5:
                 tally.examples.append(
                     f"{v.uri} ({v.outcome}, status {v.status}, {v.model_calls} model calls for {v.requests} requests, "
@@ -143,10 +146,11 @@ class Judge:
             outcome = "summary_error"
         else:
             outcome = "lost"
-        accepted = sum(1 for a in self.witnesses.accepted if a["input_location"] == uri)
+        ids = [a["request_id"] for a in self.witnesses.accepted if a["input_location"] == uri]
+        answered = sum(1 for i in ids if i in self.witnesses.answered)
         requests = len({c["request_id"] or c["call_id"] for c in calls})
         reason = item.get("failure_reason") if outcome == "failed" else None
-        return FileVerdict(uri, etag, status, outcome, accepted, len(calls), requests, summaries, reason)
+        return FileVerdict(uri, etag, status, outcome, len(ids), answered, len(calls), requests, summaries, reason)
 
     def _versions_per_text(self) -> Counter[str]:
         """How many witnessed file versions (input location, ETag) have each transcript text."""

@@ -9,7 +9,9 @@ runner and the soak judge the pipeline from these journals and the objects in S3
 - ``sagemaker-async.jsonl``: ``accepted`` (every InvokeEndpointAsync request the endpoint
   journaled, before it answers 202: input location, inference id, request id, output and
   failure locations, time; again, ``resumed``, when a restart resumes it). A request cut by a
-  kill before its journal entry was never accepted: no 202 went out and nothing runs it;
+  kill before its journal entry was never accepted: no 202 went out and nothing runs it.
+  Then ``answered`` once the 202 went out (its request id): an accepted request with none was
+  cut by a kill before its caller learned where the result would be;
 - ``model-server.jsonl``: ``call`` (every ``POST /invocations`` with a body: its sha256 and
   size, and the S3 input location, its ETag, the inference id and the accepted request the
   emulator names in the ``X-Emulator-*`` headers) then ``outcome`` (its HTTP status);
@@ -28,7 +30,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -131,15 +133,21 @@ class Witnesses:
     """Each accepted request once, in the order the endpoint first journaled them."""
     model_calls: list[dict[str, Any]]
     bedrock_requests: list[dict[str, Any]]
+    answered: set[str] = field(default_factory=set)
+    """Request ids of the accepted requests whose 202 went out."""
 
     @classmethod
     def load(cls, directory: Path) -> Witnesses:
         accepted: dict[str, dict[str, Any]] = {}
+        answered: set[str] = set()
         for e in read_journal(directory / SAGEMAKER_ASYNC):
             if e["event"] == "accepted":
                 accepted.setdefault(e["request_id"], e)  # its first record: a resume repeats it
+            elif e["event"] == "answered":
+                answered.add(e["request_id"])
         return cls(
             accepted=list(accepted.values()),
+            answered=answered,
             model_calls=[e for e in read_journal(directory / MODEL_SERVER) if e["event"] == "call"],
             bedrock_requests=[e for e in read_journal(directory / BEDROCK_RUNTIME) if e["event"] == "request"],
         )

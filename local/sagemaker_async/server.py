@@ -58,6 +58,7 @@ class RuntimeHandler(AwsJsonHandler):
         if request.failure_location:
             location_headers["X-Amzn-SageMaker-FailureLocation"] = request.failure_location
         self.send_json(HTTPStatus.ACCEPTED, {"InferenceId": request.inference_id}, location_headers)
+        self.server.service.answered(request)
 
 
 def _header_text(value: str) -> str:

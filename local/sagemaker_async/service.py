@@ -126,6 +126,11 @@ class AsyncInferenceService:
                 **extra,
             )
 
+    def answered(self, request: AsyncRequest) -> None:
+        """Witness that the 202 for ``request`` went out: its caller learned the output location."""
+        if self.witness:
+            self.witness.record("answered", request_id=request.request_id)
+
     def resume(self) -> int:
         """Re-queue what the journal holds (requests accepted before a restart)."""
         pending = self.journal.pending()

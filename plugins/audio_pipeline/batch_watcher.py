@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FAILURE_EXCERPT_BYTES = 2000
-_TRACKED = ("status", "inference_id", "deadline", "output_location", "failure_location")
+_TRACKED = ("status", "inference_id", "deadline", "output_location", "failure_location", "submit_error")
 RECONCILE_LOOKS = 200
 """Overtaken pending files looked for in S3 per periodic reconcile at most (up to two
 ``HeadObject`` each): files of the batch submitted before one whose result is already recorded."""
@@ -253,6 +253,11 @@ class BatchWatcher:
                 f"({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(deadline))}: RequestTTLSeconds + "
                 "InvocationTimeoutSeconds + grace after submission)"
             )
+            if "output_location" not in self.pending[uri] and self.pending[uri].get("submit_error"):
+                reason = (
+                    f"InvokeEndpointAsync got no clear answer ({self.pending[uri]['submit_error']}), so where "
+                    f"SageMaker would write the result is unknown and S3 could not be searched; {reason}"
+                )
             transitions.append(
                 Transition(uri, self.files[uri], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
             )

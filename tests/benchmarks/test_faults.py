@@ -70,9 +70,9 @@ def test_another_files_failure_does_not_stand_in_for_the_injected_one():
 
 def test_a_fault_explains_at_most_the_groups_it_can_cut():
     (scenario,) = [s for s in SCENARIOS if s.name == "a task process killed halfway through submitting"]
-    row = Row(scenario.name, 60, 51, 9, 0, 0, 0, "success", failed_unaccepted=9)
+    row = Row(scenario.name, 60, 51, 9, 0, 0, 0, "success", failed_unanswered=9)
     assert explained_failures(scenario, row) == 9
-    row.failed_with_reason = row.failed_unaccepted = 60  # every file a kill left unsent: not explained
+    row.failed_with_reason = row.failed_unanswered = 60  # every file a kill left unsent: not explained
     assert explained_failures(scenario, row) == SUBMISSION_GROUP * SUBMITTING_AT_ONCE < 60
     (uncut,) = [s for s in SCENARIOS if s.name == "model fails on one file"]
     assert explained_failures(uncut, row) == 0

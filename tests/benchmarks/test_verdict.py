@@ -35,13 +35,24 @@ class World:
         return f"s3://{IN}/{name}", etag
 
     def transcribed(
-        self, uri: str, etag: str, request: str, *, calls: int = 1, stored: bool = True, text: str | None = None
+        self,
+        uri: str,
+        etag: str,
+        request: str,
+        *,
+        calls: int = 1,
+        stored: bool = True,
+        text: str | None = None,
+        answered: bool = True,
     ) -> str:
-        """An accepted request for ``uri``, ``calls`` model calls for it, and (if ``stored``) its .out object."""
+        """An accepted request for ``uri`` (``answered`` with its 202 unless a kill cut it), ``calls``
+        model calls for it, and (if ``stored``) its .out object."""
         output = f"s3://{OUT}/{request}.out"
         self.journals[SAGEMAKER_ASYNC].record(
             "accepted", request_id=request, inference_id=f"id-{request}", input_location=uri, output_location=output
         )
+        if answered:
+            self.journals[SAGEMAKER_ASYNC].record("answered", request_id=request)
         for n in range(calls):
             self.journals[MODEL_SERVER].record(
                 "call",
@@ -152,15 +163,19 @@ def test_one_clip_under_two_keys_is_summarised_once_per_key_not_twice(world):
     assert {v.twice for v in verdicts.values()} == {True}
 
 
-def test_a_failure_the_endpoint_never_accepted_is_told_apart(world):
+def test_a_failure_whose_submission_the_endpoint_never_answered_is_told_apart(world):
     unsent, unsent_etag = world.recording("unsent.wav")  # its submission was cut: nothing was accepted
     world.status(unsent, unsent_etag, "failed", failure_reason="no result within the result window")
+    cut, cut_etag = world.recording("cut.wav")  # journaled and run, but killed before its 202 went out
+    world.transcribed(cut, cut_etag, "r0", answered=False)
+    world.status(cut, cut_etag, "failed", failure_reason="no result within the result window")
     refused, refused_etag = world.recording("refused.wav")  # accepted, and the model refused it
     world.transcribed(refused, refused_etag, "r1", stored=False)
     world.status(refused, refused_etag, "failed", failure_reason="model said no")
-    tally = Tally.of(list(world.judge(unsent, refused).values()))
-    assert (tally.outcomes["failed"], tally.failed_unaccepted) == (2, 1)
+    tally = Tally.of(list(world.judge(unsent, cut, refused).values()))
+    assert (tally.outcomes["failed"], tally.failed_unanswered) == (3, 2)
     assert tally.failures == [
         f"{unsent} (0 accepted, 0 model calls): no result within the result window",
+        f"{cut} (1 accepted, 1 model calls): no result within the result window",
         f"{refused} (1 accepted, 1 model calls): model said no",
     ]

@@ -139,6 +139,7 @@ def test_emulator_and_model_server_journal_each_file_version(async_endpoint, tmp
                 drain(async_endpoint["sqs"], async_endpoint["queue_url"], 1)
     witnesses = Witnesses.load(tmp_path)
     assert [(a["input_location"], a["inference_id"]) for a in witnesses.accepted] == [(uri, "v0"), (uri, "v1")]
+    assert witnesses.answered == {a["request_id"] for a in witnesses.accepted}, "each 202 went out"
     for n, etag in enumerate(etags):
         (call,) = witnesses.calls_of(uri, etag)
         assert call["inference_id"] == f"v{n}" and call["bytes"] == len(("first version", "second version")[n])
@@ -199,3 +200,4 @@ def test_a_journaled_request_is_witnessed_before_it_can_run_and_once(async_endpo
     assert sorted(enqueued) == sorted([(witnessed.request_id, True), (unwitnessed.request_id, True)])
     accepted = Witnesses.load(tmp_path).accepted
     assert sorted(a["request_id"] for a in accepted) == sorted([witnessed.request_id, unwitnessed.request_id])
+    assert Witnesses.load(tmp_path).answered == set(), "no 202 went out: their callers never learned the locations"

@@ -177,6 +177,21 @@ def test_silent_file_fails_at_its_deadline(table, s3):
     assert "no result notification" in reason and "deadline" in reason
 
 
+def test_a_file_whose_submission_got_no_clear_answer_fails_saying_its_result_could_not_be_looked_for(table, s3):
+    uri = "s3://audio-in/calls/unclear.wav"
+    f = {"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}
+    table.claim([f], "run-1")
+    unclear = "ReadTimeoutError: Read timeout on endpoint URL"  # as the submitter records it: no location
+    assert table.apply(
+        [Transition(uri, f["inference_id"], Status.SUBMITTED, {"submit_error": unclear, "deadline": 100})]
+    ).applied
+    w = watcher(table, s3, [f], clock=lambda: 101.0)
+    w.expire()
+    reason = table.get_many([f["uri"]])[f["uri"]]["failure_reason"]
+    assert reason.startswith(f"InvokeEndpointAsync got no clear answer ({unclear}), so where SageMaker would write")
+    assert "no result notification" in reason and "deadline" in reason
+
+
 def test_tick_looks_in_s3_every_interval_however_busy_the_queue(table, s3):
     files = submitted_batch(table, s3, 2)
     others = submitted_batch(table, s3, 30, run_id="run-2", prefix="other/")  # a busy shared queue: another run
