@@ -19,8 +19,9 @@ $(STAMP): requirements/dev.txt requirements/stack.txt requirements/constraints.t
 	@touch $@
 
 ## make test: the whole suite, the end-to-end run through real Airflow processes included
+## (the 30 slowest tests are listed at the end: CI's time budget is spent where they say)
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=30
 
 ## make test-fast: everything but the end-to-end run
 test-fast: venv
