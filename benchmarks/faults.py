@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.submission import GROUP_SIZE
 from benchmarks.verdict import Judge, Tally
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
@@ -122,8 +123,9 @@ class Row:
     reasons: dict[str, str] = field(default_factory=dict, repr=False)
     """Every failed file's reason, by URI."""
     fault_missed: str | None = None
-    """Why the scenario's ``during`` fault did not run to its end (it raised, or outlived the
-    stack): the row then shows nothing about that fault. None when it ran (or there is none)."""
+    """Why the scenario's ``during`` fault did not run to its end (it raised, or still ran after the
+    runs had ended, see ``FaultThread.missed``): the row then shows nothing about that fault. None
+    when it ran (or there is none)."""
 
     @classmethod
     def of(cls, scenario: str, tally: Tally, runs: str, seconds: float, trigger_errors: int) -> Row:
@@ -156,8 +158,6 @@ OVER_LONG_KEY = ("k" * 990) + ".wav"
 """A 1,000-byte key: its URI is over 1,024 characters, so AWS would reject it; listing skips it."""
 
 
-SUBMISSION_GROUP = 25
-"""Files the submitting task marks and invokes together (``TranscriptionBatchSubmitter.flush_every``)."""
 SUBMITTING_AT_ONCE = 2
 """Submitting tasks of one run in flight at once (the DAG's ``max_active_tis_per_dagrun``)."""
 
@@ -169,7 +169,7 @@ def explained_failures(scenario: Scenario, row: Row) -> int:
     left unsent still fails the row."""
     if not scenario.may_cut_a_submission:
         return 0
-    return min(row.failed_unanswered, SUBMISSION_GROUP * SUBMITTING_AT_ONCE * scenario.runs)
+    return min(row.failed_unanswered, GROUP_SIZE * SUBMITTING_AT_ONCE * scenario.runs)
 
 
 def broken(scenario: Scenario, row: Row) -> list[str]:

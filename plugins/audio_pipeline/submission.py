@@ -100,6 +100,10 @@ class SubmissionReport:
     are never invoked again (a second invocation would transcribe them twice)."""
 
 
+GROUP_SIZE = 25
+"""Files marked ``invoking_since`` and invoked together, their outcomes written in one batch."""
+
+
 class BatchSubmitter:
     """Invokes the endpoint at most once per claimed file and records each outcome in the status table.
 
@@ -118,7 +122,7 @@ class BatchSubmitter:
         runtime_client: SageMakerRuntimeClient,
         settings: InvocationSettings,
         *,
-        flush_every: int = 25,
+        flush_every: int = GROUP_SIZE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.table = table

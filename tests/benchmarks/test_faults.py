@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
+from audio_pipeline.submission import GROUP_SIZE
 from benchmarks.faults import (
     BUCKET,
     PREFIX,
     SCENARIOS,
-    SUBMISSION_GROUP,
     SUBMITTING_AT_ONCE,
     FaultThread,
     Row,
@@ -73,7 +73,7 @@ def test_a_fault_explains_at_most_the_groups_it_can_cut():
     row = Row(scenario.name, 60, 51, 9, 0, 0, 0, "success", failed_unanswered=9)
     assert explained_failures(scenario, row) == 9
     row.failed_with_reason = row.failed_unanswered = 60  # every file a kill left unsent: not explained
-    assert explained_failures(scenario, row) == SUBMISSION_GROUP * SUBMITTING_AT_ONCE < 60
+    assert explained_failures(scenario, row) == GROUP_SIZE * SUBMITTING_AT_ONCE < 60
     (uncut,) = [s for s in SCENARIOS if s.name == "model fails on one file"]
     assert explained_failures(uncut, row) == 0
 
