@@ -30,8 +30,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from audio_pipeline.assets import RUN_MANIFESTS
 from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
-from audio_pipeline.batches import BatchManifests, BatchRef, read_manifest
-from audio_pipeline.claims import claim_new_files
+from audio_pipeline.batches import BatchManifests, BatchRef, ClaimSpool, read_manifest
+from audio_pipeline.claims import claim_new_files, refuse_reset_table
 from audio_pipeline.config import CONFIG_VARIABLE, PipelineConfig, UnusableInputError
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
@@ -75,8 +75,12 @@ def resolve_run(params: dict | None = None, dag_run=None) -> dict:
             log.info("%s", why)  # the task log shows a skip without its reason
             raise AirflowSkipException(why)
         location = parse_bucket_uri(uri)
-        check_bucket(S3Hook(aws_conn_id=AWS_CONN_ID).conn, location)
+        s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
+        check_bucket(s3, location)
         check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name)
+        if not params.get("accept_empty_status_table"):
+            ledger = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).ledger
+            refuse_reset_table(ledger, s3, config.output_bucket, config.runs_prefix)
     except UnusableInputError as err:
         raise AirflowFailException(str(err)) from err  # a retry would say the same
     log.info("Processing %s with endpoint %s", location.uri, config.endpoint_name)
@@ -100,27 +104,38 @@ def _run_ended(ti: Any) -> Callable[[str], bool] | None:
 
 
 @task
-def claim_new_audio(run: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None) -> list[BatchRef]:
+def claim_new_audio(
+    run: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None, dag_run: Any = None
+) -> list[BatchRef]:
     """Claim the new audio files under the bucket URI and split them into batch manifests."""
     config = PipelineConfig.from_run(run)
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
-    table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
-    report = claim_new_files(
-        s3,
-        table,
-        parse_bucket_uri(run["bucket_uri"]),
-        config.extensions,
-        run_id,
-        lease_seconds=config.result_window_seconds,
-        reprocess_failed=params["reprocess_failed"],
-        summarize=params["summarize"],
-        max_files=params["max_files"],
-        run_ended=_run_ended(ti),
-    )
-    for line in report.lines():
-        log.info("%s", line)
-    manifests = BatchManifests(s3, config.output_bucket, config.run_prefix(run_id))
-    return manifests.write(report.claimed, params["batch_size"], config.max_batches)
+    ledger = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).ledger
+    max_files = params["max_files"]
+    if not max_files and dag_run is not None and dag_run.run_type == "scheduled":
+        max_files = config.schedule_max_files
+        log.info("nightly run: claiming at most %d files (schedule_max_files)", max_files)
+    with ClaimSpool() as claimed:
+        try:
+            report = claim_new_files(
+                s3,
+                ledger,
+                parse_bucket_uri(run["bucket_uri"]),
+                config.extensions,
+                run_id,
+                claimed.add,
+                lease_seconds=config.result_window_seconds,
+                reprocess_failed=params["reprocess_failed"],
+                summarize=params["summarize"],
+                max_files=max_files,
+                run_ended=_run_ended(ti),
+            )
+        except UnusableInputError as err:
+            raise AirflowFailException(str(err)) from err  # a retry would list the same
+        for line in report.lines():
+            log.info("%s", line)
+        manifests = BatchManifests(s3, config.output_bucket, config.run_prefix(run_id))
+        return manifests.write(claimed, claimed.count, params["batch_size"], config.max_batches)
 
 
 @task(map_index_template="{{ batch_label }}")
@@ -129,10 +144,10 @@ def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: st
     get_current_context()["batch_label"] = batch["label"]
     config = PipelineConfig.from_run(run)
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
-    table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
+    ledger = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).ledger
     files = read_manifest(s3, batch["manifest"])
     if not params["summarize"]:
-        waiting = record_no_summary(table, files, run_id, f"summaries were off for run {run_id} (summarize=false)")
+        waiting = record_no_summary(ledger, files, run_id, f"summaries were off for run {run_id} (summarize=false)")
         raise AirflowSkipException(
             f"summaries are off for this run (summarize=false): {waiting} transcripts wait for a run with them on"
         )
@@ -148,7 +163,7 @@ def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: st
         prompts=prompts,
     )
     report = BatchSummarizer(
-        table,
+        ledger,
         s3,
         summarizer,
         run_id=run_id,
@@ -214,11 +229,11 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) 
     """Settle what is still in flight, log a line per file, write the run manifest to S3, and
     emit an event of the run manifests' Asset for DAGs scheduled on new transcripts."""
     config = PipelineConfig.from_run(run)
-    table = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).table
+    ledger = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).ledger
     key = f"{config.run_prefix(run_id)}manifest.json"
     reason = f"run {run_id} ended before a result was recorded"
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
-    report = settle_and_report(table, s3, run_id, run["bucket_uri"], (config.output_bucket, key), reason)
+    report = settle_and_report(ledger, s3, run_id, run["bucket_uri"], (config.output_bucket, key), reason)
     manifest = f"s3://{config.output_bucket}/{key}"
     outlet_events[RUN_MANIFESTS].extra = {
         "manifest": manifest,
@@ -257,6 +272,12 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) 
             False, type="boolean", description="Claim files whose earlier processing failed, too."
         ),
         "summarize": Param(True, type="boolean", description="Summarise each transcript with Amazon Bedrock."),
+        "accept_empty_status_table": Param(
+            False,
+            type="boolean",
+            description="Run although the status table is empty while earlier runs' manifests exist (the table "
+            "was deleted and recreated): every audio file under the bucket URI is then transcribed again.",
+        ),
     },
 )
 def audio_transcription() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,10 +12,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.claims import take_for_summary
+from audio_pipeline.ledger import FileRecord, Ledger, Status, Summarized, SummaryFailed
 from audio_pipeline.s3_uris import split_s3_uri
-from audio_pipeline.state_machine import Status, Transition
-from audio_pipeline.status import DEFAULT_LEASE_SECONDS, StatusTable, utcnow
 from audio_pipeline.summaries import Summarizer, SummaryError, first_sentence, summary_location
 from audio_pipeline.transcripts import parse_transcript
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
-
-FLUSH_EVERY = 20
 
 
 @dataclass(frozen=True)
@@ -53,52 +50,47 @@ def _is_retryable(err: Exception) -> bool:
     return isinstance(err, (ClientError, BotoCoreError))
 
 
-def completed_files(
-    table: StatusTable, files: Sequence[ClaimedFile], run_id: str
-) -> list[tuple[ClaimedFile, dict[str, Any]]]:
-    """The files of a batch whose transcript their claim completed, each with its item, less those a
-    run other than ``run_id`` has taken for its summary since."""
-    items = table.get_many(
-        [f["uri"] for f in files], ("status", "inference_id", "run_id", "deadline", "summary_error", "output_location")
-    )
+def completed_files(ledger: Ledger, files: Sequence[ClaimedFile], run_id: str) -> list[FileRecord]:
+    """The records of a batch's files whose transcript their claim completed, less those a run other
+    than ``run_id`` has taken for its summary since."""
+    records = ledger.get(f["uri"] for f in files)
     return [
-        (f, items[f["uri"]])
+        record
         for f in files
-        if f["uri"] in items
-        and items[f["uri"]].get("status") == Status.COMPLETED
-        and items[f["uri"]].get("inference_id") == f["inference_id"]
-        and items[f["uri"]].get("run_id") == run_id
+        if (record := records.get(f["uri"])) is not None
+        and record.status == Status.COMPLETED
+        and record.inference_id == f["inference_id"]
+        and record.run_id == run_id
     ]
 
 
-def record_no_summary(table: StatusTable, files: Sequence[ClaimedFile], run_id: str, reason: str) -> int:
+def record_no_summary(ledger: Ledger, files: Sequence[ClaimedFile], run_id: str, reason: str) -> int:
     """Record on each completed file of ``run_id`` why it has no summary; a later run with summaries on takes it."""
-    moves = [
-        Transition.without_summary(f["uri"], f["inference_id"], reason, require={"run_id": run_id})
-        for f, _ in completed_files(table, files, run_id)
-    ]
-    return len(table.apply(moves).applied)
+    return len(ledger.leave_without_summary(completed_files(ledger, files, run_id), run_id, reason))
 
 
 class BatchSummarizer:
-    """Reads each completed file's transcript, summarises it, stores the summary next to it.
+    """Reads each completed file's transcript, summarises it, stores the summary next to it, and
+    records it in the ledger as soon as it is stored.
 
     Summary work is leased: before summarising, the run takes its completed files again
-    (conditional on still holding them, a new ``deadline``), so a retry of its task never takes
-    back a file another run has taken since, and two runs never both summarise one file.
+    (:meth:`Ledger.take_for_summary`), so a retry of its task never takes back a file another run
+    has taken since, and two runs never both summarise one file. A file taken before (a task killed
+    between storing a summary and recording it) is looked for in S3 first, so its summary is
+    recorded, not asked of Bedrock again.
     """
 
     def __init__(
         self,
-        table: StatusTable,
+        ledger: Ledger,
         s3_client: S3Client,
         summarizer: Summarizer,
         *,
         run_id: str,
-        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        lease_seconds: int,
         concurrency: int = 4,
     ) -> None:
-        self.table = table
+        self.ledger = ledger
         self.s3 = s3_client
         self.summarizer = summarizer
         self.run_id = run_id
@@ -107,59 +99,59 @@ class BatchSummarizer:
 
     def run(self, files: Sequence[ClaimedFile]) -> BatchSummaryReport:
         report = BatchSummaryReport()
-        completed = completed_files(self.table, files, self.run_id)
-        taken = set(take_for_summary(self.table, completed, self.run_id, self.lease_seconds))
-        todo = [(f, item) for f, item in completed if f["uri"] in taken]
+        completed = completed_files(self.ledger, files, self.run_id)
+        taken = set(self.ledger.take_for_summary(completed, self.run_id, self.lease_seconds))
+        todo = [r for r in completed if r.uri in taken]
         report.not_completed = len(files) - len(todo)
-        pending: list[Transition] = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="summarise") as pool:
-            for transition, failure in pool.map(lambda pair: self._summarise(*pair), todo):
+            for failure in pool.map(self._summarise, todo):
                 if failure:
                     report.errors.append(failure)
                 else:
                     report.summarized += 1
-                pending.append(transition)
-                if len(pending) >= FLUSH_EVERY:
-                    self.table.apply(pending)
-                    pending.clear()
-        self.table.apply(pending)
         return report
 
-    def _summarise(self, f: ClaimedFile, item: dict[str, Any]) -> tuple[Transition, SummaryFailure | None]:
-        output = item.get("output_location")
+    def _summarise(self, record: FileRecord) -> SummaryFailure | None:
+        """Summarise one file and record the outcome at once (a kill loses no stored summary)."""
         try:
-            if not output:
-                raise ValueError("no output location was recorded for this file")
-            bucket, key = split_s3_uri(output)
-            transcript = parse_transcript(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            summary = self.summarizer.summarize(transcript)
-            target = summary_location(output)
-            target_bucket, target_key = split_s3_uri(target)
-            self.s3.put_object(
-                Bucket=target_bucket, Key=target_key, Body=summary.to_json().encode(), ContentType="application/json"
-            )
+            outcome: Summarized | SummaryFailed = self._summary(record)
+            failure = None
         except Exception as err:  # every failure is recorded on the file; the transcript stays completed
             reason = f"{type(err).__name__}: {err}"
-            log.warning("summary failed for %s: %s", f["uri"], reason)
-            recorded = Transition.without_summary(f["uri"], f["inference_id"], reason, require=self._holder)
-            return recorded, SummaryFailure(f["uri"], reason, _is_retryable(err))
-        log.info("summarized %s -> %s", f["uri"], target)
-        summarized = Transition(
-            f["uri"],
-            f["inference_id"],
-            Status.SUMMARIZED,
-            {
-                "summary_location": target,
-                "summary_opening": first_sentence(summary.summary),  # for the run's report, without a read
-                "summary_model_id": summary.model_id,
-                "summarized_at": utcnow(),
-            },
-            remove=("summary_error",),
-            require=self._holder,
-        )
-        return summarized, None
+            log.warning("summary failed for %s: %s", record.uri, reason)
+            outcome = SummaryFailed(record, reason)
+            failure = SummaryFailure(record.uri, reason, _is_retryable(err))
+        self.ledger.record_summaries([outcome], self.run_id)
+        return failure
 
-    @property
-    def _holder(self) -> dict[str, str]:
-        """A result is written only while this run still holds the file."""
-        return {"run_id": self.run_id}
+    def _summary(self, record: FileRecord) -> Summarized:
+        output = record.output_location
+        if not output:
+            raise ValueError("no output location was recorded for this file")
+        target = summary_location(output)
+        stored = self._stored(target) if record.summary_attempts else None
+        if stored is not None:
+            log.info("summary of %s found in S3 (%s), stored by an earlier attempt", record.uri, target)
+            return Summarized(record, target, first_sentence(stored["summary"]), stored["model_id"])
+        bucket, key = split_s3_uri(output)
+        transcript = parse_transcript(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        summary = self.summarizer.summarize(transcript)
+        target_bucket, target_key = split_s3_uri(target)
+        self.s3.put_object(
+            Bucket=target_bucket, Key=target_key, Body=summary.to_json().encode(), ContentType="application/json"
+        )
+        log.info("summarized %s -> %s", record.uri, target)
+        # the summary's opening, for the run's report without a read
+        return Summarized(record, target, first_sentence(summary.summary), summary.model_id)
+
+    def _stored(self, uri: str) -> dict[str, Any] | None:
+        """The summary document at ``uri``, or None when there is none."""
+        bucket, key = split_s3_uri(uri)
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        stored: dict[str, Any] = json.loads(body)
+        return stored

@@ -78,6 +78,7 @@ def build_batch_watcher(
     manifest: str,
     status_table: str,
     fallback_deadline: float,
+    output_path: str | None,
     refresh_interval_seconds: float,
     reconcile_interval_seconds: float,
     aws_conn_id: str | None,
@@ -97,10 +98,11 @@ def build_batch_watcher(
     }
     s3 = SharedLoaderAwsHook(client_type="s3", **aws).conn
     watcher = BatchWatcher(
-        StatusTableHook(status_table=status_table, **aws).table,
+        StatusTableHook(status_table=status_table, **aws).ledger,
         s3,
         read_manifest(s3, manifest),
         fallback_deadline=fallback_deadline,
+        output_path=output_path,
         refresh_interval_seconds=refresh_interval_seconds,
         reconcile_interval_seconds=reconcile_interval_seconds,
     )

@@ -14,13 +14,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from audio_pipeline.batches import ClaimedFile
+from audio_pipeline.ledger import FileRecord, Ledger, Result, Status
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
 from audio_pipeline.s3_uris import object_exists, split_s3_uri
-from audio_pipeline.state_machine import IN_FLIGHT, Status, Transition
-from audio_pipeline.status import BATCH_GET_LIMIT, StatusTable, utcnow
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -29,7 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FAILURE_EXCERPT_BYTES = 2000
-_TRACKED = ("status", "inference_id", "deadline", "output_location", "failure_location", "submit_error")
+REREAD_CHUNK = 100
+"""Pending files re-read at a time (one ``BatchGetItem``) by a partial refresh."""
 RECONCILE_LOOKS = 200
 """Overtaken pending files looked for in S3 per periodic reconcile at most (up to two
 ``HeadObject`` each): files of the batch submitted before one whose result is already recorded."""
@@ -58,24 +58,28 @@ class BatchWatcher:
 
     def __init__(
         self,
-        table: StatusTable,
+        ledger: Ledger,
         s3_client: S3Client,
         files: Sequence[ClaimedFile],
         *,
         fallback_deadline: float,
+        output_path: str | None = None,
         refresh_interval_seconds: float = 30,
         reconcile_interval_seconds: float = 120,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.table = table
+        self.ledger = ledger
         self.s3 = s3_client
+        self.output_path = output_path
+        """The endpoint's ``S3OutputPath``: a success naming an object elsewhere is never recorded."""
         self.clock = clock
         self.fallback_deadline = fallback_deadline
         self.refresh_interval_seconds = refresh_interval_seconds
         self.reconcile_interval_seconds = reconcile_interval_seconds
         self._last_refresh = self._last_reconcile = self._last_full_refresh = clock()
         self.files = {f["uri"]: f["inference_id"] for f in files}
-        self.pending: dict[str, dict[str, Any]] = {uri: {} for uri in self.files}
+        self.pending: dict[str, FileRecord | None] = {uri: None for uri in self.files}
+        """Each pending file's record as last read (None before the first read)."""
         self.settled: Counter[str] = Counter()
         self._looked_at: dict[str, float] = {}
         self._next_head_look: dict[str, tuple[float, float]] = {}
@@ -102,7 +106,7 @@ class BatchWatcher:
         result = MessageBatchResult()
         by_inference_id = {iid: uri for uri, iid in self.files.items()}
         receipts: dict[tuple[str, str], list[DeleteMessageBatchRequestEntryTypeDef]] = {}
-        rounds: list[dict[str, Transition]] = []  # each writes a file once: a transaction touches an item once
+        rounds: list[dict[str, Result]] = []  # each writes a file once: a transaction touches an item once
         for i, message in enumerate(messages):
             entry: DeleteMessageBatchRequestEntryTypeDef = {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
             try:
@@ -126,16 +130,20 @@ class BatchWatcher:
             free = next((r for r in rounds if uri not in r), None)
             if free is None:
                 rounds.append(free := {})
-            free[uri] = notification.transition(uri)
-        for transitions in rounds:
-            written = self.table.apply(transitions.values())
+            free[uri] = notification.result(uri)
+        for results in rounds:
+            written = self.ledger.record_results(list(results.values()), self.output_path)
             result.recorded += len(written.applied)
             result.ignored += len(written.rejected)
             for uri in written.rejected:
-                log.info("Notification for %s is a duplicate or belongs to a settled or unknown claim", uri)
-            for t in transitions.values():
-                if t.uri in self.pending and t.uri in written.applied and self.files[t.uri] == t.inference_id:
-                    self._settle(t.uri, t.to)
+                log.info(
+                    "Notification for %s is a duplicate, belongs to a settled or unknown claim, or names an output "
+                    "other than the one recorded at submission",
+                    uri,
+                )
+            for r in results.values():
+                if r.uri in self.pending and r.uri in written.applied and self.files[r.uri] == r.inference_id:
+                    self._settle(r.uri, _status(r))
         for entries in receipts.values():
             result.delete.extend(entries)
         return result
@@ -162,7 +170,7 @@ class BatchWatcher:
         """Re-read pending files: other sensors may have recorded their notifications.
 
         ``full``: all of them. Otherwise from the oldest submission on, one ``BatchGetItem``
-        (:data:`~audio_pipeline.status.BATCH_GET_LIMIT` files) at a time, until a chunk in which
+        (:data:`REREAD_CHUNK` files) at a time, until a chunk in which
         none settled: results come about in submission order, so the files behind such a chunk
         are still in the endpoint's queue (a batch of 1,500 files waiting costs one read, not
         fifteen).
@@ -171,8 +179,8 @@ class BatchWatcher:
             self._reread(list(self.pending))
             return
         order = sorted(self.pending, key=self._submitted)
-        for start in range(0, len(order), BATCH_GET_LIMIT):
-            if not self._reread(order[start : start + BATCH_GET_LIMIT]):
+        for start in range(0, len(order), REREAD_CHUNK):
+            if not self._reread(order[start : start + REREAD_CHUNK]):
                 return
 
     def _reread(self, uris: Sequence[str]) -> int:
@@ -180,16 +188,16 @@ class BatchWatcher:
         if not uris:
             return 0
         before = len(self.pending)
-        items = self.table.get_many(uris, _TRACKED)
+        records = self.ledger.get(uris)
         for uri in uris:
-            item = items.get(uri)
-            if item is None or item.get("inference_id") != self.files[uri]:
+            record = records.get(uri)
+            if record is None or record.inference_id != self.files[uri]:
                 log.warning("%s is no longer claimed by this batch; leaving it", uri)
                 self._settle(uri, "lost claim")
-            elif item["status"] not in IN_FLIGHT:
-                self._settle(uri, item["status"])
+            elif not record.in_flight:
+                self._settle(uri, record.status)
             else:
-                self.pending[uri] = item
+                self.pending[uri] = record
         return before - len(self.pending)
 
     def reconcile(self, uris: Iterable[str] | None = None) -> None:
@@ -198,22 +206,19 @@ class BatchWatcher:
         table first (another sensor may have recorded it)."""
         candidates = list(self._worth_a_look() if uris is None else uris)
         self._reread([u for u in candidates if u in self.pending])
-        transitions = []
+        results = []
         now = self.clock()
         for uri in [u for u in candidates if u in self.pending]:
             self._looked_at[uri] = now
-            item, iid = self.pending[uri], self.files[uri]
-            output, failure = item.get("output_location"), item.get("failure_location")
+            record, iid = self.pending[uri], self.files[uri]
+            output = record.output_location if record else None
+            failure = record.failure_location if record else None
             if output and object_exists(self.s3, output):
-                transitions.append(
-                    Transition(uri, iid, Status.COMPLETED, {"output_location": output, "completed_at": utcnow()})
-                )
+                results.append(Result(uri, iid, output_location=output))
             elif failure and object_exists(self.s3, failure):
                 reason = f"endpoint wrote a failure object ({failure}): {self._excerpt(failure)}"
-                transitions.append(
-                    Transition(uri, iid, Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
-                )
-        self._apply(transitions, "reconciled from S3")
+                results.append(Result(uri, iid, failure_reason=reason))
+        self._apply(results, "reconciled from S3")
 
     def _worth_a_look(self) -> list[str]:
         """The pending files a periodic reconcile looks for in S3: those overtaken (submitted
@@ -234,18 +239,22 @@ class BatchWatcher:
 
     def _submitted(self, uri: str) -> float:
         """A pending file's place in submission order: its deadline (submission + the window)."""
-        return float(self.pending[uri].get("deadline") or self.fallback_deadline)
+        return float(self._deadline(uri))
+
+    def _deadline(self, uri: str) -> float:
+        record = self.pending[uri]
+        return record.deadline if record and record.deadline is not None else self.fallback_deadline
 
     def expire(self) -> None:
         """Fail pending files whose deadline has passed, unless their result is in S3 after all."""
         now = self.clock()
-        deadlines = {uri: float(item.get("deadline") or self.fallback_deadline) for uri, item in self.pending.items()}
-        due = {uri: deadline for uri, deadline in deadlines.items() if now > deadline}
+        due = {uri: self._deadline(uri) for uri in self.pending if now > self._deadline(uri)}
         if not due:
             return
         self.reconcile(due)
-        transitions = []
+        results = []
         for uri, deadline in due.items():
+            record = self.pending.get(uri)
             if uri not in self.pending:
                 continue
             reason = (
@@ -253,35 +262,37 @@ class BatchWatcher:
                 f"({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(deadline))}: RequestTTLSeconds + "
                 "InvocationTimeoutSeconds + grace after submission)"
             )
-            if "output_location" not in self.pending[uri] and self.pending[uri].get("submit_error"):
+            if record and record.output_location is None and record.submit_error:
                 reason = (
-                    f"InvokeEndpointAsync got no clear answer ({self.pending[uri]['submit_error']}), so where "
+                    f"InvokeEndpointAsync got no clear answer ({record.submit_error}), so where "
                     f"SageMaker would write the result is unknown and S3 could not be searched; {reason}"
                 )
-            transitions.append(
-                Transition(uri, self.files[uri], Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
+            # the deadline as read: a lease renewed since (a new mark, a resubmission) is not over
+            results.append(
+                Result(uri, self.files[uri], failure_reason=reason, deadline=record.deadline if record else None)
             )
-        self._apply(transitions, "past the deadline")
+        self._apply(results, "past the deadline")
 
     # --------------------------------------------------------------- internals
 
-    def _apply(self, transitions: list[Transition], why: str) -> None:
-        if not transitions:
+    def _apply(self, results: list[Result], why: str) -> None:
+        if not results:
             return
-        written = self.table.apply(transitions)
-        for t in transitions:
-            if t.uri in written.applied:
-                log.info("%s: %s (%s)", t.uri, t.to.value, why)
-                self._settle(t.uri, t.to)
+        written = self.ledger.record_results(results, self.output_path)
+        for r in results:
+            if r.uri in written.applied:
+                log.info("%s: %s (%s)", r.uri, _status(r), why)
+                self._settle(r.uri, _status(r))
         if written.rejected:
             self.refresh()
 
     def _settle(self, uri: str, status: str) -> None:
-        item = self.pending.pop(uri, None)
-        if item is not None:
-            self.settled[str(status)] += 1
-            if item.get("deadline"):
-                self._latest_settled = max(self._latest_settled, float(item["deadline"]))
+        if uri not in self.pending:
+            return
+        record = self.pending.pop(uri)
+        self.settled[str(status)] += 1
+        if record and record.deadline:
+            self._latest_settled = max(self._latest_settled, float(record.deadline))
 
     def _excerpt(self, uri: str) -> str:
         bucket, key = split_s3_uri(uri)
@@ -295,3 +306,7 @@ def _table_key(input_location: str | None) -> str | None:
     if input_location and input_location.startswith("s3://") and len(input_location.encode()) <= _KEY_MAX_BYTES:
         return input_location
     return None
+
+
+def _status(result: Result) -> Status:
+    return Status.COMPLETED if result.succeeded else Status.FAILED

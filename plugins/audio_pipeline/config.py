@@ -141,6 +141,12 @@ class PipelineConfig:
     summary_max_tokens: int = _doc(1024, "maxTokens of each Converse request")
     summary_concurrency: int = _doc(4, "concurrent Bedrock requests per summarising task")
     schedule_bucket_uri: str = _doc("", "s3://bucket/prefix/ processed by the nightly schedule")
+    schedule_max_files: int = _doc(
+        5000,
+        "files a nightly run claims at most (a trigger's max_files decides for its own run): about what one "
+        "endpoint instance transcribes within RequestTTLSeconds (6 h at ~4 s a file), so nothing claimed "
+        "expires in the endpoint's queue; the rest wait for the next night",
+    )
 
     @classmethod
     def variable_name(cls, field_name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ class AudioObject:
     key: str
     etag: str
     size: int
+    skip_reason: str | None = None
+    """Why the endpoint cannot take this audio file (recorded ``skipped``), or None."""
 
     @property
     def uri(self) -> str:
@@ -42,6 +45,7 @@ class ListingReport:
 
     objects: int = 0
     audio: int = 0
+    """Objects with an audio extension, those the endpoint cannot take included."""
     skipped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -68,13 +72,24 @@ def input_location_limit() -> int:
     return limit
 
 
-def _skip_reason(bucket: str, key: str, size: int, extensions: frozenset[str]) -> str | None:
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _not_audio(key: str, extensions: frozenset[str]) -> str | None:
+    """Why an object is no audio file of the run at all, or None."""
     if key.endswith("/"):
         return "folder marker"
     name = key.rsplit("/", 1)[-1]
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if extension not in extensions:
         return "not an audio extension"
+    return None
+
+
+def _unsendable(bucket: str, key: str, size: int) -> str | None:
+    """Why the endpoint cannot take an audio file, or None."""
+    if _CONTROL.search(key):
+        return "control characters in the key (InvokeEndpointAsync's InputLocation header cannot carry them)"
     if size == 0:
         return "zero bytes"
     if size > MAX_ASYNC_PAYLOAD_BYTES:
@@ -88,18 +103,22 @@ def _skip_reason(bucket: str, key: str, size: int, extensions: frozenset[str]) -
 def iter_audio_objects(
     s3_client: S3Client, location: S3Location, extensions: frozenset[str], report: ListingReport
 ) -> Iterator[AudioObject]:
-    """Yield the audio objects under ``location``, every page of ``ListObjectsV2``."""
+    """Yield the audio objects under ``location``, every page of ``ListObjectsV2``; those the
+    endpoint cannot take carry their ``skip_reason``."""
     paginator = s3_client.get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
             for obj in page.get("Contents", []):
                 report.objects += 1
-                reason = _skip_reason(location.bucket, obj["Key"], obj["Size"], extensions)
+                reason = _not_audio(obj["Key"], extensions)
                 if reason:
                     report.skip(reason, obj["Key"])
                     continue
                 report.audio += 1
-                yield AudioObject(location.bucket, obj["Key"], obj["ETag"].strip('"'), obj["Size"])
+                unsendable = _unsendable(location.bucket, obj["Key"], obj["Size"])
+                if unsendable:
+                    report.skip(unsendable, obj["Key"])
+                yield AudioObject(location.bucket, obj["Key"], obj["ETag"].strip('"'), obj["Size"], unsendable)
     except ClientError as err:
         raise describe_s3_error(err, location) from err
 

@@ -17,8 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from audio_pipeline.state_machine import Status, Transition
-from audio_pipeline.status import utcnow
+from audio_pipeline.ledger import Result
 
 INPUT_LOCATION_MAX = 1024
 """``InvokeEndpointAsync``'s ``InputLocation``: at most 1,024 characters, matching :data:`INPUT_LOCATION`."""
@@ -39,15 +38,12 @@ class InferenceNotification:
     failure_reason: str | None
     event_time: str | None
 
-    def transition(self, uri: str) -> Transition:
-        """The status-table move this notification asks for, for the file ``uri``."""
+    def result(self, uri: str) -> Result:
+        """The outcome this notification reports, for the file ``uri``."""
         if self.succeeded:
-            attributes = {"completed_at": utcnow()}
-            if self.output_location:
-                attributes["output_location"] = self.output_location
-            return Transition(uri, self.inference_id, Status.COMPLETED, attributes)
+            return Result(uri, self.inference_id, output_location=self.output_location)
         reason = self.failure_reason or "the endpoint reported a failure without a reason"
-        return Transition(uri, self.inference_id, Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
+        return Result(uri, self.inference_id, failure_reason=reason)
 
 
 def _loads(text: Any, what: str) -> Any:

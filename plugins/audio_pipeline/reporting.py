@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
-from typing import IO, Any
+from collections.abc import Mapping, Sequence
+from typing import IO
 
-from audio_pipeline.state_machine import Status
-from audio_pipeline.status import utcnow
+from audio_pipeline.ledger import FileRecord, Status, utcnow
 
 
 def describe_counts(counts: Mapping[str, int]) -> str:
@@ -18,29 +17,30 @@ def describe_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def file_line(f: dict[str, Any]) -> str:
+def file_line(f: FileRecord) -> str:
     """One file of the run on one line: status, where its transcript and summary are, the
     summary's first sentence, or why it has none."""
-    parts = [f"{f['status']:<10} {f['uri']}"]
-    if f["status"] in (Status.COMPLETED, Status.SUMMARIZED) and f.get("output_location"):
-        parts.append(f"transcript {f['output_location']}")  # a failed file's output location holds nothing
-    if f.get("summary_location"):
-        parts.append(f"summary {f['summary_location']}")
-    if f.get("failure_reason"):
-        parts.append(f"reason: {f['failure_reason']}")
-    elif f.get("summary_error"):
-        parts.append(f"summary error: {f['summary_error']}")
-    if f.get("summary_opening"):
-        parts.append(f'"{f["summary_opening"]}"')
+    parts = [f"{f.status:<10} {f.uri}"]
+    if f.status in (Status.COMPLETED, Status.SUMMARIZED) and f.output_location:
+        parts.append(f"transcript {f.output_location}")  # a failed file's output location holds nothing
+    if f.summary_location:
+        parts.append(f"summary {f.summary_location}")
+    if f.failure_reason:
+        parts.append(f"reason: {f.failure_reason}")
+    elif f.skip_reason:
+        parts.append(f"reason: {f.skip_reason}")
+    elif f.summary_error:
+        parts.append(f"summary error: {f.summary_error}")
+    if f.summary_opening:
+        parts.append(f'"{f.summary_opening}"')
     return "  ".join(parts)
 
 
 class RunReport:
     """Counts a run's files as they come and writes the run manifest to ``out`` as it goes.
 
-    The manifest is one JSON object: ``run_id``, ``bucket_uri``, ``files`` (one object per file:
-    ``uri``, ``status`` and whichever of the locations, summary opening and reasons it has, in
-    the order added), then ``counts`` (files by status), ``abandoned`` and ``written_at``.
+    The manifest is one JSON object: ``run_id``, ``bucket_uri``, ``files`` (one object per file,
+    :meth:`FileRecord.report`, in the order added), then ``counts`` (files by status), ``abandoned`` and ``written_at``.
 
     :param out: a binary file the manifest is written to; :meth:`close` ends the JSON
     """
@@ -52,12 +52,12 @@ class RunReport:
         head = json.dumps({"run_id": run_id, "bucket_uri": bucket_uri})
         self._write(head[:-1] + ', "files": [')
 
-    def add(self, files: list[dict[str, Any]], abandoned: int = 0) -> list[str]:
+    def add(self, files: Sequence[FileRecord], abandoned: int = 0) -> list[str]:
         """Add settled files (``abandoned`` of them failed as still in flight at the run's end);
         returns their log lines."""
         for f in files:
-            self._write(("\n" if not self.counts.total() else ",\n") + json.dumps(f))
-            self.counts[f["status"]] += 1
+            self._write(("\n" if not self.counts.total() else ",\n") + json.dumps(f.report()))
+            self.counts[f.status.value] += 1
         self.abandoned += abandoned
         return [file_line(f) for f in files]
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.config import UnusableInputError, result_window_seconds
-from audio_pipeline.state_machine import Status, Transition
-from audio_pipeline.status import StatusTable, utcnow
+from audio_pipeline.ledger import Accepted, Invocation, Ledger, NotSent, Refused, Status, Unclear
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient
@@ -85,11 +83,6 @@ def _no_retry_when_unclear(caught_exception: BaseException | None = None, **_: A
     return False if caught_exception is not None and _unclear(caught_exception) else None
 
 
-def _outcome(f: ClaimedFile, to: Status, attributes: dict[str, Any]) -> Transition:
-    """The move that records how a file's invocation went; its ``invoking_since`` mark goes."""
-    return Transition(f["uri"], f["inference_id"], to, attributes, remove=("invoking_since",))
-
-
 @dataclass
 class SubmissionReport:
     submitted: int = 0
@@ -105,93 +98,88 @@ GROUP_SIZE = 25
 
 
 class BatchSubmitter:
-    """Invokes the endpoint at most once per claimed file and records each outcome in the status table.
+    """Invokes the endpoint at most once per claimed file and records each outcome in the ledger.
 
-    Before a group of ``flush_every`` files is invoked, each is marked ``invoking_since``; after,
-    the group's outcomes are written in one batch. A retry of the task (after a crash, a kill)
-    invokes only files still ``processing`` without that mark. A marked file may or may not
-    have reached the endpoint (the task died in between), so like a file whose invocation got
-    no clear answer (a read timeout) it is recorded ``submitted`` with its deadline, never
-    invoked again: its result is recorded if it comes, and it fails at its deadline if not.
-    On an orderly exit (an exception, SIGTERM) the mark is taken off the files not invoked.
+    Before a group of ``flush_every`` files is invoked, each is marked (:meth:`Ledger.mark_invoking`:
+    only a live claim of ``run_id`` without another submitter's mark); after, the group's outcomes
+    are written in one batch. A retry of the task (after a crash, a kill) invokes only files still
+    ``processing`` without a mark. A marked file may or may not have reached the endpoint (the task
+    died in between), so like a file whose invocation got no clear answer (a read timeout) it is
+    recorded ``submitted``, never invoked again: its result is recorded if it comes, and it fails at
+    its deadline if not. On an orderly exit (an exception, SIGTERM) the mark is taken off the files
+    not invoked.
     """
 
     def __init__(
         self,
-        table: StatusTable,
+        ledger: Ledger,
         runtime_client: SageMakerRuntimeClient,
         settings: InvocationSettings,
+        run_id: str,
         *,
         flush_every: int = GROUP_SIZE,
-        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.table = table
+        self.ledger = ledger
         self.runtime = runtime_client
         self.settings = settings
+        self.run_id = run_id
         self.flush_every = flush_every
-        self.clock = clock
         events = getattr(getattr(runtime_client, "meta", None), "events", None)
         if events is not None:
             events.register_first("needs-retry.sagemaker-runtime.InvokeEndpointAsync", _no_retry_when_unclear)
 
     def submit(self, files: Sequence[ClaimedFile]) -> SubmissionReport:
         report = SubmissionReport()
-        current = self.table.get_many([f["uri"] for f in files], ("status", "inference_id", "invoking_since"))
-        todo, interrupted = [], []
+        current = self.ledger.get(f["uri"] for f in files)
+        todo: list[ClaimedFile] = []
+        interrupted: list[Invocation] = []
         for f in files:
-            item = current.get(f["uri"])
-            if not item or item.get("inference_id") != f["inference_id"] or item["status"] != Status.PROCESSING:
+            record = current.get(f["uri"])
+            if (
+                record is None
+                or record.inference_id != f["inference_id"]
+                or record.status != Status.PROCESSING
+                or record.run_id != self.run_id
+            ):
                 report.already_done += 1
-            elif "invoking_since" in item:
-                # sent, if at all, between its mark and now: its result may come until a window from now
+            elif record.invoking_since is not None:
+                # sent, if at all, between its mark and now: its result may come until a window after the mark
                 why = "the submitting task stopped while invoking it"
-                interrupted.append(self._unclear(f, why, int(self.clock()), report))
+                interrupted.append(self._unclear(f, why, record.invoking_since, report))
             else:
                 todo.append(f)
         if report.already_done:
-            log.info("%d files of this batch were submitted or settled by an earlier attempt", report.already_done)
+            log.info(
+                "%d files of this batch were submitted, settled or taken over before this attempt", report.already_done
+            )
         self._flush(interrupted)
         for start in range(0, len(todo), self.flush_every):
             self._submit_group(todo[start : start + self.flush_every], report)
         return report
 
     def _submit_group(self, group: Sequence[ClaimedFile], report: SubmissionReport) -> None:
-        since = int(self.clock())
-        marks = [
-            Transition(
-                f["uri"], f["inference_id"], Status.PROCESSING, {"invoking_since": since}, expect=(Status.PROCESSING,)
-            )
-            for f in group
-        ]
-        marked = set(self.table.apply(marks).applied)  # a file settled meanwhile (the run ended) is left alone
-        pending: list[Transition] = []
-        untouched = [f for f in group if f["uri"] in marked]
+        since, marked = self.ledger.mark_invoking(group, self.run_id, self.settings.result_window_seconds)
+        if len(marked) < len(group):  # settled meanwhile (the run ended), or marked by another submitter
+            log.info("%d files of this group are no longer this submitter's to send", len(group) - len(marked))
+        pending: list[Invocation] = []
+        untouched = [f for f in group if f["uri"] in set(marked)]
         try:
             while untouched:
                 f = untouched[0]  # while it is invoked, it keeps its mark: the request may reach the endpoint
-                pending.append(self._invoke(f, report))
+                pending.append(self._invoke(f, since, report))
                 untouched.pop(0)
         finally:
             # stopped midway (SIGTERM, say): the file being sent keeps its mark, those never sent lose it
-            pending += [
-                Transition(
-                    f["uri"],
-                    f["inference_id"],
-                    Status.PROCESSING,
-                    remove=("invoking_since",),
-                    expect=(Status.PROCESSING,),
-                )
-                for f in untouched[1:]
-            ]
+            pending += [NotSent(f, since) for f in untouched[1:]]
             self._flush(pending)
 
-    def _unclear(self, f: ClaimedFile, why: str, since: int, report: SubmissionReport) -> Transition:
+    def _unclear(self, f: ClaimedFile, why: str, since: int, report: SubmissionReport) -> Unclear:
         reason = f"{why}; {UNCLEAR}, so it is not invoked again and its result is awaited until its deadline"
         log.warning("%s: %s", f["uri"], reason)
         report.unclear.append((f["uri"], reason))
-        return _outcome(f, Status.SUBMITTED, {"submit_error": reason, "submitted_at": utcnow(), **self._lease(since)})
+        return Unclear(f, since, reason)
 
-    def _invoke(self, f: ClaimedFile, report: SubmissionReport) -> Transition:
+    def _invoke(self, f: ClaimedFile, since: int, report: SubmissionReport) -> Invocation:
         try:
             response = self.runtime.invoke_endpoint_async(
                 EndpointName=self.settings.endpoint_name,
@@ -204,28 +192,20 @@ class BatchSubmitter:
         except (ClientError, BotoCoreError) as err:
             if _unclear(err):
                 why = f"InvokeEndpointAsync got no answer ({type(err).__name__}: {err})"
-                return self._unclear(f, why, int(self.clock()), report)
+                return self._unclear(f, why, since, report)
             reason = f"InvokeEndpointAsync failed: {err}"
             log.warning("%s: %s", f["uri"], reason)
             report.failed.append((f["uri"], reason))
-            return _outcome(f, Status.FAILED, {"failure_reason": reason, "failed_at": utcnow()})
+            return Refused(f, since, reason)
         if response.get("InferenceId") not in (None, f["inference_id"]):
             log.warning("%s: endpoint answered inference id %s", f["uri"], response.get("InferenceId"))
         report.submitted += 1
-        locations = {
-            "output_location": response.get("OutputLocation"),
-            "failure_location": response.get("FailureLocation"),
-        }
-        return _outcome(f, Status.SUBMITTED, {**locations, "submitted_at": utcnow(), **self._lease(int(self.clock()))})
+        return Accepted(f, since, f["uri"], response.get("OutputLocation"), response.get("FailureLocation"))
 
-    def _lease(self, since: int) -> dict[str, int]:
-        """The claim's new deadline: the result may come until the result window after ``since``."""
-        return {"deadline": since + self.settings.result_window_seconds}
-
-    def _flush(self, pending: list[Transition]) -> None:
+    def _flush(self, pending: list[Invocation]) -> None:
         if not pending:
             return
-        written = self.table.apply(pending)
+        written = self.ledger.record_invocations(pending, self.settings.result_window_seconds)
         for uri in written.rejected:
             log.info("%s settled before its submission was recorded (a fast notification)", uri)
         pending.clear()

@@ -6,7 +6,7 @@ from typing import Any
 
 from audio_pipeline.hooks.retries import AdaptiveRetries
 from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
-from audio_pipeline.status import StatusTable
+from audio_pipeline.ledger import Ledger
 
 
 class StatusTableHook(AdaptiveRetries, SharedLoaderAwsHook):
@@ -14,7 +14,7 @@ class StatusTableHook(AdaptiveRetries, SharedLoaderAwsHook):
     The status table on a low-level ``boto3.client("dynamodb")``.
 
     The provider's ``DynamoDBHook`` is built on the resource API, whose client rewrites
-    attribute values; the conditional transactions in :class:`StatusTable` need the
+    attribute values; the conditional transactions of :class:`~audio_pipeline.ledger.Ledger` need the
     plain client, which retries throttling adaptively (see :class:`AdaptiveRetries`).
 
     :param status_table: name of the status table
@@ -29,5 +29,5 @@ class StatusTableHook(AdaptiveRetries, SharedLoaderAwsHook):
         self.status_table = status_table
 
     @property
-    def table(self) -> StatusTable:
-        return StatusTable(self.conn, self.status_table)
+    def ledger(self) -> Ledger:
+        return Ledger(self.conn, self.status_table)

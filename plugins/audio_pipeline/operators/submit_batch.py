@@ -79,7 +79,7 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         }
         s3 = S3Hook(**aws)
         files = read_manifest(s3.conn, self.batch["manifest"])
-        table = StatusTableHook(status_table=self.status_table, **aws).table
+        ledger = StatusTableHook(status_table=self.status_table, **aws).ledger
         settings = InvocationSettings(
             endpoint_name=self.endpoint_name,
             request_ttl_seconds=self.request_ttl_seconds,
@@ -87,7 +87,7 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
             result_grace_seconds=self.result_grace_seconds,
         )
         self.log.info("Submitting %s (%d files) to endpoint %s", self.batch["label"], len(files), self.endpoint_name)
-        report = BatchSubmitter(table, self.hook.conn, settings).submit(files)
+        report = BatchSubmitter(ledger, self.hook.conn, settings, context["run_id"]).submit(files)
         for uri, reason in report.failed:
             self.log.warning("failed: %s: %s", uri, reason)
         self.log.info(

@@ -110,6 +110,7 @@ class TranscriptionBatchSensor(AwsBaseSensor[SqsHook]):
             status_table=self.status_table,
             queue_url=self.queue_url,
             fallback_deadline=time.time() + self.result_window_seconds,
+            output_path=self.output_path,
             reconcile_interval_seconds=self.reconcile_interval_seconds,
             refresh_interval_seconds=self.refresh_interval_seconds,
             wait_time_seconds=self.wait_time_seconds,

@@ -75,6 +75,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
     :param status_table: DynamoDB status table
     :param queue_url: URL of the SQS queue subscribed to the endpoint's SNS topics
     :param fallback_deadline: epoch seconds after which a file with no deadline of its own fails
+    :param output_path: the endpoint's ``S3OutputPath``: a success notification naming an object
+        elsewhere is never recorded
     :param reconcile_interval_seconds: time between looks for results in S3
     :param refresh_interval_seconds: how often to re-read the batch's pending files
     :param wait_time_seconds: SQS long-poll wait
@@ -102,6 +104,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         status_table: str,
         queue_url: str,
         fallback_deadline: float,
+        output_path: str | None = None,
         reconcile_interval_seconds: int = 120,
         refresh_interval_seconds: int = 30,
         wait_time_seconds: int = 10,
@@ -118,6 +121,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
         self.status_table = status_table
         self.queue_url = queue_url
         self.fallback_deadline = fallback_deadline
+        self.output_path = output_path
         self.reconcile_interval_seconds = reconcile_interval_seconds
         self.refresh_interval_seconds = refresh_interval_seconds
         self.wait_time_seconds = wait_time_seconds
@@ -137,6 +141,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
                 "status_table": self.status_table,
                 "queue_url": self.queue_url,
                 "fallback_deadline": self.fallback_deadline,
+                "output_path": self.output_path,
                 "reconcile_interval_seconds": self.reconcile_interval_seconds,
                 "refresh_interval_seconds": self.refresh_interval_seconds,
                 "wait_time_seconds": self.wait_time_seconds,
@@ -156,6 +161,7 @@ class TranscriptionBatchTrigger(BaseTrigger):
             manifest=self.manifest,
             status_table=self.status_table,
             fallback_deadline=self.fallback_deadline,
+            output_path=self.output_path,
             refresh_interval_seconds=self.refresh_interval_seconds,
             reconcile_interval_seconds=self.reconcile_interval_seconds,
             aws_conn_id=self.aws_conn_id,
