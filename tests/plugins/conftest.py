@@ -13,7 +13,7 @@ from moto import mock_aws
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
-from audio_pipeline.status import StatusTable, inference_id_for, table_definition
+from audio_pipeline.ledger import Ledger, inference_id_for, table_definition
 from tests.moto_server import moto_server
 from tests.plugins.test_submission import FakeRuntime
 
@@ -65,18 +65,20 @@ def ddb(aws):
 
 
 @pytest.fixture
-def table(ddb):
-    return StatusTable(ddb, CONFIG.status_table, backoff_base=0)
+def ledger(ddb):
+    return Ledger(ddb, CONFIG.status_table, backoff_base=0)
 
 
 @pytest.fixture
-def batch(s3, table):
+def batch(s3, ledger):
+    """Three files claimed by ``run-1`` (a lease of the result window) in one batch manifest."""
     files = []
     for i in range(3):
         uri = f"s3://audio-in/calls/{i}.flac"
         files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")})
-    table.claim(files, "run-1")
-    (ref,) = BatchManifests(s3, CONFIG.output_bucket, "runs/run-1/").write(files, 10, 1)
+    claimed = ledger.claim(files, "run-1", lease_seconds=CONFIG.result_window_seconds)
+    assert sorted(claimed.applied) == sorted(f["uri"] for f in files)
+    (ref,) = BatchManifests(s3, CONFIG.output_bucket, "runs/run-1/").write(files, len(files), 10, 1)
     return files, ref
 
 
