@@ -3,10 +3,10 @@ filter + claim at scale, and the run's end, without Airflow.
 
 Starts the project's moto server (``local.moto_server``) on a free port, creates the bucket
 and the status table as the bootstrap does, writes N objects straight into moto's S3
-(``/_emulator/s3/fill``), then runs ``claim_new_files`` (what ``claim_new_audio`` runs)
-twice: a first run that claims all N files and, once the benchmark has marked them
-``summarized`` (as a finished run leaves them), a second run over the same prefix with
-nothing new. Prints, for each: wall time, the CPU seconds of the claiming code and of the
+(``/_emulator/s3/fill``), then runs ``claim_new_files`` into a ``ClaimSpool`` (what
+``claim_new_audio`` runs) twice: a first run that claims all N files and, once the
+benchmark has marked them ``summarized`` (as a finished run leaves them), a second run over
+the same prefix with nothing new. Prints, for each: wall time, the CPU seconds of the claiming code and of the
 moto server (which, on a shared machine, vary less than wall time), AWS calls per file by
 operation (counted at the moto server), and the claimed / not-claimed figures.
 
@@ -38,12 +38,13 @@ from typing import TypeVar
 import boto3
 import psutil
 
-from audio_pipeline.claims import claim_new_files
+from audio_pipeline.batches import ClaimSpool
+from audio_pipeline.claims import ClaimReport, claim_new_files
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.ledger import CONCURRENCY, Ledger, table_definition
 from audio_pipeline.reporting import RunReport
 from audio_pipeline.s3_uris import S3Location
 from audio_pipeline.settlement import settle_and_report
-from audio_pipeline.status import CONCURRENCY, StatusTable, table_definition
 from tests.moto_server import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -106,16 +107,30 @@ def one_pass(
     moto: str, server: psutil.Process, session: boto3.session.Session, run_id: str, n: int, concurrency: int
 ) -> dict:
     config = PipelineConfig()
-    table = StatusTable(session.client("dynamodb"), config.status_table, concurrency=concurrency)
+    ledger = Ledger(session.client("dynamodb"), config.status_table, concurrency=concurrency)
     location = S3Location(BUCKET, PREFIX)
-    report, figures = measured_pass(
-        moto, server, n, lambda: claim_new_files(session.client("s3"), table, location, config.extensions, run_id)
-    )
+
+    def claim() -> tuple[ClaimReport, int]:
+        with ClaimSpool() as claimed:
+            report = claim_new_files(
+                session.client("s3"),
+                ledger,
+                location,
+                config.extensions,
+                run_id,
+                claimed.add,
+                lease_seconds=config.result_window_seconds,
+            )
+            return report, claimed.count
+
+    (report, spooled), figures = measured_pass(moto, server, n, claim)
+    if spooled != report.claimed:
+        raise RuntimeError(f"{run_id}: the claim reported {report.claimed} files but handed {spooled} to the spool")
     return {
         "run_id": run_id,
         **figures,
         "files_per_second": round(n / figures["seconds"]),
-        "claimed": len(report.claimed),
+        "claimed": report.claimed,
         "not_claimed": dict(report.not_claimed),
     }
 
@@ -123,14 +138,14 @@ def one_pass(
 def settle_pass(
     moto: str, server: psutil.Process, session: boto3.session.Session, run_id: str, n: int, concurrency: int
 ) -> dict:
-    table = StatusTable(session.client("dynamodb"), PipelineConfig().status_table, concurrency=concurrency)
+    ledger = Ledger(session.client("dynamodb"), PipelineConfig().status_table, concurrency=concurrency)
     s3 = session.client("s3")
     manifest = (BUCKET, f"runs/{run_id}/manifest.json")
 
     def traced() -> tuple[RunReport, int]:
         tracemalloc.start()
         try:
-            report = settle_and_report(table, s3, run_id, f"s3://{BUCKET}/{PREFIX}", manifest, "benchmark: ended")
+            report = settle_and_report(ledger, s3, run_id, f"s3://{BUCKET}/{PREFIX}", manifest, "benchmark: ended")
             return report, tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

@@ -5,7 +5,8 @@ explicit settings, then judges every file version from outside the pipeline
 (``benchmarks.verdict``: the emulators' and the model server's witness journals, and the
 objects in S3): ``summarized``, ``failed`` with a reason, ``completed`` with a summary
 error (transcript kept), **lost** (anything else) and **processed twice** (more than one
-model call, or more than one summary Bedrock answered). Lost and processed twice must be 0.
+model call, or more than one summary Bedrock answered). Lost and processed twice must be 0;
+the audio files the endpoint cannot take must be recorded ``skipped`` with their reason.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.ledger import FileRecord, Ledger
 from audio_pipeline.submission import GROUP_SIZE
 from benchmarks.verdict import Judge, Tally
 from local.stack.airflow_api import AirflowApi
@@ -66,7 +68,7 @@ class Scenario:
     failure_reasons: dict[str, str] = field(default_factory=dict)
     """Of ``expected_failed``, files whose failure reason must contain the given text."""
     expected_skipped: set[str] = field(default_factory=set)
-    """Keys the listing skips by design, with the reason logged: not files in."""
+    """Audio keys the endpoint cannot take, recorded ``skipped`` with their reason: not files in."""
     expected_summary_errors: set[str] = field(default_factory=set)
     expected_run_state: str = "success"
     service_seconds: float = 0.05
@@ -122,6 +124,8 @@ class Row:
     """A few failed files with their reasons and what the witnesses saw."""
     reasons: dict[str, str] = field(default_factory=dict, repr=False)
     """Every failed file's reason, by URI."""
+    skip_reasons: dict[str, str | None] = field(default_factory=dict)
+    """Each expected-skipped file's recorded skip reason, by URI (None: not recorded ``skipped``)."""
     fault_missed: str | None = None
     """Why the scenario's ``during`` fault did not run to its end (it raised, or still ran after the
     runs had ended, see ``FaultThread.missed``): the row then shows nothing about that fault. None
@@ -187,6 +191,8 @@ def broken(scenario: Scenario, row: Row) -> list[str]:
         out.append(f"{row.failed_with_reason} failed with a reason, {failed} expected, e.g. {row.failures}")
     if wrong := wrong_reasons(scenario, row):
         out.append(f"injected failures that did not fail with their reason: {wrong}")
+    if unskipped := not_skipped(scenario, row):
+        out.append(f"files the endpoint cannot take not recorded skipped with a reason: {unskipped}")
     if row.summary_errors != len(scenario.expected_summary_errors):
         out.append(f"{row.summary_errors} summary errors, {len(scenario.expected_summary_errors)} injected")
     if row.model_calls < row.files_in - failed:
@@ -205,6 +211,12 @@ def wrong_reasons(scenario: Scenario, row: Row) -> list[str]:
         if reason is None or scenario.failure_reasons.get(key, "") not in reason:
             wrong.append(f"{key}: {reason}")
     return wrong
+
+
+def not_skipped(scenario: Scenario, row: Row) -> list[str]:
+    """Keys the scenario expects skipped (the endpoint cannot take them) that the status table does
+    not record ``skipped`` with a reason."""
+    return sorted(key for key in scenario.expected_skipped if not row.skip_reasons.get(_uri(key)))
 
 
 def _plain(n: int, prefix: str = "") -> dict[str, bytes]:
@@ -350,25 +362,22 @@ SHORT_WINDOW = {"request_ttl_seconds": "60", "invocation_timeout_seconds": "10",
 """A 75 s result window (and lease): a file that was perhaps never sent fails within minutes, not hours."""
 
 
-def _status_items(stack: Stack) -> list[dict[str, Any]]:
-    """The status table's items for the prefix's files (to time a fault, not to judge)."""
-    table = stack.aws_session().client("dynamodb")
-    return [
-        item
-        for page in table.get_paginator("scan").paginate(TableName=PipelineConfig().status_table)
-        for item in page["Items"]
-        if item["uri"]["S"].startswith(_uri(""))
-    ]
+def _records(stack: Stack) -> list[FileRecord]:
+    """The status table's records of the prefix's files (to time a fault, not to judge)."""
+    session = stack.aws_session()
+    pages = session.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=PREFIX)
+    uris = [f"s3://{BUCKET}/{o['Key']}" for page in pages for o in page.get("Contents", [])]
+    return list(Ledger(session.client("dynamodb"), PipelineConfig().status_table).get(uris).values())
 
 
 def _status_counts(stack: Stack) -> Counter[str]:
     """How many files of the prefix the status table has in each status."""
-    return Counter(item["status"]["S"] for item in _status_items(stack))
+    return Counter(r.status.value for r in _records(stack))
 
 
 def _held_by(stack: Stack, run_id: str) -> int:
     """How many files of the prefix the run ``run_id`` holds (claimed, or taken for their summary)."""
-    return sum(1 for item in _status_items(stack) if item.get("run_id", {}).get("S") == run_id)
+    return sum(1 for r in _records(stack) if r.run_id == run_id)
 
 
 def _accepted(stack: Stack) -> int:
@@ -634,10 +643,12 @@ def run(scenario: Scenario, timeout: float = 900, state_dir: Path | None = None)
         states = [_wait(api, r, ends) for r in run_ids]
         fault_missed = fault.missed() if fault else None  # before the stack goes down: it may start a process
         audio = [k for k in scenario.files if k not in scenario.expected_skipped]
-        verdicts = Judge(session, settings.witness_dir).judge([_uri(k) for k in audio])
+        judge = Judge(session, settings.witness_dir)
+        verdicts = judge.judge([_uri(k) for k in audio])
         seconds = time.monotonic() - started
         row = Row.of(scenario.name, Tally.of(verdicts), "/".join(states), seconds, trigger_errors(settings))
         row.fault_missed = fault_missed
+        row.skip_reasons = judge.skip_reasons([_uri(k) for k in sorted(scenario.expected_skipped)])
         return row
     finally:
         stack.down()

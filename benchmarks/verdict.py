@@ -10,7 +10,10 @@ the status and reason a file ended with. A file version is
 - **summary error**: its transcript is an object in S3, its status says ``completed`` with
   a ``summary_error``;
 - **lost**: anything else (in flight, missing, failed without a reason, a status with no
-  object behind it, a status about another version).
+  object behind it, a status about another version, ``skipped``).
+
+A file the endpoint cannot take (empty, a key too long to send) is not judged so: it must be
+recorded ``skipped`` with its reason (:meth:`Judge.skip_reasons`).
 
 It was **processed twice** when the model server was called for it on behalf of more than one
 accepted InvokeEndpointAsync request, or Bedrock answered more than one request to summarise
@@ -31,6 +34,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.ledger import Ledger, Status
 from audio_pipeline.summaries import summary_location
 from audio_pipeline.transcripts import TranscriptFormatError, parse_transcript
 from local.witness import Witnesses, text_key
@@ -113,7 +117,7 @@ class Judge:
 
     def __init__(self, session: Any, witness_dir: Path) -> None:
         self.s3 = session.client("s3")
-        self.table = session.resource("dynamodb").Table(PipelineConfig().status_table)
+        self.ledger = Ledger(session.client("dynamodb"), PipelineConfig().status_table)
         self.witnesses = Witnesses.load(witness_dir)
         self.succeeded = self.witnesses.summaries_succeeded()
         self._texts: dict[str, tuple[str, str] | None] = {}
@@ -121,6 +125,21 @@ class Judge:
 
     def judge(self, uris: list[str]) -> list[FileVerdict]:
         return [self._one(uri) for uri in uris]
+
+    def skip_reasons(self, uris: list[str]) -> dict[str, str | None]:
+        """For each of ``uris`` (files the pipeline must not send), the reason its record gives for
+        skipping this version of it; None when it is not recorded ``skipped`` with a reason."""
+        records = self.ledger.get(uris)
+        out: dict[str, str | None] = {}
+        for uri in uris:
+            bucket, key = _split(uri)
+            etag = self.s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+            record = records.get(uri)
+            if record is None or record.status != Status.SKIPPED or (record.etag or "").strip('"') != etag:
+                out[uri] = None
+            else:
+                out[uri] = record.skip_reason
+        return out
 
     def _one(self, uri: str) -> FileVerdict:
         bucket, key = _split(uri)
@@ -134,22 +153,22 @@ class Judge:
         summaries = sum(
             max(0, self.succeeded[key] - self.sharers[key] + 1) for key in {text_key(text) for _, text in transcripts}
         )
-        item = self.table.get_item(Key={"uri": uri}, ConsistentRead=True).get("Item") or {}
-        if item and str(item.get("etag", "")).strip('"') != etag.strip('"'):
-            item = {}  # a status about another version of the file says nothing about this one
-        status = item.get("status")
-        if status == "summarized" and transcripts and summary_stored:
+        record = self.ledger.get([uri]).get(uri)
+        if record is not None and (record.etag or "").strip('"') != etag.strip('"'):
+            record = None  # a status about another version of the file says nothing about this one
+        status = record.status.value if record else None
+        if record and record.status == Status.SUMMARIZED and transcripts and summary_stored:
             outcome = "summarized"
-        elif status == "failed" and item.get("failure_reason"):
+        elif record and record.status == Status.FAILED and record.failure_reason:
             outcome = "failed"
-        elif status == "completed" and item.get("summary_error") and transcripts:
+        elif record and record.status == Status.COMPLETED and record.summary_error and transcripts:
             outcome = "summary_error"
         else:
             outcome = "lost"
         ids = [a["request_id"] for a in self.witnesses.accepted if a["input_location"] == uri]
         answered = sum(1 for i in ids if i in self.witnesses.answered)
         requests = len({c["request_id"] or c["call_id"] for c in calls})
-        reason = item.get("failure_reason") if outcome == "failed" else None
+        reason = record.failure_reason if record and outcome == "failed" else None
         return FileVerdict(uri, etag, status, outcome, len(ids), answered, len(calls), requests, summaries, reason)
 
     def _versions_per_text(self) -> Counter[str]:

@@ -1,7 +1,7 @@
 """Create, idempotently, every AWS resource the pipeline needs, on the local moto server.
 
 The same shape ``infra/`` deploys in AWS, from the same definitions: names and S3 layout
-from ``audio_pipeline.config``, the table from ``audio_pipeline.status``, and the Airflow
+from ``audio_pipeline.config``, the table from ``audio_pipeline.ledger``, and the Airflow
 Variable ``audio_pipeline_config`` as an SSM parameter behind the secrets backend. Run it with
 ``python -m local.bootstrap`` (``AWS_ENDPOINT_URL`` pointing at moto).
 """
@@ -17,7 +17,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from audio_pipeline.config import CONFIG_VARIABLE, VARIABLES_PREFIX, PipelineConfig, StackNames
-from audio_pipeline.status import table_definition
+from audio_pipeline.ledger import table_definition
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.ledger import FileRecord, Ledger, Status
 from audio_pipeline.s3_uris import split_s3_uri
-from audio_pipeline.state_machine import Status
-from audio_pipeline.status import StatusTable
 from audio_pipeline.transcripts import TranscriptFormatError, parse_transcript
 from local.stack.airflow_api import AirflowApi
 
@@ -51,27 +50,30 @@ def run_pipeline(api: AirflowApi, bucket_uri: str, timeout: float) -> tuple[str,
 def results(session: Any, bucket: str, keys: list[str], config: PipelineConfig = PipelineConfig()) -> list[FileResult]:
     """One result per uploaded audio file, from the status table and the objects it points to."""
     s3 = session.client("s3")
-    table = StatusTable(session.client("dynamodb"), config.status_table)
+    ledger = Ledger(session.client("dynamodb"), config.status_table)
     audio = [f"s3://{bucket}/{k}" for k in keys if k.rsplit(".", 1)[-1].lower() in config.extensions]
-    items = table.get_many(audio)
+    records = ledger.get(audio)
     out = []
     for uri in audio:
-        item = items.get(uri, {})
+        record: FileRecord | None = records.get(uri)
+        if record is None:
+            out.append(FileResult(uri=uri, status="not claimed", transcript=None, summary=None, failure_reason=None))
+            continue
         transcript = summary = None
-        if item.get("status") in (Status.COMPLETED, Status.SUMMARIZED):  # else no output object exists
+        if record.status in (Status.COMPLETED, Status.SUMMARIZED) and record.output_location:  # else no output object
             try:
-                transcript = parse_transcript(_read(s3, item["output_location"]))
+                transcript = parse_transcript(_read(s3, record.output_location))
             except (TranscriptFormatError, s3.exceptions.NoSuchKey) as err:
                 transcript = f"(unreadable: {err})"
-        if item.get("summary_location"):
-            summary = json.loads(_read(s3, item["summary_location"]))["summary"]
+        if record.summary_location:
+            summary = json.loads(_read(s3, record.summary_location))["summary"]
         out.append(
             FileResult(
                 uri=uri,
-                status=item.get("status", "not claimed"),
+                status=record.status.value,
                 transcript=transcript,
                 summary=summary,
-                failure_reason=item.get("failure_reason") or item.get("summary_error"),
+                failure_reason=record.failure_reason or record.summary_error or record.skip_reason,
             )
         )
     return out

@@ -17,6 +17,7 @@ from benchmarks.faults import (
     Row,
     broken,
     explained_failures,
+    not_skipped,
     wrong_reasons,
 )
 from model_server.backends.audio import MAX_AUDIO_SECONDS_VARIABLE, AudioTooLong, decode
@@ -66,6 +67,19 @@ def test_another_files_failure_does_not_stand_in_for_the_injected_one():
     assert wrong_reasons(scenario, row) == [f"{injected}: None"], "the counts match, the files do not"
     row.reasons = {f"s3://{BUCKET}/{PREFIX}{injected}": "ModelError: the model failed"}
     assert wrong_reasons(scenario, row) == []
+
+
+def test_a_file_the_endpoint_cannot_take_must_be_recorded_skipped_with_its_reason():
+    (scenario,) = [s for s in SCENARIOS if s.expected_skipped]
+    uris = {key: f"s3://{BUCKET}/{PREFIX}{key}" for key in scenario.expected_skipped}
+    row = Row(scenario.name, 3, 3, 0, 0, 0, 0, "success", accepted=3, model_calls=3)
+    assert not_skipped(scenario, row) == sorted(scenario.expected_skipped), "nothing recorded"
+    first, *rest = sorted(scenario.expected_skipped)
+    row.skip_reasons = {uris[first]: None, **{uris[k]: "zero bytes" for k in rest}}
+    assert not_skipped(scenario, row) == [first]
+    assert broken(scenario, row) == [f"files the endpoint cannot take not recorded skipped with a reason: {[first]}"]
+    row.skip_reasons[uris[first]] = "its s3:// URI is over 1,024 characters"
+    assert not_skipped(scenario, row) == [] and broken(scenario, row) == []
 
 
 def test_a_fault_explains_at_most_the_groups_it_can_cut():

@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from audio_pipeline.config import PipelineConfig
-from audio_pipeline.status import table_definition
+from audio_pipeline.ledger import table_definition
 from benchmarks.verdict import Judge, Tally
 from local.witness import BEDROCK_RUNTIME, MODEL_SERVER, SAGEMAKER_ASYNC, WitnessJournal, text_key
 
@@ -161,6 +161,26 @@ def test_one_clip_under_two_keys_is_summarised_once_per_key_not_twice(world):
     world.status(third, third_etag, "summarized")
     verdicts = world.judge(first, second, third)  # four answers for three keys: one is extra
     assert {v.twice for v in verdicts.values()} == {True}
+
+
+def test_a_skip_counts_only_when_recorded_for_this_version_with_a_reason(world):
+    empty, empty_etag = world.recording("empty.wav")
+    world.status(empty, empty_etag, "skipped", skip_reason="zero bytes")
+    old, old_etag = world.recording("old.wav")
+    world.status(old, old_etag, "skipped", skip_reason="zero bytes")
+    world.s3.put_object(Bucket=IN, Key="old.wav", Body=b"now audio")
+    sent, sent_etag = world.recording("sent.wav")
+    world.status(sent, sent_etag, "failed", failure_reason="model said no")
+    missing, _ = world.recording("missing.wav")
+    judge = Judge(world.session, world.dir)
+    assert judge.skip_reasons([empty, old, sent, missing]) == {
+        empty: "zero bytes",
+        old: None,  # about another version
+        sent: None,
+        missing: None,
+    }
+    (verdict,) = judge.judge([empty])
+    assert verdict.outcome == "lost", "a skipped file among the files expected processed is not one of them"
 
 
 def test_a_failure_whose_submission_the_endpoint_never_answered_is_told_apart(world):

@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from audio_pipeline.status import StatusTable
+from audio_pipeline.config import PipelineConfig
+from audio_pipeline.ledger import Ledger
 from local.stack.demo import SAMPLES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -48,8 +49,8 @@ def upload_clip(stack, prefix: str) -> str:
 
 
 def status_of(stack, uri: str) -> str:
-    table = StatusTable(stack.aws_session().client("dynamodb"), "audio-transcription-status")
-    return table.get_many([uri])[uri]["status"]
+    ledger = Ledger(stack.aws_session().client("dynamodb"), PipelineConfig().status_table)
+    return ledger.get([uri])[uri].status.value
 
 
 def test_list_runs_sees_the_stacks_runs(airflow, outcome):

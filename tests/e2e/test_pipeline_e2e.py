@@ -10,6 +10,8 @@ import urllib.request
 
 import pytest
 
+from audio_pipeline.config import PipelineConfig
+from audio_pipeline.ledger import Ledger
 from audio_pipeline.summaries import first_sentence
 from benchmarks.verdict import Judge
 from local.stack.airflow_api import AirflowApi
@@ -34,15 +36,20 @@ def test_each_clip_is_transcribed_and_summarised(outcome, clip):
     assert row.summary
 
 
-def test_summary_documents_sit_next_to_the_transcripts(outcome):
-    from audio_pipeline.status import StatusTable
+def ledger_of(session) -> Ledger:
+    return Ledger(session.client("dynamodb"), PipelineConfig().status_table)
 
-    table = StatusTable(outcome["session"].client("dynamodb"), "audio-transcription-status")
+
+def test_summary_documents_sit_next_to_the_transcripts(outcome):
+    ledger = ledger_of(outcome["session"])
     s3 = outcome["session"].client("s3")
-    for uri in (r.uri for r in outcome["rows"].values() if r.status == "summarized"):
-        item = table.get_many([uri])[uri]
-        assert item["summary_location"] == item["output_location"].removesuffix(".out") + ".summary.json"
-        bucket, key = item["summary_location"][len("s3://") :].split("/", 1)
+    summarized = [r.uri for r in outcome["rows"].values() if r.status == "summarized"]
+    records = ledger.get(summarized)
+    assert summarized and sorted(records) == sorted(summarized)
+    for record in records.values():
+        assert record.output_location and record.summary_location
+        assert record.summary_location == record.output_location.removesuffix(".out") + ".summary.json"
+        bucket, key = record.summary_location[len("s3://") :].split("/", 1)
         doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         assert doc["summary"] and doc["model_id"] and isinstance(doc["key_points"], list)
 
@@ -56,10 +63,7 @@ def test_broken_audio_fails_with_a_reason_and_text_files_are_skipped(outcome):
 
 
 def test_nothing_is_left_in_flight_and_the_run_manifest_is_written(outcome):
-    from audio_pipeline.status import StatusTable
-
-    table = StatusTable(outcome["session"].client("dynamodb"), "audio-transcription-status")
-    statuses = {i["status"] for i in table.run_items(outcome["run_id"])}
+    statuses = {r.status.value for r in ledger_of(outcome["session"]).run_records(outcome["run_id"])}
     assert statuses == {"summarized", "failed"}
     s3 = outcome["session"].client("s3")
     manifest = json.loads(
@@ -144,6 +148,26 @@ def test_unusable_bucket_uri_fails_the_first_task_at_once_saying_why(stack, buck
     first = next(ti for ti in api.task_instances(run_id) if ti["task_id"] == "resolve_run")
     assert first["state"] == "failed" and first["try_number"] == 1, "no retries: a retry would say the same"
     assert message in api.task_log(run_id, "resolve_run")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "text_files", "message"),
+    [
+        ("nothing-here/", [], "listed 0 objects, no audio file"),
+        ("notes-only/", ["notes.txt"], "listed 1 objects, no audio file"),
+    ],
+)
+def test_a_bucket_uri_without_audio_fails_the_claim_at_once_saying_what_was_listed(stack, prefix, text_files, message):
+    s3 = stack.aws_session().client("s3")
+    for name in text_files:
+        s3.put_object(Bucket="audio-transcription-input", Key=f"{prefix}{name}", Body=b"not audio")
+    api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
+    run_id = api.trigger({"bucket_uri": f"s3://audio-transcription-input/{prefix}"})
+    assert api.wait_for_run(run_id, timeout=180) == "failed", "a mistyped prefix is not a green run"
+    claim = next(ti for ti in api.task_instances(run_id) if ti["task_id"] == "claim_new_audio")
+    assert claim["state"] == "failed" and claim["try_number"] == 1, "no retries: a retry would list the same"
+    log = api.task_log(run_id, "claim_new_audio")
+    assert f"s3://audio-transcription-input/{prefix}: {message}" in log, log
 
 
 def secret_lookups(stack, reset: bool = False) -> int:

@@ -19,7 +19,7 @@ from audio_pipeline.config import (
     StackNames,
     secrets_backend_options,
 )
-from audio_pipeline.status import table_definition
+from audio_pipeline.ledger import table_definition
 from audio_pipeline.summaries import summary_location
 from infra.app import build
 from infra.plugins_zip import build as build_plugins_zip

@@ -7,7 +7,7 @@ import pytest
 from moto import mock_aws
 
 from audio_pipeline.config import PipelineConfig, StackNames
-from audio_pipeline.status import KEY_SCHEMA, RUN_INDEX
+from audio_pipeline.ledger import table_definition
 from local.bootstrap import bootstrap
 
 
@@ -27,8 +27,10 @@ def test_bootstrap_is_idempotent_and_matches_the_pipelines_names(aws):
     assert first == second
     config, names = PipelineConfig(), StackNames()
     table = boto3.client("dynamodb").describe_table(TableName=config.status_table)["Table"]
-    assert table["KeySchema"] == KEY_SCHEMA
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [RUN_INDEX]
+    definition = table_definition()
+    assert table["KeySchema"] == definition["KeySchema"]
+    indexes = [i["IndexName"] for i in definition["GlobalSecondaryIndexes"]]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == indexes
     sqs = boto3.client("sqs")
     attributes = sqs.get_queue_attributes(QueueUrl=first.queue_url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
