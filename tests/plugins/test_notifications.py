@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from audio_pipeline.ledger import Result
 from audio_pipeline.notifications import NotificationFormatError, parse_notification
-from audio_pipeline.state_machine import Status
 
 from .conftest import notification, sns_envelope
 
@@ -16,8 +16,9 @@ def test_success(wrap):
     assert n.succeeded and n.inference_id == "abc"
     assert n.input_location == "s3://audio-in/calls/one.wav"
     assert n.output_location == "s3://audio-transcription-output/transcripts/5f1c.out"
-    t = n.transition("s3://audio-in/calls/one.wav")
-    assert t.to == Status.COMPLETED and t.attributes["output_location"] == n.output_location
+    result = n.result("s3://audio-in/calls/one.wav")
+    assert result == Result("s3://audio-in/calls/one.wav", "abc", output_location=n.output_location)
+    assert result.succeeded
 
 
 @pytest.mark.parametrize("wrap", [sns_envelope, json.dumps], ids=["sns-envelope", "raw-delivery"])
@@ -25,8 +26,17 @@ def test_failure_without_response_parameters_is_not_dropped(wrap):
     n = parse_notification(wrap(notification("failure", inference_id="abc")))
     assert not n.succeeded and n.output_location is None
     assert n.failure_reason.startswith("ClientError: Received server error (500)")
-    t = n.transition("s3://audio-in/calls/one.wav")
-    assert t.to == Status.FAILED and t.attributes["failure_reason"] == n.failure_reason
+    result = n.result("s3://audio-in/calls/one.wav")
+    assert result == Result("s3://audio-in/calls/one.wav", "abc", failure_reason=n.failure_reason)
+    assert not result.succeeded and result.output_location is None
+
+
+def test_a_failure_without_a_reason_still_fails_the_file():
+    doc = notification("failure", inference_id="abc")
+    del doc["failureReason"]
+    result = parse_notification(sns_envelope(doc)).result("s3://audio-in/calls/one.wav")
+    assert not result.succeeded
+    assert result.failure_reason == "the endpoint reported a failure without a reason"
 
 
 def test_unknown_fields_are_ignored():

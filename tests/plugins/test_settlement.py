@@ -2,47 +2,61 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 
+from audio_pipeline.ledger import Accepted, Result, Status, Summarized, SummaryFailed, inference_id_for
 from audio_pipeline.settlement import settle_and_report, settle_run
-from audio_pipeline.state_machine import Status, Transition
-from audio_pipeline.status import inference_id_for
 from tests.plugins.conftest import CONFIG
 
 MANIFEST = (CONFIG.output_bucket, "runs/run-1/manifest.json")
+WINDOW = 3600
+
+
+def claimed(ledger, *names, run_id="run-1"):
+    uris = [f"s3://audio-in/{name}.wav" for name in names]
+    files = [{"uri": u, "etag": "e", "size": 1, "inference_id": inference_id_for(u, "e", run_id)} for u in uris]
+    assert ledger.claim(files, run_id, lease_seconds=WINDOW).applied == uris
+    return files
+
+
+def submitted(ledger, files, run_id="run-1", outputs=None):
+    """Send ``files`` as the submitter does: marked, then accepted (``outputs``: their output locations)."""
+    since, marked = ledger.mark_invoking(files, run_id, WINDOW)
+    assert marked == [f["uri"] for f in files]
+    outputs = outputs or [None] * len(files)
+    accepted = [Accepted(f, since, f["uri"], out, None) for f, out in zip(files, outputs, strict=True)]
+    assert ledger.record_invocations(accepted, WINDOW).applied == marked
+
+
+def record(ledger, f):
+    return ledger.get([f["uri"]])[f["uri"]]
 
 
 @pytest.fixture
-def settle(s3, table, caplog):
+def settle(s3, ledger, caplog):
     """Run the end of a run as ``report_run`` does: its log lines, its manifest read back from S3."""
 
     def run(run_id="run-1", bucket_uri="s3://audio-in/", reason="run run-1 ended"):
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="audio_pipeline.settlement"):
-            report = settle_and_report(table, s3, run_id, bucket_uri, MANIFEST, reason)
+            report = settle_and_report(ledger, s3, run_id, bucket_uri, MANIFEST, reason)
         manifest = json.loads(s3.get_object(Bucket=MANIFEST[0], Key=MANIFEST[1])["Body"].read())
         return SimpleNamespace(report=report, lines=caplog.messages, manifest=manifest)
 
     return run
 
 
-def test_settle_run_fails_leftovers_and_reports_every_file(table, settle):
-    files = []
-    for name in ("done", "failed", "stuck-processing", "stuck-submitted"):
-        uri = f"s3://audio-in/{name}.wav"
-        files.append({"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")})
-    table.claim(files, "run-1")
+def test_settle_run_fails_leftovers_and_reports_every_file(ledger, settle):
+    files = claimed(ledger, "done", "failed", "stuck-processing", "stuck-submitted")
     done, failed, _, stuck = files
-    table.apply([Transition(f["uri"], f["inference_id"], Status.SUBMITTED) for f in (done, failed, stuck)])
-    table.apply(
-        [
-            Transition(done["uri"], done["inference_id"], Status.COMPLETED, {"output_location": "s3://o/d.out"}),
-            Transition(failed["uri"], failed["inference_id"], Status.FAILED, {"failure_reason": "bad audio"}),
-        ]
-    )
+    submitted(ledger, [done, failed, stuck], outputs=["s3://o/d.out", None, None])
+    results = [
+        Result(done["uri"], done["inference_id"], output_location="s3://o/d.out"),
+        Result(failed["uri"], failed["inference_id"], failure_reason="bad audio"),
+    ]
+    assert ledger.record_results(results).applied == [done["uri"], failed["uri"]]
     settled = settle()
     assert settled.report.abandoned == 2 and settled.manifest["abandoned"] == 2
     assert settled.report.counts == {"completed": 1, "failed": 3}
@@ -50,9 +64,11 @@ def test_settle_run_fails_leftovers_and_reports_every_file(table, settle):
     assert by_uri[stuck["uri"]]["failure_reason"] == "run run-1 ended", "submitted: its result may still come"
     never_sent = "run run-1 ended before sending it to the endpoint; the next run claims it again"
     assert by_uri["s3://audio-in/stuck-processing.wav"]["failure_reason"] == never_sent
+    assert record(ledger, files[2]).never_sent is True and record(ledger, stuck).never_sent is False
+    assert by_uri[failed["uri"]]["failure_reason"] == "bad audio", "settled before the end: left as it is"
     # transcribed but never summarised: told why, so that a later run takes it for its summary
     assert by_uri[done["uri"]]["summary_error"] == "run run-1 ended before summarising it"
-    assert table.get_many([done["uri"]])[done["uri"]]["summary_error"] == "run run-1 ended before summarising it"
+    assert record(ledger, done).summary_error == "run run-1 ended before summarising it"
     lines = settled.lines
     assert lines[-3:] == [
         "run run-1 over s3://audio-in/: 1 completed, 3 failed",
@@ -62,7 +78,7 @@ def test_settle_run_fails_leftovers_and_reports_every_file(table, settle):
     assert sum(1 for line in lines if "s3://audio-in/" in line and not line.startswith("run ")) == 4
     assert settled.manifest["counts"] == {"completed": 1, "failed": 3} and len(settled.manifest["files"]) == 4
     assert settled.manifest["run_id"] == "run-1" and settled.manifest["written_at"]
-    assert not [i for i in table.run_items("run-1") if i["status"] in ("processing", "submitted")]
+    assert not [r for r in ledger.run_records("run-1") if r.in_flight]
 
 
 def test_empty_run(settle):
@@ -71,37 +87,74 @@ def test_empty_run(settle):
     assert empty.lines[0] == "run run-empty over (no bucket URI): no files"
 
 
-def test_a_file_a_later_run_took_is_left_to_it(table):
-    uri = "s3://audio-in/a.wav"
-    f = {"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}
-    table.claim([f], "run-1")
-    table.apply([Transition(uri, f["inference_id"], Status.SUBMITTED)])
-    table.apply([Transition(uri, f["inference_id"], Status.COMPLETED, {"run_id": "run-2"})])  # taken since
-    list(settle_run(table, "run-1", reason="x"))
-    assert "summary_error" not in table.get_many([uri])[uri]
+def test_a_file_a_later_run_took_is_left_to_it(ledger):
+    (f,) = claimed(ledger, "a")
+    submitted(ledger, [f], outputs=["s3://o/a.out"])
+    assert ledger.record_results([Result(f["uri"], f["inference_id"], output_location="s3://o/a.out")]).applied
+    assert ledger.take_for_summary([record(ledger, f)], "run-2", 600) == [f["uri"]]  # taken since
+    list(settle_run(ledger, "run-1", reason="x"))
+    after = record(ledger, f)
+    assert after.summary_error is None and after.run_id == "run-2" and after.status == Status.COMPLETED
 
 
-def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_sentence(table, settle):
-    uris = [f"s3://audio-in/{name}.wav" for name in ("talk", "noise", "later")]
-    files = [{"uri": u, "etag": "e", "size": 1, "inference_id": inference_id_for(u, "e", "run-1")} for u in uris]
-    table.claim(files, "run-1")
+def test_a_file_another_run_adopted_while_in_flight_is_left_to_it(ledger, monkeypatch):
+    """run-1's end reads its files (the run index is eventually consistent: it may still list a file
+    handed on a moment ago); run-2 then adopts one, still in flight. run-1 must not fail it: its
+    result is run-2's to await."""
+    kept, handed_on = claimed(ledger, "kept", "handed-on")
+    submitted(ledger, [kept, handed_on], outputs=["s3://o/k.out", "s3://o/h.out"])
+    run_records = ledger.run_records
+
+    def read_then_run_2_adopts(run_id):
+        records = list(run_records(run_id))
+        assert ledger.adopt([record(ledger, handed_on)], "run-2") == [handed_on["uri"]]
+        yield from records
+
+    monkeypatch.setattr(ledger, "run_records", read_then_run_2_adopts)
+
+    (settled,) = settle_run(ledger, "run-1", reason="run run-1 ended")
+
+    assert settled.abandoned == 1, "only the file run-1 still held"
+    after = record(ledger, handed_on)
+    assert after.status == Status.SUBMITTED and after.run_id == "run-2" and after.failure_reason is None
+    assert record(ledger, kept).failure_reason == "run run-1 ended"
+    assert ledger.record_results([Result(handed_on["uri"], handed_on["inference_id"], output_location="s3://o/h.out")])
+
+
+def test_a_file_marked_after_the_end_read_it_is_not_failed_as_never_sent(ledger):
+    """The end reads a file unsent (``processing``, no mark); a submitter marks it before the end's
+    write: it may reach the endpoint, so it must not be failed ``never_sent`` (the next run would
+    claim and send it again) but with the run's reason."""
+    (f,) = claimed(ledger, "racing")
+    stale = list(ledger.run_records("run-1"))
+    assert [(r.status, r.invoking_since) for r in stale] == [(Status.PROCESSING, None)]
+    assert ledger.mark_invoking([f], "run-1", WINDOW)[1] == [f["uri"]]
+
+    assert ledger.fail_leftovers(stale, "run-1", "run run-1 ended") == 1
+
+    after = record(ledger, f)
+    assert after.status == Status.FAILED and after.never_sent is False
+    assert after.failure_reason == "run run-1 ended"
+    later = {"uri": f["uri"], "etag": "e", "size": 1, "inference_id": inference_id_for(f["uri"], "e", "run-2")}
+    assert ledger.claim([later], "run-2", lease_seconds=WINDOW).rejected == [f["uri"]], "not claimed again as new"
+
+
+def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_sentence(ledger, settle):
+    files = claimed(ledger, "talk", "noise", "later")
     talk, noise, later = files
-    table.apply(
-        [
-            Transition(f["uri"], f["inference_id"], Status.SUBMITTED, {"output_location": f"s3://o/{i}.out"})
-            for i, f in enumerate(files)
-        ]
-    )
+    submitted(ledger, files, outputs=[f"s3://o/{i}.out" for i in range(3)])
     summary = f"s3://{CONFIG.output_bucket}/transcripts/0.summary.json"  # never read: the table holds its opening
-    table.apply(
-        [
-            Transition(talk["uri"], talk["inference_id"], Status.COMPLETED, {"output_location": "s3://o/0.out"}),
-            Transition(noise["uri"], noise["inference_id"], Status.FAILED, {"failure_reason": "not decodable audio"}),
-            Transition(later["uri"], later["inference_id"], Status.COMPLETED, {"summary_error": "throttled"}),
-        ]
-    )
-    opening = {"summary_location": summary, "summary_opening": "Plants turn light into sugar."}
-    table.apply([Transition(talk["uri"], talk["inference_id"], Status.SUMMARIZED, opening)])
+    results = [
+        Result(talk["uri"], talk["inference_id"], output_location="s3://o/0.out"),
+        Result(noise["uri"], noise["inference_id"], failure_reason="not decodable audio"),
+        Result(later["uri"], later["inference_id"], output_location="s3://o/2.out"),
+    ]
+    assert len(ledger.record_results(results).applied) == 3
+    outcomes = [
+        Summarized(record(ledger, talk), summary, "Plants turn light into sugar.", "model"),
+        SummaryFailed(record(ledger, later), "throttled"),
+    ]
+    assert len(ledger.record_summaries(outcomes, "run-1").applied) == 2
     ended = settle(reason="ended")
     lines = {line.split()[1]: line for line in ended.lines[:-2]}
     assert len(lines) == 3
@@ -113,30 +166,25 @@ def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_s
     assert ended.manifest["files"][2]["summary_opening"] == "Plants turn light into sugar."
 
 
-def test_a_run_is_settled_a_chunk_at_a_time(table):
-    uris = [f"s3://audio-in/{i}.wav" for i in range(5)]
-    files = [{"uri": u, "etag": "e", "size": 1, "inference_id": inference_id_for(u, "e", "run-1")} for u in uris]
-    table.claim(files, "run-1")
-    chunks = settle_run(table, "run-1", reason="ended", chunk=2)
+def test_a_run_is_settled_a_chunk_at_a_time(ledger):
+    files = claimed(ledger, *map(str, range(5)))
+    uris = [f["uri"] for f in files]
+    chunks = settle_run(ledger, "run-1", reason="ended", chunk=2)
     first = next(chunks)
     assert len(first.files) == 2 and first.abandoned == 2
-    still_claimed = [i for i in table.run_items("run-1") if i["status"] == Status.PROCESSING]
+    still_claimed = [r for r in ledger.run_records("run-1") if r.status == Status.PROCESSING]
     assert len(still_claimed) == 3, "the next chunk waits until this one is reported"
     rest = list(chunks)
     assert [len(c.files) for c in rest] == [2, 1] and sum(c.abandoned for c in rest) == 3
-    reported = [f["uri"] for c in (first, *rest) for f in c.files]
+    reported = [f.uri for c in (first, *rest) for f in c.files]
     assert sorted(reported) == uris, "every file once"
 
 
-def test_a_file_being_sent_when_its_run_ended_is_failed_as_perhaps_sent(table, settle):
-    uris = [f"s3://audio-in/{name}.wav" for name in ("unsent", "marked")]
-    files = [{"uri": u, "etag": "e", "size": 1, "inference_id": inference_id_for(u, "e", "run-1")} for u in uris]
-    table.claim(files, "run-1")
-    unsent, marked = files
-    mark = Transition(marked["uri"], marked["inference_id"], Status.PROCESSING, {"invoking_since": 1})
-    table.apply([replace(mark, expect=(Status.PROCESSING,))])
+def test_a_file_being_sent_when_its_run_ended_is_failed_as_perhaps_sent(ledger, settle):
+    unsent, marked = claimed(ledger, "unsent", "marked")
+    assert ledger.mark_invoking([marked], "run-1", WINDOW)[1] == [marked["uri"]]
     settle(reason="run run-1 ended")
-    items = table.get_many(uris)
-    assert items[unsent["uri"]]["never_sent"] is True
-    assert "never_sent" not in items[marked["uri"]], "it may have reached the endpoint: not claimed again as new"
-    assert items[marked["uri"]]["failure_reason"] == "run run-1 ended"
+    assert record(ledger, unsent).never_sent is True
+    after = record(ledger, marked)
+    assert after.never_sent is False, "it may have reached the endpoint: not claimed again as new"
+    assert after.failure_reason == "run run-1 ended"

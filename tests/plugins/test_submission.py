@@ -3,13 +3,13 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from collections import Counter
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from audio_pipeline.state_machine import Status, Transition
-from audio_pipeline.status import WriteResult, inference_id_for
+from audio_pipeline.ledger import Ledger, Result, Status, WriteResult, inference_id_for
 from audio_pipeline.submission import (
     BatchSubmitter,
     EndpointNotFoundError,
@@ -19,16 +19,23 @@ from audio_pipeline.submission import (
 )
 
 SETTINGS = InvocationSettings("audio-transcription-async", 3600, 600, 60)
+WINDOW = SETTINGS.result_window_seconds
 
 
 class FakeRuntime:
-    """Stands in for sagemaker-runtime, whose moto version is a static fake (see aws-contracts.md)."""
+    """Stands in for sagemaker-runtime, whose moto version is a static fake (see aws-contracts.md).
+
+    ``during``: callables run (once each, in order) at the start of the next invocation, to
+    interleave other work with a request in flight."""
 
     def __init__(self, fail_for=()):
         self.calls = []
         self.fail_for = set(fail_for)
+        self.during = []
 
     def invoke_endpoint_async(self, **kwargs):
+        while self.during:
+            self.during.pop(0)()
         self.calls.append(kwargs)
         if kwargs["InputLocation"] in self.fail_for:
             raise ClientError({"Error": {"Code": "ValidationError", "Message": "bad input"}}, "InvokeEndpointAsync")
@@ -39,9 +46,18 @@ class FakeRuntime:
             "FailureLocation": f"s3://out/failures/{iid}-error.out",
         }
 
+    def invoked(self) -> Counter[str]:
+        """How often each file was sent to the endpoint."""
+        return Counter(c["InputLocation"] for c in self.calls)
 
-def claim(table, n, run_id="run-1"):
-    files = [
+
+def clocked(ledger, now):
+    """The same table, on a clock the test moves (``now[0]``)."""
+    return Ledger(ledger.store.client, ledger.table_name, backoff_base=0, clock=lambda: now[0])
+
+
+def claimed_files(n, run_id="run-1"):
+    return [
         {
             "uri": f"s3://audio-in/{i}.wav",
             "etag": "e",
@@ -50,41 +66,48 @@ def claim(table, n, run_id="run-1"):
         }
         for i in range(n)
     ]
-    table.claim(files, run_id)
+
+
+def claim(ledger, n, run_id="run-1", lease_seconds=WINDOW):
+    files = claimed_files(n, run_id)
+    assert ledger.claim(files, run_id, lease_seconds=lease_seconds).applied == [f["uri"] for f in files]
     return files
 
 
-def test_submits_each_file_and_records_where_results_go(table):
-    files = claim(table, 30)
+def test_submits_each_file_and_records_where_results_go(ledger):
+    now = [1000.0]
+    at_1000 = clocked(ledger, now)
+    files = claim(at_1000, 30)
     runtime = FakeRuntime()
-    report = BatchSubmitter(table, runtime, SETTINGS, flush_every=7, clock=lambda: 1000.0).submit(files)
+    report = BatchSubmitter(at_1000, runtime, SETTINGS, "run-1", flush_every=7).submit(files)
     assert report.submitted == 30 and not report.failed
     assert [c["InferenceId"] for c in runtime.calls] == [f["inference_id"] for f in files]
     call = runtime.calls[0]
     assert call["EndpointName"] == "audio-transcription-async" and call["ContentType"] == "audio/wav"
     assert call["RequestTTLSeconds"] == 3600 and call["InvocationTimeoutSeconds"] == 600
-    item = table.get_many([files[0]["uri"]])[files[0]["uri"]]
-    assert item["status"] == "submitted"
-    assert item["output_location"].endswith(".out") and item["failure_location"].endswith("-error.out")
-    assert int(item["deadline"]) == 1000 + 3600 + 600 + 60
+    record = ledger.get([files[0]["uri"]])[files[0]["uri"]]
+    assert record.status == Status.SUBMITTED and record.invoking_since is None
+    assert record.input_location == files[0]["uri"]
+    assert record.output_location.endswith(".out") and record.failure_location.endswith("-error.out")
+    assert record.deadline == 1000 + 3600 + 600 + 60
 
 
-def test_a_failed_submission_fails_that_file_only(table):
-    files = claim(table, 3)
+def test_a_failed_submission_fails_that_file_only(ledger):
+    files = claim(ledger, 3)
     runtime = FakeRuntime(fail_for={files[1]["uri"]})
-    report = BatchSubmitter(table, runtime, SETTINGS).submit(files)
+    report = BatchSubmitter(ledger, runtime, SETTINGS, "run-1").submit(files)
     assert report.submitted == 2 and [u for u, _ in report.failed] == [files[1]["uri"]]
-    items = table.get_many(f["uri"] for f in files)
-    assert items[files[1]["uri"]]["status"] == "failed"
-    assert "ValidationError" in items[files[1]["uri"]]["failure_reason"]
-    assert items[files[2]["uri"]]["status"] == "submitted"
+    records = ledger.get(f["uri"] for f in files)
+    assert records[files[1]["uri"]].status == Status.FAILED
+    assert "ValidationError" in records[files[1]["uri"]].failure_reason
+    assert records[files[2]["uri"]].status == Status.SUBMITTED
 
 
-def test_rerun_never_submits_twice(table):
-    files = claim(table, 5)
+def test_rerun_never_submits_twice(ledger):
+    files = claim(ledger, 5)
     runtime = FakeRuntime()
-    BatchSubmitter(table, runtime, SETTINGS).submit(files[:3])
-    report = BatchSubmitter(table, runtime, SETTINGS).submit(files)
+    BatchSubmitter(ledger, runtime, SETTINGS, "run-1").submit(files[:3])
+    report = BatchSubmitter(ledger, runtime, SETTINGS, "run-1").submit(files)
     assert report.already_done == 3 and report.submitted == 2
     assert len(runtime.calls) == 5
 
@@ -102,67 +125,187 @@ class DyingRuntime(FakeRuntime):
         return super().invoke_endpoint_async(**kwargs)
 
 
-def test_kill_midway_still_records_what_was_invoked(table):
-    files = claim(table, 10)
+def test_kill_midway_still_records_what_was_invoked(ledger):
+    files = claim(ledger, 10)
     runtime = DyingRuntime()
     with pytest.raises(Killed):
-        BatchSubmitter(table, runtime, SETTINGS, flush_every=25).submit(files)
-    statuses = [table.get_many([f["uri"]])[f["uri"]]["status"] for f in files]
+        BatchSubmitter(ledger, runtime, SETTINGS, "run-1", flush_every=25).submit(files)
+    records = ledger.get(f["uri"] for f in files)
+    statuses = [records[f["uri"]].status for f in files]
     assert statuses == ["submitted"] * 6 + ["processing"] * 4
+    assert records[files[6]["uri"]].invoking_since is not None, "being sent when killed: it keeps its mark"
+    assert [records[f["uri"]].invoking_since for f in files[7:]] == [None] * 3, "never sent: the mark goes"
     retry = FakeRuntime()
-    report = BatchSubmitter(table, retry, SETTINGS).submit(files)
+    report = BatchSubmitter(ledger, retry, SETTINGS, "run-1").submit(files)
     assert [c["InputLocation"] for c in retry.calls] == [f["uri"] for f in files[7:]]
     # the request being sent when the task was killed may have reached the endpoint: never sent twice
     assert [uri for uri, _ in report.unclear] == [files[6]["uri"]]
-    assert table.get_many([files[6]["uri"]])[files[6]["uri"]]["status"] == "submitted"
+    assert ledger.get([files[6]["uri"]])[files[6]["uri"]].status == Status.SUBMITTED
 
 
-def test_a_hard_kill_midway_never_invokes_a_file_twice(table, monkeypatch):
+def test_a_hard_kill_midway_never_invokes_a_file_twice(ledger, monkeypatch):
     """SIGKILL: nothing runs on the way out, so the statuses of the files invoked since the last
     write are lost; the retry must not invoke them again (each would be transcribed twice)."""
-    files = claim(table, 10)
+    now = [1000.0]
+    timed = clocked(ledger, now)
+    files = claim(timed, 10)
     runtime = DyingRuntime()
-    writes = table.apply
+    record_invocations = timed.record_invocations
 
-    def dead_after_kill(transitions):
-        transitions = list(transitions)
-        if len(runtime.calls) == 6 and transitions and transitions[0].to != "processing":
+    def dead_after_kill(outcomes, window_seconds):
+        if len(runtime.calls) == 6:
             return WriteResult()  # the process is gone: its last writes never happen
-        return writes(transitions)
+        return record_invocations(outcomes, window_seconds)
 
-    monkeypatch.setattr(table, "apply", dead_after_kill)
+    monkeypatch.setattr(timed, "record_invocations", dead_after_kill)
     with pytest.raises(Killed):
-        BatchSubmitter(table, runtime, SETTINGS, flush_every=4, clock=lambda: 1000.0).submit(files)
-    monkeypatch.setattr(table, "apply", writes)
+        BatchSubmitter(timed, runtime, SETTINGS, "run-1", flush_every=4).submit(files)
+    monkeypatch.setattr(timed, "record_invocations", record_invocations)
 
+    now[0] = 2000.0
     retry = FakeRuntime()
-    report = BatchSubmitter(table, retry, SETTINGS, flush_every=4, clock=lambda: 2000.0).submit(files)
+    report = BatchSubmitter(timed, retry, SETTINGS, "run-1", flush_every=4).submit(files)
 
     invoked = [c["InputLocation"] for c in runtime.calls + retry.calls]
     assert len(invoked) == len(set(invoked)), "a file was sent to the endpoint twice"
     assert [c["InputLocation"] for c in retry.calls] == [f["uri"] for f in files[8:]]
     assert [uri for uri, _ in report.unclear] == [f["uri"] for f in files[4:8]]
-    items = table.get_many(f["uri"] for f in files)
+    records = ledger.get(f["uri"] for f in files)
     for f in files[4:8]:  # sent (if at all) before the retry: awaited a whole window from then
-        item = items[f["uri"]]
-        assert item["status"] == "submitted" and "may have accepted it" in item["submit_error"]
-        assert item["deadline"] == 2000 + SETTINGS.result_window_seconds
+        record = records[f["uri"]]
+        assert record.status == Status.SUBMITTED and "may have accepted it" in record.submit_error
+        assert record.deadline == 2000 + WINDOW and record.invoking_since is None
 
 
-def test_fast_notification_is_not_undone(table):
-    files = claim(table, 1)
-    table.apply([Transition(files[0]["uri"], files[0]["inference_id"], Status.COMPLETED)])
+def test_fast_notification_is_not_undone(ledger):
+    files = claim(ledger, 1)
+    f = files[0]
+    result = Result(f["uri"], f["inference_id"], output_location=f"s3://out/transcripts/{f['inference_id']}.out")
+    assert ledger.record_results([result]).applied == [f["uri"]]
     # the file is already settled, so it is not submitted again
     runtime = FakeRuntime()
-    report = BatchSubmitter(table, runtime, SETTINGS).submit(files)
+    report = BatchSubmitter(ledger, runtime, SETTINGS, "run-1").submit(files)
     assert report.already_done == 1 and runtime.calls == []
+    assert ledger.get([f["uri"]])[f["uri"]].status == Status.COMPLETED
 
 
-def test_request_is_valid_for_the_real_sagemaker_runtime_api(table):
+def test_two_submitters_over_one_batch_at_once_invoke_each_file_once(ledger, monkeypatch):
+    """Two submitting tasks of one run (a retry beside a zombie attempt) read the batch before
+    either marks it; the second marks while the first is sending. Only one mark holds a file:
+    the other submitter sends nothing."""
+    files = claim(ledger, 4)
+    runtime = FakeRuntime()
+    first = BatchSubmitter(ledger, runtime, SETTINGS, "run-1")
+    second_ledger = Ledger(ledger.store.client, ledger.table_name, backoff_base=0)
+    second = BatchSubmitter(second_ledger, runtime, SETTINGS, "run-1")
+    mark_invoking = second_ledger.mark_invoking
+    second_marks = []
+    first_reports = []
+
+    def mark_while_the_first_sends(group, run_id, window_seconds):
+        # the second submitter has read the batch (nothing marked yet); now the first reads,
+        # marks and sends, and while its first request is in flight, the second marks
+        runtime.during.append(lambda: second_marks.append(mark_invoking(group, run_id, window_seconds)))
+        first_reports.append(first.submit(files))
+        return second_marks[0]
+
+    monkeypatch.setattr(second_ledger, "mark_invoking", mark_while_the_first_sends)
+    second_report = second.submit(files)
+
+    assert runtime.invoked() == {f["uri"]: 1 for f in files}, "a file was sent to the endpoint twice"
+    assert second_marks and second_marks[0][1] == [], "a file marked by the first submitter is not marked again"
+    assert first_reports[0].submitted == 4 and second_report.submitted == 0
+    records = ledger.get(f["uri"] for f in files)
+    assert {r.status for r in records.values()} == {Status.SUBMITTED}
+
+
+def test_a_submitter_whose_lease_ran_out_never_invokes(ledger):
+    """run-1's claim outlived its lease before it was sent: another run may claim the file at any
+    moment, so run-1 sends nothing; the run that claims it next sends it, once."""
+    now = [1000.0]
+    timed = clocked(ledger, now)
+    files = claim(timed, 3, lease_seconds=100)
+    now[0] = 1101.0  # past the claim's deadline (1100)
+    runtime = FakeRuntime()
+
+    report = BatchSubmitter(timed, runtime, SETTINGS, "run-1").submit(files)
+
+    assert runtime.calls == [] and report.submitted == 0
+    records = ledger.get(f["uri"] for f in files)
+    assert {(r.status, r.invoking_since) for r in records.values()} == {(Status.PROCESSING, None)}
+    later = claimed_files(3, "run-2")
+    assert timed.claim(later, "run-2", lease_seconds=WINDOW).applied == [f["uri"] for f in later]
+    assert BatchSubmitter(timed, runtime, SETTINGS, "run-2").submit(later).submitted == 3
+    assert runtime.invoked() == {f["uri"]: 1 for f in files}
+    assert {c["InferenceId"] for c in runtime.calls} == {f["inference_id"] for f in later}
+
+
+@pytest.mark.parametrize("taken", ["claimed after the lease ran out", "adopted"])
+def test_a_submitter_that_read_its_files_before_another_run_took_them_never_invokes(ledger, monkeypatch, taken):
+    """run-1's submitter reads its files; before it marks them, run-2 takes them over (a new claim
+    once run-1's lease ran out, or adopted as they are when run-1 was seen to end). Only the run
+    holding the claim marks a file: run-1 sends nothing, run-2 sends each once."""
+    now = [1000.0]
+    timed = clocked(ledger, now)
+    files = claim(timed, 3, lease_seconds=100)
+    runtime = FakeRuntime()
+    run_1 = clocked(ledger, now)
+    get = run_1.get
+    taken_by_run_2 = []
+
+    def read_then_run_2_takes_them(uris):
+        records = get(uris)
+        if taken == "adopted":
+            taken_by_run_2[:] = files
+            assert timed.adopt(list(records.values()), "run-2") == [f["uri"] for f in files]
+        else:
+            now[0] = 1101.0
+            taken_by_run_2[:] = claimed_files(3, "run-2")
+            assert timed.claim(taken_by_run_2, "run-2", lease_seconds=WINDOW).applied == [f["uri"] for f in files]
+        return records
+
+    monkeypatch.setattr(run_1, "get", read_then_run_2_takes_them)
+    report = BatchSubmitter(run_1, runtime, SETTINGS, "run-1").submit(files)
+
+    assert runtime.calls == [] and report.submitted == 0
+    assert BatchSubmitter(timed, runtime, SETTINGS, "run-2").submit(taken_by_run_2).submitted == 3
+    assert runtime.invoked() == {f["uri"]: 1 for f in files}
+    records = ledger.get(f["uri"] for f in files)
+    assert {(r.run_id, r.status) for r in records.values()} == {("run-2", Status.SUBMITTED)}
+
+
+def test_marking_renews_the_lease_so_no_claim_takes_a_file_being_sent(ledger):
+    """A mark made just before the claim's deadline renews it: a run that looks while the request
+    is in flight, past the old deadline, cannot claim the file and send it again."""
+    now = [1000.0]
+    timed = clocked(ledger, now)
+    files = claim(timed, 2, lease_seconds=100)
+    now[0] = 1090.0  # the lease is still live: the mark is allowed
+    runtime = FakeRuntime()
+    later = claimed_files(2, "run-2")
+    claims_meanwhile = []
+
+    def run_2_claims_past_the_old_deadline():
+        now[0] = 1200.0
+        claims_meanwhile.append(timed.claim(later, "run-2", lease_seconds=WINDOW))
+
+    runtime.during.append(run_2_claims_past_the_old_deadline)
+
+    assert BatchSubmitter(timed, runtime, SETTINGS, "run-1").submit(files).submitted == 2
+
+    assert claims_meanwhile[0].applied == [] and claims_meanwhile[0].rejected == [f["uri"] for f in later]
+    assert BatchSubmitter(timed, runtime, SETTINGS, "run-2").submit(later).already_done == 2
+    assert runtime.invoked() == {f["uri"]: 1 for f in files}
+    records = ledger.get(f["uri"] for f in files)
+    assert {(r.run_id, r.status) for r in records.values()} == {("run-1", Status.SUBMITTED)}
+    assert {r.deadline for r in records.values()} == {1200 + WINDOW}, "recorded when its answer came"
+
+
+def test_request_is_valid_for_the_real_sagemaker_runtime_api(ledger):
     """Run the submitter on a real boto3 client: botocore validates names, types and ranges."""
     from botocore.stub import Stubber
 
-    files = claim(table, 1)
+    files = claim(ledger, 1)
     client = boto3.client("sagemaker-runtime", region_name="us-east-1")
     stub = Stubber(client)
     expected = {
@@ -183,9 +326,10 @@ def test_request_is_valid_for_the_real_sagemaker_runtime_api(table):
         expected,
     )
     with stub:
-        report = BatchSubmitter(table, client, SETTINGS).submit(files)
+        report = BatchSubmitter(ledger, client, SETTINGS, "run-1").submit(files)
     stub.assert_no_pending_responses()
     assert report.submitted == 1
+    assert ledger.get([files[0]["uri"]])[files[0]["uri"]].output_location == "s3://o/i.out"
 
 
 @pytest.mark.parametrize(
@@ -245,7 +389,7 @@ def silent_endpoint():
     server.server_close()
 
 
-def test_an_unclear_invoke_error_is_awaited_not_sent_again(table, silent_endpoint, monkeypatch):
+def test_an_unclear_invoke_error_is_awaited_not_sent_again(ledger, silent_endpoint, monkeypatch):
     """A read timeout after the request went out: recorded submitted with its deadline, never re-invoked
     (not by botocore's retries either), so a result SageMaker sends later is kept and nothing runs twice."""
     from botocore.config import Config
@@ -261,20 +405,22 @@ def test_an_unclear_invoke_error_is_awaited_not_sent_again(table, silent_endpoin
         endpoint_url=url,
         config=Config(retries=dict(DEFAULT_RETRIES), read_timeout=0.3, connect_timeout=1),  # botocore edits it
     )
-    files = claim(table, 1)
+    at_1000 = clocked(ledger, [1000.0])
+    files = claim(at_1000, 1)
 
-    report = BatchSubmitter(table, client, SETTINGS, clock=lambda: 1000.0).submit(files)
+    report = BatchSubmitter(at_1000, client, SETTINGS, "run-1").submit(files)
 
     assert len(received) == 1, "the invocation was sent more than once"
     assert report.failed == [] and [u for u, _ in report.unclear] == [files[0]["uri"]]
-    item = table.get_many([files[0]["uri"]])[files[0]["uri"]]
-    assert item["status"] == "submitted" and "ReadTimeoutError" in item["submit_error"]
-    assert item["deadline"] == 1000 + SETTINGS.result_window_seconds
-    assert BatchSubmitter(table, client, SETTINGS).submit(files).already_done == 1
+    record = ledger.get([files[0]["uri"]])[files[0]["uri"]]
+    assert record.status == Status.SUBMITTED and "ReadTimeoutError" in record.submit_error
+    assert record.output_location is None and record.invoking_since is None
+    assert record.deadline == 1000 + SETTINGS.result_window_seconds
+    assert BatchSubmitter(ledger, client, SETTINGS, "run-1").submit(files).already_done == 1
     assert len(received) == 1
 
 
-def test_a_refused_connection_is_a_clear_failure(table):
+def test_a_refused_connection_is_a_clear_failure(ledger):
     """Nothing listens: nothing can have been accepted, so the file fails with the reason."""
     from botocore.config import Config
 
@@ -288,7 +434,7 @@ def test_a_refused_connection_is_a_clear_failure(table):
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    files = claim(table, 1)
-    report = BatchSubmitter(table, client, SETTINGS).submit(files)
+    files = claim(ledger, 1)
+    report = BatchSubmitter(ledger, client, SETTINGS, "run-1").submit(files)
     assert report.unclear == [] and [u for u, _ in report.failed] == [files[0]["uri"]]
-    assert table.get_many([files[0]["uri"]])[files[0]["uri"]]["status"] == "failed"
+    assert ledger.get([files[0]["uri"]])[files[0]["uri"]].status == Status.FAILED

@@ -4,5 +4,5 @@ from audio_pipeline.hooks.status_table import StatusTableHook
 
 
 def test_the_status_table_is_on_a_dynamodb_client(aws):
-    table = StatusTableHook(status_table="t").table
-    assert table.client.meta.service_model.service_name == "dynamodb" and table.table_name == "t"
+    ledger = StatusTableHook(status_table="t").ledger
+    assert ledger.store.client.meta.service_model.service_name == "dynamodb" and ledger.table_name == "t"

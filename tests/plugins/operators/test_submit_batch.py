@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from audio_pipeline.ledger import Status
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from tests.plugins.conftest import CONFIG
+
+RUN_1 = {"run_id": "run-1"}
+"""The task's context: the DAG run that claimed the ``batch`` fixture's files."""
 
 
 def submit_operator(ref, **kwargs):
@@ -18,13 +22,26 @@ def submit_operator(ref, **kwargs):
     )
 
 
-def test_operator_submits_the_batch(batch, runtime, table):
+def test_operator_submits_the_batch(batch, runtime, ledger):
     files, ref = batch
-    result = submit_operator(ref).execute({})
+    result = submit_operator(ref).execute(RUN_1)
     assert result == {"submitted": 3, "failed": 0, "unclear": 0, "already_done": 0}
     assert [c["InputLocation"] for c in runtime.calls] == [f["uri"] for f in files]
     assert {c["ContentType"] for c in runtime.calls} == {"audio/flac"}
-    assert {i["status"] for i in table.get_many(f["uri"] for f in files).values()} == {"submitted"}
+    records = ledger.get(f["uri"] for f in files)
+    assert {(r.status, r.run_id) for r in records.values()} == {(Status.SUBMITTED, "run-1")}
+    assert submit_operator(ref).execute(RUN_1)["already_done"] == 3, "never sent twice"
+    assert len(runtime.calls) == 3
+
+
+def test_operator_of_another_run_sends_nothing(batch, runtime, ledger):
+    """The run id comes from the task's context: a task of a run that does not hold the files
+    (its claim was taken over) sends none of them."""
+    files, ref = batch
+    result = submit_operator(ref).execute({"run_id": "run-2"})
+    assert result == {"submitted": 0, "failed": 0, "unclear": 0, "already_done": 3}
+    assert runtime.calls == []
+    assert {r.status for r in ledger.get(f["uri"] for f in files).values()} == {Status.PROCESSING}
 
 
 def test_the_operators_botocore_config_reaches_every_client_it_makes(batch, runtime, monkeypatch):
@@ -44,7 +61,7 @@ def test_the_operators_botocore_config_reaches_every_client_it_makes(batch, runt
         monkeypatch.setattr(submit_batch, name, spy(name))
     operator = submit_operator(batch[1])
     operator.botocore_config = {"read_timeout": 7}
-    operator.execute({})
+    operator.execute(RUN_1)
     assert configs == {"S3Hook": {"read_timeout": 7}, "StatusTableHook": {"read_timeout": 7}}
 
 

@@ -8,10 +8,11 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, conf
 from airflow.sdk.exceptions import TaskDeferred
 
+from audio_pipeline.ledger import Status
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 from tests.plugins.conftest import CONFIG, REGION, notification, sns_envelope
-from tests.plugins.operators.test_submit_batch import submit_operator
+from tests.plugins.operators.test_submit_batch import RUN_1, submit_operator
 
 
 def sensor(ref, **kwargs):
@@ -32,7 +33,7 @@ def queue_url(aws):
 
 def test_sensor_defers_to_its_trigger(batch, runtime, queue_url):
     files, ref = batch
-    submit_operator(ref).execute({})
+    submit_operator(ref).execute(RUN_1)
     with pytest.raises(TaskDeferred) as deferred:
         sensor(ref, deferrable=True).execute({})
     trigger = deferred.value.trigger
@@ -44,13 +45,16 @@ def test_sensor_defers_to_its_trigger(batch, runtime, queue_url):
 
 def test_sensor_defers_with_its_timeout_and_connection_arguments(batch, runtime, queue_url):
     _, ref = batch
-    submit_operator(ref).execute({})
+    submit_operator(ref).execute(RUN_1)
     config = {"read_timeout": 7}
     with pytest.raises(TaskDeferred) as deferred:
-        sensor(ref, deferrable=True, timeout=1234, verify=False, botocore_config=config).execute({})
+        sensor(
+            ref, deferrable=True, timeout=1234, verify=False, botocore_config=config, output_path=CONFIG.output_path
+        ).execute({})
     assert deferred.value.timeout == timedelta(seconds=1234)
     trigger = deferred.value.trigger
     assert trigger.verify is False and trigger.botocore_config == config
+    assert trigger.output_path == CONFIG.output_path, "a success outside the output path is never recorded"
 
 
 def test_sensor_is_deferrable_as_the_operators_default_deferrable_setting_says(batch):
@@ -60,27 +64,29 @@ def test_sensor_is_deferrable_as_the_operators_default_deferrable_setting_says(b
     assert sensor(ref).deferrable is False
 
 
-def test_sensor_returns_at_once_when_nothing_is_pending(batch, runtime, table, queue_url):
+def test_sensor_returns_at_once_when_nothing_is_pending(batch, runtime, ledger, queue_url):
     files, ref = batch
     runtime.fail_for = {f["uri"] for f in files}
-    submit_operator(ref).execute({})
+    submit_operator(ref).execute(RUN_1)
     assert sensor(ref).execute({}) == {"failed": 3}
 
 
-def test_sensor_in_poke_mode_records_notifications(batch, runtime, table, queue_url):
+def test_sensor_in_poke_mode_records_notifications(batch, runtime, ledger, queue_url):
     files, ref = batch
-    submit_operator(ref).execute({})
+    submit_operator(ref).execute(RUN_1)
     sqs = boto3.client("sqs", region_name=REGION)
+    records = ledger.get(f["uri"] for f in files)
     for f in files:
         doc = notification("success", inference_id=f["inference_id"], input_location=f["uri"])
+        doc["responseParameters"]["outputLocation"] = records[f["uri"]].output_location  # as the endpoint answered
         sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
-    s = sensor(ref, deferrable=False, wait_time_seconds=0)
+    s = sensor(ref, deferrable=False, wait_time_seconds=0, output_path="s3://out/transcripts/")
     for _ in range(5):
         if s.poke({}):
             break
     else:
         pytest.fail("the sensor never saw its batch settle")
-    assert {i["status"] for i in table.get_many(f["uri"] for f in files).values()} == {"completed"}
+    assert {r.status for r in ledger.get(f["uri"] for f in files).values()} == {Status.COMPLETED}
 
 
 def test_execute_complete(batch):
@@ -97,18 +103,18 @@ def test_sensor_accepts_a_queue_url(batch, queue_url):
     json.dumps(s.batch)
 
 
-def test_the_sensor_outlives_its_batch_s_last_deadline(batch, runtime, table, queue_url):
+def test_the_sensor_outlives_its_batch_s_last_deadline(batch, runtime, ledger, queue_url):
     """A file silent to the end is failed by the trigger at its deadline, with the reason; the
     sensor's own timeout must come later, or it fails the batch first and records nothing."""
     import time
 
     files, ref = batch
-    submit_operator(ref).execute({})
+    submit_operator(ref).execute(RUN_1)
     waiting = sensor(ref, deferrable=True)
     start = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         waiting.execute({})
-    last_deadline = max(int(i["deadline"]) for i in table.get_many(f["uri"] for f in files).values())
+    last_deadline = max(r.deadline for r in ledger.get(f["uri"] for f in files).values())
     trigger = deferred.value.trigger
     noticed_by = last_deadline + trigger.refresh_interval_seconds + trigger.wait_time_seconds
     assert start + deferred.value.timeout.total_seconds() > noticed_by
