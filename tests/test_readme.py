@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from audio_pipeline.config import PipelineConfig
-from audio_pipeline.state_machine import Status
+from audio_pipeline.ledger import Status
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -98,11 +98,19 @@ def test_schedule_and_params(dag):
     assert dag.timetable.expression == "0 2 * * *"
     assert dag.catchup is False
     params = dag.params
-    assert set(params.keys()) == {"bucket_uri", "batch_size", "max_files", "reprocess_failed", "summarize"}
+    assert set(params.keys()) == {
+        "bucket_uri",
+        "batch_size",
+        "max_files",
+        "reprocess_failed",
+        "summarize",
+        "accept_empty_status_table",
+    }
     for name in params:
         assert params.get_param(name).description, f"param {name} needs a description for the trigger form"
     assert params["batch_size"] == 100 and params["max_files"] == 0
     assert params["reprocess_failed"] is False and params["summarize"] is True
+    assert params["accept_empty_status_table"] is False
 
 
 def test_task_graph(dag):
@@ -168,9 +176,9 @@ def aws(monkeypatch):
         yield
 
 
-def resolve(dag, bucket_uri, run_type="manual"):
+def resolve(dag, bucket_uri, run_type="manual", **params):
     run = SimpleNamespace(run_type=run_type)
-    return dag.get_task("resolve_run").python_callable(params={"bucket_uri": bucket_uri}, dag_run=run)
+    return dag.get_task("resolve_run").python_callable(params={"bucket_uri": bucket_uri, **params}, dag_run=run)
 
 
 @pytest.mark.parametrize(
@@ -270,21 +278,21 @@ def summarise(dag, aws, monkeypatch):
 
     from audio_pipeline.batches import BatchManifests
     from audio_pipeline.config import PipelineConfig
-    from audio_pipeline.state_machine import Status, Transition
-    from audio_pipeline.status import StatusTable, inference_id_for, table_definition
+    from audio_pipeline.ledger import Ledger, Result, Status, inference_id_for, table_definition
 
     config = PipelineConfig()
     s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
     s3.create_bucket(Bucket=config.output_bucket)
     ddb.create_table(TableName=config.status_table, **table_definition())
-    table = StatusTable(ddb, config.status_table)
+    ledger = Ledger(ddb, config.status_table)
     uri = "s3://audio-in/calls/a.wav"
     f = {"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}
-    table.claim([f], "run-1")
+    ledger.claim([f], "run-1", lease_seconds=config.result_window_seconds)
     s3.put_object(Bucket=config.output_bucket, Key="transcripts/a.out", Body=b'{"text": "a call"}')
-    out = f"s3://{config.output_bucket}/transcripts/a.out"
-    table.apply([Transition(uri, f["inference_id"], Status.COMPLETED, {"output_location": out})])
-    (batch,) = BatchManifests(s3, config.output_bucket, "runs/run-1/").write([f], 10, 1)
+    out = f"{config.output_path}a.out"
+    assert ledger.record_results([Result(uri, f["inference_id"], output_location=out)]).applied == [uri]
+    assert ledger.get([uri])[uri].status == Status.COMPLETED
+    (batch,) = BatchManifests(s3, config.output_bucket, "runs/run-1/").write([f], 1, 10, 1)
 
     bedrock = boto3.client("bedrock-runtime")
     stub = Stubber(bedrock)
@@ -325,8 +333,9 @@ def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
 def test_the_claim_task_takes_over_the_files_of_a_run_airflow_reports_ended(dag, aws):
     """run-1 was marked failed with a file still in flight: run-2's claim task asks Airflow for
     run-1's state (once) and takes the file over with its inference id, before its lease ends."""
+    from audio_pipeline.batches import read_manifest
     from audio_pipeline.config import PipelineConfig
-    from audio_pipeline.status import StatusTable
+    from audio_pipeline.ledger import Ledger
     from local.bootstrap import INPUT_BUCKET, bootstrap
 
     bootstrap(boto3.session.Session())
@@ -348,7 +357,68 @@ def test_the_claim_task_takes_over_the_files_of_a_run_airflow_reports_ended(dag,
     (second,) = claim(run=run, params=params, run_id="run-2", ti=TaskInstance())
 
     assert second["files"] == 1 and asked == [("audio_transcription", "run-1")]
-    table = StatusTable(boto3.client("dynamodb"), PipelineConfig().status_table)
-    item = table.get_many([f"s3://{INPUT_BUCKET}/calls/a.wav"])[f"s3://{INPUT_BUCKET}/calls/a.wav"]
-    assert item["run_id"] == "run-2" and item["status"] == "processing"
+    ledger = Ledger(boto3.client("dynamodb"), PipelineConfig().status_table)
+    record = ledger.get([f"s3://{INPUT_BUCKET}/calls/a.wav"])[f"s3://{INPUT_BUCKET}/calls/a.wav"]
+    assert record.run_id == "run-2" and record.status == "processing"
+    assert record.inference_id == read_manifest(boto3.client("s3"), first["manifest"])[0]["inference_id"]
     assert claim(run=run, params=params, run_id="run-3") == [], "without Airflow's word, the lease decides"
+
+
+# ------------------------------------------------- a reset status table, an empty bucket URI
+
+
+def test_the_first_task_refuses_an_empty_status_table_after_runs_that_claimed_files(dag, aws):
+    """The table was deleted and recreated: every file would look new. The run fails at once,
+    saying so, unless triggered with accept_empty_status_table."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from audio_pipeline.config import PipelineConfig
+    from local.bootstrap import INPUT_BUCKET, bootstrap
+
+    bootstrap(boto3.session.Session())
+    config = PipelineConfig()
+    uri = f"s3://{INPUT_BUCKET}/calls/"
+    assert resolve(dag, uri)["bucket_uri"] == uri, "no earlier run: an empty table is a new one"
+    boto3.client("s3").put_object(Bucket=config.output_bucket, Key="runs/old-run/batches/1.json", Body=b"{}")
+
+    with pytest.raises(AirflowFailException, match=r"status table 'audio-transcription-status' is empty.*old-run"):
+        resolve(dag, uri)
+    with pytest.raises(AirflowFailException, match="accept_empty_status_table"):
+        resolve(dag, uri, accept_empty_status_table=False)
+    assert resolve(dag, uri, accept_empty_status_table=True)["bucket_uri"] == uri
+
+
+def _claim_setup(keys):
+    from audio_pipeline.config import PipelineConfig
+    from local.bootstrap import INPUT_BUCKET, bootstrap
+
+    bootstrap(boto3.session.Session())
+    for key in keys:
+        boto3.client("s3").put_object(Bucket=INPUT_BUCKET, Key=key, Body=b"RIFF....WAVEfmt ")
+    return PipelineConfig(schedule_max_files=2).run_xcom(f"s3://{INPUT_BUCKET}/calls/")
+
+
+def test_the_nightly_run_claims_at_most_schedule_max_files(dag, aws):
+    """A scheduled run with max_files 0 claims schedule_max_files; a trigger's max_files decides for
+    its own run, and a manual run without one claims everything."""
+    run = _claim_setup([f"calls/{i}.wav" for i in range(8)])
+    claim = dag.get_task("claim_new_audio").python_callable
+    params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
+
+    def files(batches):
+        return sum(b["files"] for b in batches)
+
+    nightly = SimpleNamespace(run_type="scheduled")
+    assert files(claim(run=run, params=params, run_id="nightly-1", dag_run=nightly)) == 2
+    assert files(claim(run=run, params={**params, "max_files": 3}, run_id="nightly-2", dag_run=nightly)) == 3
+    manual = SimpleNamespace(run_type="manual")
+    assert files(claim(run=run, params=params, run_id="manual-1", dag_run=manual)) == 3, "the rest, over 2"
+
+
+def test_the_claim_task_fails_at_once_on_a_bucket_uri_with_no_audio(dag, aws):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run = _claim_setup(["calls/notes.txt"])
+    params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
+    with pytest.raises(AirflowFailException, match=r"calls/: listed 1 objects, no audio file.*notes.txt"):
+        dag.get_task("claim_new_audio").python_callable(run=run, params=params, run_id="run-1")
