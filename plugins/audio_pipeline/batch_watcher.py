@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.ledger import FileRecord, Ledger, Result, Status
-from audio_pipeline.notifications import NotificationFormatError, parse_notification
+from audio_pipeline.notifications import InferenceNotification, NotificationFormatError, parse_notification
+from audio_pipeline.pinning import source_of
 from audio_pipeline.s3_uris import object_exists, split_s3_uri
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class BatchWatcher:
                 result.malformed += 1
                 log.error("Left message %s on the queue for the dead-letter queue: %s", message.get("MessageId"), err)
                 continue
-            uri = by_inference_id.get(notification.inference_id) or _table_key(notification.input_location)
+            uri = by_inference_id.get(notification.inference_id) or _table_key(notification)
             if not uri:
                 result.ignored += 1
                 result.delete.append(entry)
@@ -301,11 +302,13 @@ class BatchWatcher:
         return text.strip()
 
 
-def _table_key(input_location: str | None) -> str | None:
-    """The status table's key for a notification's ``inputLocation``, when it can be one of ours."""
-    if input_location and input_location.startswith("s3://") and len(input_location.encode()) <= _KEY_MAX_BYTES:
-        return input_location
-    return None
+def _table_key(notification: InferenceNotification) -> str | None:
+    """The status table's key of the file a notification of another batch is for: the source its
+    ``inputLocation`` (a pinned copy, :mod:`audio_pipeline.pinning`) was copied from."""
+    if not notification.input_location:
+        return None
+    source = source_of(notification.input_location, notification.inference_id)
+    return source if source and len(source.encode()) <= _KEY_MAX_BYTES else None
 
 
 def _status(result: Result) -> Status:

@@ -13,6 +13,7 @@ from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.config import UnusableInputError
 from audio_pipeline.ledger import FileRecord, Ledger, Skipped, Status, inference_id_for
 from audio_pipeline.listing import AudioObject, ListingReport, iter_audio_objects
+from audio_pipeline.pinning import pin_overhead
 from audio_pipeline.s3_uris import S3Location, object_exists
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ def claim_new_files(
     run_id: str,
     claimed: Callable[[ClaimedFile], None],
     *,
+    inputs_path: str,
     lease_seconds: int,
     reprocess_failed: bool = False,
     summarize: bool = True,
@@ -147,7 +149,8 @@ def claim_new_files(
     run_ended: RunEnded | None = None,
 ) -> ClaimReport:
     """Claim every audio file under ``location`` that is new, changed, abandoned, failed before it
-    was ever sent, or (optionally) failed, handing each to ``claimed`` as it is claimed.
+    was ever sent, or (optionally) failed, handing each to ``claimed`` as it is claimed (``inputs_path``:
+    where the submitter will copy what it sends, whose longer names some keys cannot take).
 
     With ``summarize``, a file transcribed before but left without a summary (summaries were
     off, Bedrock failed, or the run that held it died before summarising it and its lease
@@ -165,7 +168,7 @@ def claim_new_files(
     Raises :class:`NothingToListError` when ``location`` holds no audio file at all.
     """
     report = ClaimReport()
-    objects = iter_audio_objects(s3_client, location, extensions, report.listing)
+    objects = iter_audio_objects(s3_client, location, extensions, report.listing, pin_overhead(inputs_path))
 
     def room() -> int:
         return max(0, max_files - report.claimed) if max_files else LOOKUP_CHUNK

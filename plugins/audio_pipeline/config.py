@@ -122,6 +122,10 @@ class PipelineConfig:
     )
     transcripts_prefix: str = _doc("transcripts/", "key prefix of the endpoint's S3OutputPath")
     failures_prefix: str = _doc("failures/", "key prefix of the endpoint's S3FailurePath")
+    inputs_prefix: str = _doc(
+        "inputs/",
+        "key prefix of the copy of each file version sent to the endpoint (infra/ expires them after 2 days)",
+    )
     runs_prefix: str = _doc("runs/", "key prefix of batch manifests and run manifests")
     bedrock_model_id: str = _doc(
         "us.anthropic.claude-haiku-4-5-20251001-v1:0",
@@ -225,14 +229,15 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
     def run_xcom(self, bucket_uri: str) -> dict[str, Any]:
-        """What a run's first task hands on: its bucket URI, every setting, and the two values
-        derived from them that operators take (``output_path``, ``result_window_seconds``).
+        """What a run's first task hands on: its bucket URI, every setting, and the values
+        derived from them that operators take (``output_path``, ``inputs_path``, ``result_window_seconds``).
         Pushed key by key too (``multiple_outputs``), so that an operator takes one setting as an
         XComArg of the setting's own type rather than a rendered template string."""
         return {
             "bucket_uri": bucket_uri,
             **self.to_dict(),
             "output_path": self.output_path,
+            "inputs_path": self.inputs_path,
             "result_window_seconds": self.result_window_seconds,
         }
 
@@ -253,6 +258,11 @@ class PipelineConfig:
     def output_path(self) -> str:
         """The endpoint's ``S3OutputPath``."""
         return f"s3://{self.output_bucket}/{self.transcripts_prefix}"
+
+    @property
+    def inputs_path(self) -> str:
+        """Where the submitter puts the copy of each file version it sends (:mod:`audio_pipeline.pinning`)."""
+        return f"s3://{self.output_bucket}/{self.inputs_prefix}"
 
     @property
     def failure_path(self) -> str:

@@ -86,7 +86,7 @@ def _not_audio(key: str, extensions: frozenset[str]) -> str | None:
     return None
 
 
-def _unsendable(bucket: str, key: str, size: int) -> str | None:
+def _unsendable(bucket: str, key: str, size: int, pin_overhead: int) -> str | None:
     """Why the endpoint cannot take an audio file, or None."""
     if _CONTROL.search(key):
         return "control characters in the key (InvokeEndpointAsync's InputLocation header cannot carry them)"
@@ -94,17 +94,21 @@ def _unsendable(bucket: str, key: str, size: int) -> str | None:
         return "zero bytes"
     if size > MAX_ASYNC_PAYLOAD_BYTES:
         return "over the 1 GB asynchronous inference limit"
-    limit = input_location_limit()
+    limit = input_location_limit() - pin_overhead  # the copy that is sent has the longer name
     if len(f"s3://{bucket}/{key}".encode()) > limit:  # bytes: the most the header's length can be
-        return f"s3:// URI over the {limit} characters InvokeEndpointAsync accepts as InputLocation"
+        return (
+            f"s3:// URI over {limit} bytes: the copy sent is named {pin_overhead} bytes longer, over the "
+            f"{input_location_limit()} characters InvokeEndpointAsync accepts as InputLocation"
+        )
     return None
 
 
 def iter_audio_objects(
-    s3_client: S3Client, location: S3Location, extensions: frozenset[str], report: ListingReport
+    s3_client: S3Client, location: S3Location, extensions: frozenset[str], report: ListingReport, pin_overhead: int
 ) -> Iterator[AudioObject]:
     """Yield the audio objects under ``location``, every page of ``ListObjectsV2``; those the
-    endpoint cannot take carry their ``skip_reason``."""
+    endpoint cannot take carry their ``skip_reason`` (``pin_overhead``: how much longer the name
+    of the copy sent is, :func:`audio_pipeline.pinning.pin_overhead`)."""
     paginator = s3_client.get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
@@ -115,7 +119,7 @@ def iter_audio_objects(
                     report.skip(reason, obj["Key"])
                     continue
                 report.audio += 1
-                unsendable = _unsendable(location.bucket, obj["Key"], obj["Size"])
+                unsendable = _unsendable(location.bucket, obj["Key"], obj["Size"], pin_overhead)
                 if unsendable:
                     report.skip(unsendable, obj["Key"])
                 yield AudioObject(location.bucket, obj["Key"], obj["ETag"].strip('"'), obj["Size"], unsendable)

@@ -12,8 +12,10 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.config import UnusableInputError, result_window_seconds
 from audio_pipeline.ledger import Accepted, Invocation, Ledger, NotSent, Refused, Status, Unclear
+from audio_pipeline.pinning import VersionGoneError, pin
 
 if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
     from types_boto3_sagemaker import SageMakerClient
     from types_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
@@ -61,6 +63,8 @@ class InvocationSettings:
     request_ttl_seconds: int
     invocation_timeout_seconds: int
     result_grace_seconds: int
+    inputs_path: str
+    """Where each file version is copied before it is sent (:mod:`audio_pipeline.pinning`)."""
 
     @property
     def result_window_seconds(self) -> int:
@@ -114,6 +118,7 @@ class BatchSubmitter:
         self,
         ledger: Ledger,
         runtime_client: SageMakerRuntimeClient,
+        s3_client: S3Client,
         settings: InvocationSettings,
         run_id: str,
         *,
@@ -121,6 +126,7 @@ class BatchSubmitter:
     ) -> None:
         self.ledger = ledger
         self.runtime = runtime_client
+        self.s3 = s3_client
         self.settings = settings
         self.run_id = run_id
         self.flush_every = flush_every
@@ -181,9 +187,19 @@ class BatchSubmitter:
 
     def _invoke(self, f: ClaimedFile, since: int, report: SubmissionReport) -> Invocation:
         try:
+            pinned = pin(self.s3, f, self.settings.inputs_path)
+        except (VersionGoneError, ClientError, BotoCoreError) as err:
+            why = (
+                str(err) if isinstance(err, VersionGoneError) else f"could not copy the claimed version to send: {err}"
+            )
+            reason = f"not sent: {why}"
+            log.warning("%s: %s", f["uri"], reason)
+            report.failed.append((f["uri"], reason))
+            return Refused(f, since, reason)
+        try:
             response = self.runtime.invoke_endpoint_async(
                 EndpointName=self.settings.endpoint_name,
-                InputLocation=f["uri"],
+                InputLocation=pinned,
                 ContentType=content_type_for(f["uri"]),
                 InferenceId=f["inference_id"],
                 RequestTTLSeconds=self.settings.request_ttl_seconds,
@@ -200,7 +216,7 @@ class BatchSubmitter:
         if response.get("InferenceId") not in (None, f["inference_id"]):
             log.warning("%s: endpoint answered inference id %s", f["uri"], response.get("InferenceId"))
         report.submitted += 1
-        return Accepted(f, since, f["uri"], response.get("OutputLocation"), response.get("FailureLocation"))
+        return Accepted(f, since, pinned, response.get("OutputLocation"), response.get("FailureLocation"))
 
     def _flush(self, pending: list[Invocation]) -> None:
         if not pending:

@@ -77,6 +77,14 @@ class Absent(Condition):
 
 
 @dataclass(frozen=True)
+class Present(Condition):
+    attribute: str
+
+    def render(self, p: Placeholders) -> str:
+        return f"attribute_exists({p.name(self.attribute)})"
+
+
+@dataclass(frozen=True)
 class Below(Condition):
     attribute: str
     value: Any

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.ledger._conditions import Absent, AtLeast, Below, Condition, In, Is, IsNot, Not
+from audio_pipeline.ledger._conditions import Absent, AtLeast, Below, Condition, In, Is, IsNot, Not, Present
 from audio_pipeline.ledger._store import CONCURRENCY, PARTITION_KEY, Put, Store, Update, Write, WriteResult
 from audio_pipeline.ledger.records import IN_FLIGHT, FileRecord, Status
 
@@ -327,7 +327,8 @@ class Ledger:
 
     def record_invocations(self, outcomes: Sequence[Invocation], window_seconds: int) -> WriteResult:
         """Record how each marked file's invocation went; requires the claim, ``processing`` and the
-        submitter's own mark (``since``), which goes. Accepted and unclear files are ``submitted``
+        submitter's own mark (``since``), which goes (an accepted file may also replace what another
+        submitter recorded, unclear, from the mark alone). Accepted and unclear files are ``submitted``
         with a deadline ``window_seconds`` from now (their result may come that long after the request)."""
         stamp = utcnow()
         deadline = self._now() + window_seconds
@@ -336,6 +337,11 @@ class Ledger:
             when = _claim_of(o.file) & Is("status", Status.PROCESSING.value) & Is("invoking_since", o.since)
             change: dict[str, Any]
             if isinstance(o, Accepted):
+                # or over what a second submitter recorded from the mark alone: the endpoint's answer says more
+                unclear = Is("status", Status.SUBMITTED.value) & Absent("output_location") & Present("submit_error")
+                when = _claim_of(o.file) & (
+                    (Is("status", Status.PROCESSING.value) & Is("invoking_since", o.since)) | unclear
+                )
                 change = {
                     "status": Status.SUBMITTED.value,
                     "input_location": o.input_location,

@@ -33,6 +33,8 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
     :param request_ttl_seconds: ``RequestTTLSeconds`` of each invocation
     :param invocation_timeout_seconds: ``InvocationTimeoutSeconds`` of each invocation
     :param result_grace_seconds: extra time past TTL + timeout before a silent file counts as failed
+    :param inputs_path: ``s3://bucket/prefix/`` where the claimed version of each file is copied and
+        sent from, so an object overwritten while it waits is never transcribed as the claimed version
     :param output_path: the endpoint's ``S3OutputPath``, for the task's console link to the batch's output
     """
 
@@ -45,6 +47,7 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         "request_ttl_seconds",
         "invocation_timeout_seconds",
         "result_grace_seconds",
+        "inputs_path",
         "output_path",
     )
     ui_color = "#7dc4e4"
@@ -58,12 +61,14 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         request_ttl_seconds: int = 21600,
         invocation_timeout_seconds: int = 900,
         result_grace_seconds: int = 300,
+        inputs_path: str,
         output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.batch = batch
         self.output_path = output_path
+        self.inputs_path = inputs_path
         self.endpoint_name = endpoint_name
         self.status_table = status_table
         self.request_ttl_seconds = request_ttl_seconds
@@ -85,9 +90,10 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
             request_ttl_seconds=self.request_ttl_seconds,
             invocation_timeout_seconds=self.invocation_timeout_seconds,
             result_grace_seconds=self.result_grace_seconds,
+            inputs_path=self.inputs_path,
         )
         self.log.info("Submitting %s (%d files) to endpoint %s", self.batch["label"], len(files), self.endpoint_name)
-        report = BatchSubmitter(ledger, self.hook.conn, settings, context["run_id"]).submit(files)
+        report = BatchSubmitter(ledger, self.hook.conn, s3.conn, settings, context["run_id"]).submit(files)
         for uri, reason in report.failed:
             self.log.warning("failed: %s: %s", uri, reason)
         self.log.info(
