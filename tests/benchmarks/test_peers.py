@@ -96,3 +96,26 @@ def test_the_moto_server_counts_a_named_caller_apart(agent, caller):
     from local.moto_server import calling
 
     assert calling(agent) == caller
+
+
+@mock_aws
+def test_the_original_listing_function_submits_each_new_key_once(monkeypatch):
+    from benchmarks.peers import original
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="audio-in")
+    for key in ("p/a.wav", "p/b.mp3", "p/notes.txt"):
+        s3.put_object(Bucket="audio-in", Key=key, Body=b"RIFF")
+    boto3.client("dynamodb", region_name="us-east-1").create_table(
+        TableName=original.TABLE,
+        AttributeDefinitions=[{"AttributeName": "uri", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "uri", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    assert original.list_and_submit("s3://audio-in/p/") == {"listed": 2, "submitted": 2, "skipped": 0}
+    assert original.list_and_submit("s3://audio-in/p/") == {"listed": 2, "submitted": 0, "skipped": 2}
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=original.TABLE, Key={"uri": {"S": "s3://audio-in/p/a.wav"}}
+    )["Item"]
+    assert item["status"]["S"] == "submitted" and item["inference_id"]["S"]
