@@ -121,6 +121,21 @@ def with_faults(stack: Stack) -> Stack:
     return stack
 
 
+def stack_settings(service_seconds: float, concurrency: int, wait_timeout: int) -> Settings:
+    """A fresh stack's settings: the benchmark backend, the endpoint's concurrency, the peer DAGs' bundle."""
+    return Settings(
+        state_dir=Path(tempfile.mkdtemp(prefix="bench-peers-")),
+        ports=Ports(*(free_port() for _ in range(5))),
+        model_backend="benchmark",
+        extra_env={
+            "BENCHMARK_SERVICE_SECONDS": str(service_seconds),
+            "PEERS_WAIT_TIMEOUT_SECONDS": str(wait_timeout),
+        },
+        names=StackNames(max_concurrent_invocations_per_instance=concurrency),
+        dag_bundles={"peers": PEER_DAGS},
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
@@ -130,18 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     n, service_seconds, concurrency = args.files, args.service_seconds, args.concurrency
-    settings = Settings(
-        state_dir=Path(tempfile.mkdtemp(prefix="bench-peers-")),
-        ports=Ports(*(free_port() for _ in range(5))),
-        model_backend="benchmark",
-        extra_env={
-            "BENCHMARK_SERVICE_SECONDS": str(service_seconds),
-            "PEERS_WAIT_TIMEOUT_SECONDS": str(args.wait_timeout),
-        },
-        names=StackNames(max_concurrent_invocations_per_instance=concurrency),
-        dag_bundles={"peers": PEER_DAGS},
-    )
-    stack = Stack(settings)
+    stack = Stack(stack_settings(service_seconds, concurrency, args.wait_timeout))
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, shared with "

@@ -90,7 +90,24 @@ def calls_table(run: dict) -> str:
     return _table(header, rows)
 
 
-def render(text: str, run: dict) -> str:
+def map_limit_line(limit: dict | None) -> str:
+    """What the stock DAG did past ``max_map_length`` (``peers-map-limit.json``), if measured."""
+    if limit is None:
+        return "Past `max_map_length`: not measured (`python -m benchmarks.peers.map_limit`)."
+    return (
+        f"Past `max_map_length` (measured {limit['date']}, `python -m benchmarks.peers.map_limit`): the stock "
+        f"DAG over {_n(limit['files'])} files ended `{limit['run_state']}` after {limit['end_to_end_s']:,.1f} s "
+        f"with {_n(limit['task_instances'])} task instances; `list_audio` ended with `{limit['list_audio_error']}`; "
+        f"the endpoint accepted {_n(limit['requests_accepted'])} requests for those files."
+    )
+
+
+def load_map_limit(results: Path = RESULTS) -> dict | None:
+    path = results / "peers-map-limit.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def render(text: str, run: dict, limit: dict | None = None) -> str:
     intro = (
         f"N = {_n(run['N'])} files per design, measured {run['date']}; endpoint {run['service_seconds']} s per "
         f"file, concurrency {run['concurrency']} (ideal {run['clean']['package']['ideal_s']:,.1f} s); "
@@ -106,6 +123,7 @@ def render(text: str, run: dict) -> str:
             "AWS calls per file by operation, first pass (moto's count by caller; `InvokeEndpointAsync` "
             "and Bedrock from the emulators' journals):",
             calls_table(run),
+            map_limit_line(limit),
         ]
     )
     return replace_between(text, "peers", body)
@@ -115,7 +133,7 @@ def main() -> None:
     run = load()
     if run is None:
         raise SystemExit("no benchmarks/results/peers-N*.json: run make bench-peers")
-    DOC.write_text(render(DOC.read_text(), run))
+    DOC.write_text(render(DOC.read_text(), run, load_map_limit()))
     print(f"wrote the side-by-side table of {DOC.name} from peers-N{run['N']}.json")
 
 
