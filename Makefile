@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/plugins
 
 .PHONY: venv test test-fast test-latest demo up down status compose-up compose-demo compose-down compose-test compose-images venv-latest \
-	bench faults soak lint plugins-zip clean
+	bench bench-peers faults soak lint plugins-zip clean
 
 venv: $(STAMP)
 
@@ -76,6 +76,11 @@ compose-images: venv
 ## make bench [FILES="1000 10000"]: scale figures on the local stack (docs/benchmarks.md)
 bench: venv
 	$(PY) -m benchmarks.run $(if $(FILES),--files $(FILES))
+
+## make bench-peers [FILES=1000]: the original's design, a stock-provider DAG and this package side by side
+## (one stack, the same endpoint; docs/benchmarks.md, "Side by side")
+bench-peers: venv
+	$(PY) -m benchmarks.peers $(if $(FILES),--files $(FILES))
 
 ## make faults: the fault matrix, each scenario on a fresh local stack (docs/fault-matrix.md)
 faults: venv

@@ -19,11 +19,14 @@ kept every model instance it ever made, passing copies included; here it keeps w
 
 ``python -m local.moto_server -H 127.0.0.1 -p 5000``. ``GET /_emulator/calls`` answers
 ``{caller: {"service:Operation": count}}``, where the caller is ``airflow`` for requests
-made through the Amazon provider's hooks (their User-Agent carries ``Airflow/``) and
-``other`` for the rest (emulators, uploads, tests); ``POST /_emulator/calls/reset`` zeroes it.
+made through the Amazon provider's hooks (their User-Agent carries ``Airflow/``), ``NAME``
+for a client that names itself with ``bench-caller/NAME`` in its User-Agent (the benchmarks'
+plain processes, ``benchmarks.peers``), and ``other`` for the rest (emulators, uploads, tests);
+``POST /_emulator/calls/reset`` zeroes it.
 ``POST /_emulator/s3/fill`` with ``{"bucket", "prefix", "count", "size"}`` writes ``count``
 objects ``<prefix>000000.wav``... in-process, for the benchmarks (an upload of 100,000 objects
-through HTTP took 266 s here; this takes seconds).
+through HTTP took 266 s here; this takes seconds); with ``"distinct": true`` each object's
+bytes name its key, so that each gets a transcript (and a summary request) of its own.
 
 ``POST /_emulator/latency?ms=N`` holds every AWS request for N ms before serving it (``ms=0``,
 the default, ends it): the round trip a client in an AWS region waits on each call, so the
@@ -263,12 +266,14 @@ def operation(environ: dict[str, Any]) -> str:
     return f"{service}:{method}"
 
 
-def fill_bucket(bucket: str, prefix: str, count: int, size: int) -> int:
-    """Write ``count`` objects of ``size`` bytes under ``prefix`` straight into moto's S3."""
+def fill_bucket(bucket: str, prefix: str, count: int, size: int, distinct: bool = False) -> int:
+    """Write ``count`` objects of ``size`` bytes under ``prefix`` straight into moto's S3 (each
+    holding its own key after ``RIFF`` when ``distinct``, else all alike)."""
     backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    body = b"RIFF" + b"\0" * max(0, size - 4)
     for i in range(count):
-        backend.put_object(bucket, f"{prefix}{i:06d}.wav", body, disable_notification=True)
+        key = f"{prefix}{i:06d}.wav"
+        head = b"RIFF" + (key.encode() if distinct else b"")
+        backend.put_object(bucket, key, head + b"\0" * max(0, size - len(head)), disable_notification=True)
     return count
 
 
@@ -302,6 +307,18 @@ class DynamoDBInSeries:
             return self.app(environ, start_response)
 
 
+_NAMED_CALLER = re.compile(r"bench-caller/([\w-]+)")
+
+
+def calling(user_agent: str) -> str:
+    """Who made a request, from its User-Agent: ``airflow`` (the provider's hooks), the name a
+    client gives itself with ``bench-caller/NAME``, else ``other``."""
+    if "Airflow/" in user_agent:
+        return "airflow"
+    named = _NAMED_CALLER.search(user_agent)
+    return named.group(1) if named else "other"
+
+
 class CountingApp:
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -319,11 +336,15 @@ class CountingApp:
         if path == "/_emulator/s3/fill" and environ["REQUEST_METHOD"] == "POST":
             spec = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
             filled = fill_bucket(
-                spec["bucket"], spec.get("prefix", ""), int(spec["count"]), int(spec.get("size", 1024))
+                spec["bucket"],
+                spec.get("prefix", ""),
+                int(spec["count"]),
+                int(spec.get("size", 1024)),
+                bool(spec.get("distinct", False)),
             )
             return _answer(start_response, {"filled": filled})
         if not path.startswith("/moto-api"):
-            caller = "airflow" if "Airflow/" in environ.get("HTTP_USER_AGENT", "") else "other"
+            caller = calling(environ.get("HTTP_USER_AGENT", ""))
             name = operation(environ)
             with self.lock:
                 self.calls[caller][name] += 1

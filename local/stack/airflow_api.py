@@ -64,9 +64,9 @@ class AirflowApi:
     def unpause(self, dag_id: str = DAG_ID) -> None:
         self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
-    def trigger(self, conf: dict[str, Any]) -> str:
-        self.unpause()
-        run = self._call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
+    def trigger(self, conf: dict[str, Any], dag_id: str = DAG_ID) -> str:
+        self.unpause(dag_id)
+        run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
     def mark_run(self, run_id: str, state: str, dag_id: str = DAG_ID) -> None:
@@ -97,9 +97,9 @@ class AirflowApi:
                 raise TimeoutError(f"run {run_id} still {state} after {timeout:.0f}s")
             time.sleep(2)
 
-    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
+    def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
         """Every task instance of the run (the API pages them, 100 at a time by default)."""
-        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances"
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances"
         found: list[dict[str, Any]] = []
         while True:
             page = self._call("GET", f"{path}?limit=100&offset={len(found)}")

@@ -351,6 +351,12 @@ def test_fill_writes_listable_objects_in_process():
         assert len(objects) == 1500 and objects[0]["Key"] == "p/000000.wav" and objects[-1]["Key"] == "p/001499.wav"
         assert {o["Size"] for o in objects} == {100}
         assert s3.get_object(Bucket="fill-test", Key="p/000007.wav")["Body"].read().startswith(b"RIFF")
+        distinct = {"bucket": "fill-test", "prefix": "d/", "count": 2, "size": 100, "distinct": True}
+        urllib.request.urlopen(
+            urllib.request.Request(f"{url}/_emulator/s3/fill", data=json.dumps(distinct).encode(), method="POST")
+        ).read()
+        bodies = [s3.get_object(Bucket="fill-test", Key=f"d/00000{i}.wav")["Body"].read() for i in (0, 1)]
+        assert bodies[0].startswith(b"RIFFd/000000.wav") and len(bodies[0]) == 100 and bodies[0] != bodies[1]
     finally:
         server.terminate()
         server.wait(30)
