@@ -141,6 +141,9 @@ class PipelineConfig:
     summary_max_tokens: int = _doc(1024, "maxTokens of each Converse request")
     summary_concurrency: int = _doc(4, "concurrent Bedrock requests per summarising task")
     schedule_bucket_uri: str = _doc("", "s3://bucket/prefix/ processed by the nightly schedule")
+    operations_topic_arn: str = _doc(
+        "", "SNS topic a failed run is announced to (the Amazon provider's SnsNotifier); empty: none"
+    )
 
     @classmethod
     def variable_name(cls, field_name: str) -> str:
@@ -277,6 +280,8 @@ class StackNames:
     success_topic: str = "audio-transcription-success"
     error_topic: str = "audio-transcription-error"
     dead_letter_queue: str = "audio-transcription-notifications-dlq"
+    operations_topic: str = "audio-transcription-operations"
+    """Alarms and the DAG's failure notifier publish here; people subscribe to it."""
     model_name: str = "audio-transcription-asr"
     endpoint_config_name: str = "audio-transcription-async-config"
     max_concurrent_invocations_per_instance: int = 4
