@@ -201,8 +201,8 @@ class Monitoring(Construct):
             threshold=threshold,
             evaluation_periods=periods,
             comparison_operator=comparison,
-            # no datum is no trouble: SQS stops reporting an idle queue, the endpoint's
-            # metrics stop at zero instances, and runs publish once a night
+            # no datum is no trouble: SQS stops reporting an idle queue, an endpoint with no
+            # traffic reports no invocations, and runs publish once a night
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         alarm.add_alarm_action(actions.SnsAction(self.topic))
