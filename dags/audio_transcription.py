@@ -28,6 +28,7 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from audio_pipeline.alerts import OperationsNotifier
 from audio_pipeline.assets import RUN_MANIFESTS
 from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.batches import BatchManifests, BatchRef, ClaimSpool, read_manifest
@@ -253,6 +254,7 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) 
     catchup=False,
     max_active_runs=4,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    on_failure_callback=OperationsNotifier(aws_conn_id=AWS_CONN_ID),  # to operations_topic_arn, if set
     tags=["audio", "sagemaker", "bedrock"],
     doc_md=__doc__,
     params={

@@ -38,8 +38,13 @@ class InfraSettings:
     existing_endpoint_name: str | None = None
     """Use this endpoint (like the original solution's) instead of deploying one."""
     schedule_bucket_uri: str | None = None
+    """What the nightly run processes; None: nothing (the run is skipped, saying why) until you name a prefix."""
     environment_class: str = "mw1.small"
-    webserver_access_mode: str = "PUBLIC_ONLY"
+    webserver_access_mode: str = "PRIVATE_ONLY"
+    """The Airflow UI and REST API reachable from inside the VPC only; PUBLIC_ONLY (or PUBLIC_AND_PRIVATE) puts
+    them on the internet, behind IAM sign-in."""
+    alarm_email: str | None = None
+    """An address subscribed to the operations topic (it must confirm the subscription)."""
 
     @classmethod
     def from_context(cls, app: App) -> InfraSettings:
@@ -59,7 +64,8 @@ class InfraSettings:
             existing_endpoint_name=get("existingEndpointName"),
             schedule_bucket_uri=get("scheduleBucketUri"),
             environment_class=get("environmentClass", "mw1.small"),
-            webserver_access_mode=get("webserverAccessMode", "PUBLIC_ONLY"),
+            webserver_access_mode=webserver_access_mode(get("webserverAccessMode", "PRIVATE_ONLY")),
+            alarm_email=get("alarmEmail"),
         )
 
 
@@ -71,4 +77,16 @@ def input_bucket_name(value: str | None) -> str:
         )
     if not BUCKET_NAME.match(value):
         raise SettingError(f"inputBucketName {value!r} is not an S3 bucket name (give the name alone, no s3://)")
+    return value
+
+
+WEBSERVER_ACCESS_MODES = ("PRIVATE_ONLY", "PUBLIC_ONLY", "PUBLIC_AND_PRIVATE")
+"""CreateEnvironment's values (botocore's MWAA model): PUBLIC_AND_PRIVATE, a public load balancer for browsers
+and a VPC endpoint for the workers, only on Airflow 3.2 and later."""
+
+
+def webserver_access_mode(value: str) -> str:
+    """MWAA's ``WebserverAccessMode``: one of its values, refused otherwise at synth (not 30 minutes into a deploy)."""
+    if value not in WEBSERVER_ACCESS_MODES:
+        raise SettingError(f"webserverAccessMode {value!r} is not one of {', '.join(WEBSERVER_ACCESS_MODES)}")
     return value

@@ -8,6 +8,7 @@ Variable ``audio_pipeline_config`` as an SSM parameter behind the secrets backen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ INPUT_BUCKET = "audio-transcription-input"
 MODEL_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/audio-transcription-asr:local"
 ROLE_ARN = "arn:aws:iam::123456789012:role/audio-transcription-sagemaker"
 INSTANCE_TYPE = "ml.g4dn.xlarge"
+OPERATIONS_INBOX = "audio-transcription-operations-inbox"
+"""A queue subscribed to the operations topic on the local stack, where a test (or you) reads what
+the alarms' people would get by email (in AWS: ``-c alarmEmail``)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Resources:
     success_topic_arn: str
     error_topic_arn: str
     endpoint_name: str
+    operations_topic_arn: str
+    operations_inbox_url: str
 
 
 def _exists(err: ClientError, *codes: str) -> bool:
@@ -54,6 +60,13 @@ def bootstrap(
     s3, ddb, sns, sqs, sm, ssm = (
         session.client(s, region_name=region) for s in ("s3", "dynamodb", "sns", "sqs", "sagemaker", "ssm")
     )
+    operations = sns.create_topic(Name=names.operations_topic)["TopicArn"]
+    inbox_url = sqs.create_queue(QueueName=OPERATIONS_INBOX)["QueueUrl"]
+    inbox_arn = _queue_arn(sqs, inbox_url)
+    if inbox_arn not in {s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=operations)["Subscriptions"]}:
+        sns.subscribe(TopicArn=operations, Protocol="sqs", Endpoint=inbox_arn)
+    # the DAG's failure notifier publishes to it, as infra/ sets it (unless the settings name another)
+    config = dataclasses.replace(config, operations_topic_arn=config.operations_topic_arn or operations)
     ssm.put_parameter(
         Name=f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}",
         Value=config.to_json(),
@@ -141,6 +154,8 @@ def bootstrap(
         success_topic_arn=success,
         error_topic_arn=error,
         endpoint_name=config.endpoint_name,
+        operations_topic_arn=operations,
+        operations_inbox_url=inbox_url,
     )
 
 

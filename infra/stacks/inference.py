@@ -42,6 +42,11 @@ def variant_name(instance_type: str) -> str:
 
 
 STARTUP_TIMEOUT_SECONDS = 1800
+CONCURRENT_INVOCATIONS_PER_INSTANCE = 1
+"""MaxConcurrentInvocationsPerInstance: what the container serves at once. The model server takes one
+request into the model at a time (model_server/server.py's slots: the backend's ``max_concurrency``,
+1 when it sets none, as the Parakeet backend does); with more, SageMaker sends requests that wait
+inside the container, spending their InvocationTimeoutSeconds there instead of in the endpoint's queue."""
 LEGACY_VARIANT = "AllTraffic"
 """The variant's name before it carried the instance type (stacks deployed then still have it)."""
 SCALING = {"ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
@@ -126,7 +131,7 @@ class AsyncEndpoint(Construct):
             ],
             async_inference_config=sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty(
                 client_config=sagemaker.CfnEndpointConfig.AsyncInferenceClientConfigProperty(
-                    max_concurrent_invocations_per_instance=names.max_concurrent_invocations_per_instance
+                    max_concurrent_invocations_per_instance=CONCURRENT_INVOCATIONS_PER_INSTANCE
                 ),
                 output_config=sagemaker.CfnEndpointConfig.AsyncInferenceOutputConfigProperty(
                     s3_output_path=output_bucket.s3_url_for_object(config.transcripts_prefix),
@@ -145,7 +150,7 @@ class AsyncEndpoint(Construct):
             endpoint_config_name=config_resource.attr_endpoint_config_name,
         )
         endpoint.node.add_dependency(self._release_old_variant(config.endpoint_name, settings.instance_type))
-        self._scaling(endpoint, settings, names)
+        self._scaling(endpoint, settings)
 
     def _release_old_variant(self, endpoint_name: str, instance_type: str) -> Construct:
         """Deregister the old variant's scaling before the endpoint moves to a new instance type.
@@ -214,7 +219,7 @@ class AsyncEndpoint(Construct):
         asset.repository.grant_pull(self.role)
         return asset.image_uri
 
-    def _scaling(self, endpoint: sagemaker.CfnEndpoint, settings: InfraSettings, names: StackNames) -> None:
+    def _scaling(self, endpoint: sagemaker.CfnEndpoint, settings: InfraSettings) -> None:
         target = autoscaling.ScalableTarget(
             self,
             "Scaling",
@@ -227,7 +232,7 @@ class AsyncEndpoint(Construct):
         dimensions = {"EndpointName": endpoint.attr_endpoint_name}
         target.scale_to_track_metric(
             "Backlog",
-            target_value=float(names.max_concurrent_invocations_per_instance),
+            target_value=float(CONCURRENT_INVOCATIONS_PER_INSTANCE),  # a request queued per instance: add one
             custom_metric=cloudwatch.Metric(
                 namespace="AWS/SageMaker",
                 metric_name="ApproximateBacklogSizePerInstance",

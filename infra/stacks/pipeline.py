@@ -10,7 +10,8 @@ from constructs import Construct
 from audio_pipeline.config import PipelineConfig, StackNames
 from audio_pipeline.summaries import summary_location
 from infra.settings import InfraSettings
-from infra.stacks.inference import AsyncEndpoint
+from infra.stacks.inference import AsyncEndpoint, variant_name
+from infra.stacks.monitoring import Monitoring
 from infra.stacks.mwaa import PROFILE_PREFIXES, Mwaa, bedrock_resources
 from infra.stacks.notifications import Notifications
 from infra.stacks.status_table import StatusTable
@@ -90,6 +91,17 @@ class AudioPipelineStack(Stack):
                 notifications=notifications,
             )
             endpoint_name = config.endpoint_name
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            topic_name=names.operations_topic,
+            key=notifications.key,
+            dead_letter_queue=notifications.dead_letter_queue,
+            endpoint_name=endpoint_name,
+            variant_name=None if settings.existing_endpoint_name else variant_name(settings.instance_type),
+            max_receive_count=names.max_receive_count,
+            email=settings.alarm_email,
+        )
 
         pipeline_settings = config.to_dict()
         pipeline_settings.update(
@@ -98,12 +110,15 @@ class AudioPipelineStack(Stack):
             notification_queue=notifications.queue.queue_url,
             output_bucket=storage.output.bucket_name,
             bedrock_model_id=settings.bedrock_model_id,
-            schedule_bucket_uri=settings.schedule_bucket_uri or f"s3://{settings.input_bucket_name}/",
+            # nothing until asked: the nightly run is skipped, saying why, until a prefix is named
+            schedule_bucket_uri=settings.schedule_bucket_uri or "",
+            operations_topic_arn=monitoring.topic.topic_arn,  # the DAG's failure notifier
         )
         airflow = Mwaa(
             self, "Airflow", settings=settings, pipeline_settings=pipeline_settings, source_bucket=storage.mwaa
         )
         self._grant_pipeline(airflow.role, settings, config, input_bucket, storage, table, notifications, endpoint_name)
+        monitoring.topic.grant_publish(airflow.role)  # the failure notifier, with the topic's key
         self._acknowledge(table, storage, settings, config)
         for function in self.node.find_all():
             # CDK's own: BucketDeployment's and AwsCustomResource's (CfnFunction), the MWAA bucket's
@@ -121,6 +136,8 @@ class AudioPipelineStack(Stack):
             "MwaaBucket": storage.mwaa.bucket_name,
             "AirflowUiUrl": f"https://{airflow.environment.attr_webserver_url}",
             "TriggerPolicyArn": airflow.trigger_policy.managed_policy_arn,
+            "OperationsTopicArn": monitoring.topic.topic_arn,
+            "DashboardName": monitoring.dashboard.dashboard_name,
         }.items():
             CfnOutput(self, name, value=value)
 

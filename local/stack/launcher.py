@@ -128,6 +128,7 @@ class Stack:
             "OUTPUT_BUCKET": resources.output_bucket,
             "STATUS_TABLE": resources.status_table,
             "NOTIFICATION_QUEUE_URL": resources.queue_url,
+            "OPERATIONS_INBOX_URL": resources.operations_inbox_url,
             "SAGEMAKER_ENDPOINT_NAME": resources.endpoint_name,
             "AIRFLOW_URL": self.settings.url(self.settings.ports.airflow),
         }

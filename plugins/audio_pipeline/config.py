@@ -151,6 +151,9 @@ class PipelineConfig:
         "endpoint instance transcribes within RequestTTLSeconds (6 h at ~4 s a file), so nothing claimed "
         "expires in the endpoint's queue; the rest wait for the next night",
     )
+    operations_topic_arn: str = _doc(
+        "", "SNS topic a failed run is announced to (the Amazon provider's SnsNotifier); empty: none"
+    )
 
     @classmethod
     def variable_name(cls, field_name: str) -> str:
@@ -293,6 +296,8 @@ class StackNames:
     success_topic: str = "audio-transcription-success"
     error_topic: str = "audio-transcription-error"
     dead_letter_queue: str = "audio-transcription-notifications-dlq"
+    operations_topic: str = "audio-transcription-operations"
+    """Alarms and the DAG's failure notifier publish here; people subscribe to it."""
     model_name: str = "audio-transcription-asr"
     endpoint_config_name: str = "audio-transcription-async-config"
     max_concurrent_invocations_per_instance: int = 4

@@ -61,8 +61,9 @@ def cdk_synth(outdir: Path, context: dict) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def customised(tmp_path_factory):
-    """Every inference parameter changed, a foundation-model id for Bedrock, and no image URI, so the
-    image is a CDK asset built from infra/container/Dockerfile; synthesised as ``cdk synth`` does."""
+    """Every inference parameter changed, a foundation-model id for Bedrock, a nightly prefix, a public
+    web server, an alarm address, and no image URI, so the image is a CDK asset built from
+    infra/container/Dockerfile; synthesised as ``cdk synth`` does."""
     outdir = tmp_path_factory.mktemp("cdk.out")
     context = {
         "inputBucketName": "team-audio",
@@ -70,6 +71,10 @@ def customised(tmp_path_factory):
         "instanceType": "ml.g5.xlarge",
         "maxInstances": 5,
         "bedrockModelId": "anthropic.claude-3-5-haiku-20241022-v1:0",
+        # and every choice docs/deploy.md offers beside them
+        "scheduleBucketUri": "s3://team-audio/calls/",
+        "webserverAccessMode": "PUBLIC_ONLY",
+        "alarmEmail": "ops@example.com",
     }
     result = cdk_synth(outdir, context)
     assert result.returncode == 0, result.stderr[-3000:]

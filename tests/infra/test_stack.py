@@ -24,6 +24,7 @@ from audio_pipeline.summaries import summary_location
 from infra.app import build
 from infra.plugins_zip import build as build_plugins_zip
 from infra.settings import AIRFLOW_VERSION, DEFAULT_PARAKEET_MODEL, INFERENCE_AMI_VERSION, InfraSettings, SettingError
+from infra.stacks.inference import CONCURRENT_INVOCATIONS_PER_INSTANCE
 from infra.stacks.mwaa import bedrock_resources
 from tests.infra.conftest import CDK_CONTEXT, IMAGE, REPO, STACK, cdk_synth
 
@@ -126,8 +127,14 @@ def test_status_table_from_the_shared_definition(template):
 
 
 def test_topics_queue_and_dead_letters(template):
-    topics = resources(template, "AWS::SNS::Topic")
+    every_topic = resources(template, "AWS::SNS::Topic")
     dead_letters = logical_id(template, "AWS::SQS::Queue", "NotificationsDeadLetters")
+    assert {t["Properties"]["TopicName"] for t in every_topic.values()} == {
+        NAMES.success_topic,
+        NAMES.error_topic,
+        NAMES.operations_topic,
+    }
+    topics = {name: t for name, t in every_topic.items() if name.startswith("Notifications")}
     assert {t["Properties"]["TopicName"] for t in topics.values()} == {NAMES.success_topic, NAMES.error_topic}
     template.has_resource_properties(
         "AWS::SQS::Queue",
@@ -172,7 +179,7 @@ def test_async_endpoint_on_our_container(template):
 
     (config,) = resources(template, "AWS::SageMaker::EndpointConfig").values()
     assert config["Properties"]["AsyncInferenceConfig"] == {
-        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": NAMES.max_concurrent_invocations_per_instance},
+        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": CONCURRENT_INVOCATIONS_PER_INSTANCE},
         "OutputConfig": {
             "S3OutputPath": path(CONFIG.transcripts_prefix),
             "S3FailurePath": path(CONFIG.failures_prefix),
@@ -319,7 +326,7 @@ def test_scaling_from_zero_on_the_backlog(template):
                     "CustomizedMetricSpecification": Match.object_like(
                         {"MetricName": "ApproximateBacklogSizePerInstance", "Namespace": "AWS/SageMaker"}
                     ),
-                    "TargetValue": NAMES.max_concurrent_invocations_per_instance,
+                    "TargetValue": CONCURRENT_INVOCATIONS_PER_INSTANCE,
                 }
             ),
         },
@@ -458,7 +465,8 @@ def test_the_dags_settings_are_one_variable_behind_the_secrets_backend(template)
         "transcripts_prefix": CONFIG.transcripts_prefix,
         "failures_prefix": CONFIG.failures_prefix,
         "bedrock_model_id": PROFILE,
-        "schedule_bucket_uri": "s3://team-audio/",  # the nightly run defaults to the input bucket
+        "schedule_bucket_uri": "",  # the first deploy processes nothing until a prefix is named
+        "operations_topic_arn": ref(template, "AWS::SNS::Topic", "MonitoringTopic"),
         "max_batches": CONFIG.max_batches,
     }
     assert {name: values[name] for name in expected} == expected
@@ -492,6 +500,8 @@ def test_outputs_name_what_a_user_needs(template):
         "MwaaBucket": ref(template, "AWS::S3::Bucket", "StorageMwaa"),
         "AirflowUiUrl": {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [environment, "WebserverUrl"]}]]},
         "TriggerPolicyArn": ref(template, "AWS::IAM::ManagedPolicy", "AirflowTriggerPolicy"),
+        "OperationsTopicArn": ref(template, "AWS::SNS::Topic", "MonitoringTopic"),
+        "DashboardName": ref(template, "AWS::CloudWatch::Dashboard", "MonitoringDashboard"),
     }
 
 

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from audio_pipeline.config import PipelineConfig, StackNames
+from audio_pipeline.config import CONFIG_VARIABLE, VARIABLES_PREFIX, PipelineConfig, StackNames
 from audio_pipeline.ledger import table_definition
 from local.bootstrap import bootstrap
 
@@ -70,8 +70,23 @@ def test_notifications_reach_the_queue_in_an_sns_envelope(aws):
 
 
 def test_bootstrap_writes_the_variable_to_ssm_as_infra_does(aws):
-    from audio_pipeline.config import CONFIG_VARIABLE, VARIABLES_PREFIX
-
-    bootstrap(config=PipelineConfig(reconcile_interval_seconds=15))
+    resources = bootstrap(config=PipelineConfig(reconcile_interval_seconds=15))
     value = boto3.client("ssm").get_parameter(Name=f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}")["Parameter"]["Value"]
-    assert PipelineConfig.from_json(value) == PipelineConfig(reconcile_interval_seconds=15)
+    assert PipelineConfig.from_json(value) == PipelineConfig(
+        reconcile_interval_seconds=15, operations_topic_arn=resources.operations_topic_arn
+    )
+
+
+def test_the_operations_topic_delivers_to_a_queue_a_test_can_read(aws):
+    """The DAG's failure notifier publishes to the topic the Variable names; locally a queue stands for
+    the people subscribed to it."""
+    first = bootstrap()
+    assert bootstrap() == first
+    assert first.operations_topic_arn.endswith(":" + StackNames().operations_topic)
+    boto3.client("sns").publish(TopicArn=first.operations_topic_arn, Subject="s", Message="run failed")
+    (message,) = boto3.client("sqs").receive_message(QueueUrl=first.operations_inbox_url)["Messages"]
+    assert json.loads(message["Body"])["Message"] == "run failed"
+    explicit = bootstrap(config=PipelineConfig(operations_topic_arn="arn:aws:sns:us-east-1:123456789012:other"))
+    value = boto3.client("ssm").get_parameter(Name=f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}")["Parameter"]["Value"]
+    assert PipelineConfig.from_json(value).operations_topic_arn.endswith(":other"), "a configured topic is kept"
+    assert explicit.operations_topic_arn == first.operations_topic_arn
