@@ -64,7 +64,8 @@ def test_airflow_services_mount_the_dag_package_and_share_one_configuration():
     native = airflow_environment(SETTINGS)
     for name in COMPOSE_NAME.values():
         service = COMPOSE[name]
-        assert {"./dags:/opt/airflow/dags", "./plugins:/opt/airflow/plugins"} <= set(service["volumes"])
+        mounts = {"./dags:/opt/airflow/dags", "./include:/opt/airflow/include", "./plugins:/opt/airflow/plugins"}
+        assert mounts <= set(service["volumes"]), "include/ beside the DAG folder, as the local stack reads it"
         env = service["environment"]
         for key in (
             "AIRFLOW__API_AUTH__JWT_SECRET",

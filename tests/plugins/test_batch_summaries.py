@@ -12,6 +12,7 @@ from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.state_machine import Status, Transition
 from audio_pipeline.status import StatusTable, inference_id_for, table_definition
 from audio_pipeline.summaries import Summarizer
+from tests.prompts import PROMPTS
 
 from .conftest import CONFIG, REGION, answer_over_http, aws_error
 
@@ -55,7 +56,7 @@ def bedrock(aws):
 
 
 def summarizer(client) -> Summarizer:
-    return Summarizer(client, MODEL)
+    return Summarizer(client, MODEL, prompts=PROMPTS)
 
 
 def test_summary_is_stored_next_to_the_transcript_and_recorded(table, s3, bedrock):
