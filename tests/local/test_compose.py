@@ -70,6 +70,7 @@ def test_airflow_services_mount_the_dag_package_and_share_one_configuration():
         for key in (
             "AIRFLOW__API_AUTH__JWT_SECRET",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
             "AIRFLOW_CONN_AWS_DEFAULT",
         ):
             assert env[key] == native[key], key
