@@ -1,7 +1,7 @@
 """``python -m benchmarks.report``: docs/benchmarks.md's figures and plot from benchmarks/results/.
 
-The tables between the ``generated`` markers in docs/benchmarks.md and the figures line in
-README.md are rewritten from the committed ``N<files>.json`` results (``make bench`` runs
+The tables and the figures line between the ``generated`` markers in docs/benchmarks.md are
+rewritten from the committed ``N<files>.json`` results (``make bench`` runs
 this after measuring), and docs/benchmarks.png plots calls per file, the endpoint's wall
 time against the ideal, and the triggerer's peak memory against N. tests/benchmarks checks
 that the committed docs say what the committed results say.
@@ -17,7 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-README = ROOT / "README.md"
 PLOT = ROOT / "docs" / "benchmarks.png"
 TRIGGERER = "triggerer (all sensors' triggers)"
 _RUN_FILE = re.compile(r"^N(\d+)\.json$")
@@ -136,7 +135,7 @@ def run_end_table(claims: list[dict]) -> str:
     return _table(header, rows)
 
 
-def readme_figures(runs: list[dict]) -> str:
+def figures_line(runs: list[dict]) -> str:
     parts = [
         f"N = {_n(r['N'])}: {r['calls_per_file']:.2f} AWS calls per file, utilisation {r['utilisation']:.2f}, "
         f"{r['task_instances']} task instances, {_n(r['xcom_bytes'])} bytes of XCom"
@@ -161,8 +160,8 @@ def render_doc(text: str, runs: list[dict], claims: list[dict]) -> str:
     return replace_between(text, "calls", calls_table(runs))
 
 
-def render_readme(text: str, runs: list[dict]) -> str:
-    return replace_between(text, "bench-figures", readme_figures(runs))
+def render_figures_line(text: str, runs: list[dict]) -> str:
+    return replace_between(text, "bench-figures", figures_line(runs))
 
 
 def plot(runs: list[dict], out: Path = PLOT) -> None:
@@ -193,12 +192,9 @@ def plot(runs: list[dict], out: Path = PLOT) -> None:
 
 def main() -> None:
     runs = load()
-    DOC.write_text(render_doc(DOC.read_text(), runs, load(pattern=_CLAIM_FILE)))
-    README.write_text(render_readme(README.read_text(), runs))
+    DOC.write_text(render_figures_line(render_doc(DOC.read_text(), runs, load(pattern=_CLAIM_FILE)), runs))
     plot(runs)
-    print(
-        f"wrote {DOC.relative_to(ROOT)}, {README.relative_to(ROOT)} and {PLOT.relative_to(ROOT)} from {len(runs)} runs"
-    )
+    print(f"wrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)} from {len(runs)} runs")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ a fixed transcript), so the pipeline is measured, not the model. For each N it r
 AWS API calls per file made by the DAG (counted at the moto server, by operation; the
 InvokeEndpointAsync and Bedrock calls go to the emulators and are not in it), secret lookups
 (SSM ``GetParameter`` calls by any process from the trigger to the run's end: Variables and
-connections come from SSM Parameter Store, as on MWAA; on a fresh stack that window holds two
-runs' reads, the measured run's and the nightly run's that the trigger's unpause creates),
+connections come from SSM Parameter Store, as on MWAA; the nightly run the unpaused DAG gets on
+its first parse has ended before the stack is up, so the window holds the measured run's reads),
 Airflow task instances and XCom bytes per run, endpoint utilisation (model busy time / (concurrency x
 wall time from first submission to last completion)) against the ideal
 N x service time / concurrency, and the run's end-to-end wall time; then a second run over

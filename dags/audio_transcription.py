@@ -48,9 +48,14 @@ from audio_pipeline.summaries import Summarizer
 AWS_CONN_ID = "aws_default"
 SCHEDULE = os.environ.get("AUDIO_PIPELINE_SCHEDULE", "0 2 * * *")
 BATCH_LABEL = "{{ task.batch['label'] }}"
-PROMPTS = Path(__file__).parent / "include" / "prompts"
-"""Prompt templates a user edits without a code release (deployed with the DAGs; .airflowignore
-keeps the DAG processor out of include/); a template missing there is the package's default."""
+DAG_FOLDER = Path(__file__).parent
+PROMPTS = next(
+    (folder / "include" / "prompts" for folder in (DAG_FOLDER, DAG_FOLDER.parent) if (folder / "include").is_dir()),
+    DAG_FOLDER / "include" / "prompts",
+)
+"""Prompt templates a user edits without a code release: the project's ``include/``, deployed into
+the DAG folder on MWAA (.airflowignore keeps the DAG processor out of it), read beside the DAG
+folder in a checkout (the local stack) and in docker compose."""
 RESOLVE_RUN = "resolve_run"
 # the tasks log through logging, not print: printed lines reach the task log late, after
 # the task's own end (inside the UI's folded "Post Execute" group)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -206,16 +207,20 @@ class Mwaa(Construct):
         )
 
     def _deploy_code(self, source_bucket: s3.Bucket) -> dict[str, str]:
-        """Upload dags/, plugins.zip and requirements.txt; return the S3 versions of the last two."""
+        """Upload dags/ with include/ in it (the prompt templates: ``dags/include/``), plugins.zip and
+        requirements.txt; return the S3 versions of the last two."""
         staging = Path(tempfile.mkdtemp(prefix="plugins-zip-"))
         build_plugins_zip(staging / "plugins.zip")
         requirements = (REPO / "requirements.txt").read_text()
+        include = Path(tempfile.mkdtemp(prefix="include-"))
+        shutil.copytree(REPO / "include", include / "include")
         self.code = deployment.BucketDeployment(
             self,
             "Code",
             destination_bucket=source_bucket,
             sources=[
                 deployment.Source.asset(str(REPO / "dags"), exclude=["__pycache__", "*.pyc"]),
+                deployment.Source.asset(str(include)),
             ],
             destination_key_prefix="dags",
             prune=True,

@@ -64,8 +64,12 @@ class AirflowApi:
     def unpause(self, dag_id: str = DAG_ID) -> None:
         self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
+    def is_paused(self, dag_id: str = DAG_ID) -> bool:
+        return bool(self._call("GET", f"/api/v2/dags/{dag_id}")["is_paused"])
+
     def trigger(self, conf: dict[str, Any], dag_id: str = DAG_ID) -> str:
-        self.unpause(dag_id)
+        """A manual run, as ``airflow dags trigger`` starts one: the DAG is not unpaused first (the
+        stack creates it unpaused, as MWAA does; a paused DAG's run waits, queued)."""
         run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 

@@ -41,6 +41,8 @@ def upload(s3: Any, directory: Path, bucket: str, prefix: str) -> list[str]:
 def run_pipeline(api: AirflowApi, bucket_uri: str, timeout: float) -> tuple[str, str, float]:
     """Trigger ``audio_transcription`` on ``bucket_uri``; wait. Returns (run id, state, seconds)."""
     api.wait_for_dag()
+    if api.is_paused():
+        raise RuntimeError("audio_transcription is paused, so its run would wait, queued: airflow dags unpause it")
     started = time.monotonic()
     run_id = api.trigger({"bucket_uri": bucket_uri})
     state = api.wait_for_run(run_id, timeout)

@@ -16,6 +16,7 @@ import boto3
 from audio_pipeline.config import PipelineConfig
 from local.bootstrap import Resources, bootstrap
 from local.stack import airflow_home
+from local.stack.airflow_api import TERMINAL, AirflowApi
 from local.stack.processes import Processes
 from local.stack.services import (
     Settings,
@@ -109,9 +110,28 @@ class Stack:
         for service in airflow:
             self.processes.start(service)
         self.processes.wait_healthy([*first, runtime, *airflow])
+        self._settle_first_parse()
         self._write_env(resources)
         log.info("stack up in %.0fs", time.monotonic() - started)
         return resources
+
+    def _settle_first_parse(self, timeout: float = 180) -> None:
+        """Up means ready for a trigger: the DAG parsed, and the nightly run that the scheduler
+        creates for it at once (unpaused at creation, as on MWAA; no catchup) finished (it skips
+        without a ``schedule_bucket_uri``). A trigger while that run started could wait 30 s on
+        SQLite's lock and fail (a 500, and the nightly task's first try with it)."""
+        api = AirflowApi(self.settings.url(self.settings.ports.airflow))
+        api.wait_for_dag(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            nightly = [r for r in api.dag_runs() if r["run_type"] == "scheduled"]
+            if nightly and all(r["state"] in TERMINAL for r in nightly):
+                log.info("the nightly run %s ended %s", nightly[0]["dag_run_id"], nightly[0]["state"])
+                return
+            time.sleep(1)
+        raise RuntimeError(
+            f"the DAG's first nightly run did not end within {timeout:.0f}s (logs under {self.settings.state_dir})"
+        )
 
     def down(self) -> list[str]:
         return self.processes.stop_all()

@@ -92,6 +92,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # as on MWAA (infra sets core.dags_are_paused_at_creation): the DAG starts unpaused, so a
+        # triggered run starts (a paused DAG's run waits, queued, forever) and the nightly run skips
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         # SQLite lets one writer in at a time: a request waits up to 30 s for the lock (Python's
         # default of 5 s let a busy scheduler fail a trigger through the API with a 500)
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",

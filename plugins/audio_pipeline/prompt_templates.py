@@ -1,15 +1,16 @@
-"""The summary prompts: a user's templates deployed with the DAGs, else the packaged defaults.
+"""The summary prompts: templates a user edits without a code release, read from one directory.
 
-The DAG folder's ``include/prompts/`` holds what a user edits without a code release: MWAA
-syncs the DAG folder within seconds, while a new plugins.zip needs an environment update.
-A template missing there falls back to the package's own (``audio_pipeline/prompts/``).
+The templates live once, in the project's top-level ``include/prompts/``: on MWAA it is
+deployed into the DAG folder (``dags/include/prompts/``, synced within seconds, where a new
+plugins.zip needs an environment update); the local stack and docker compose read it
+beside the DAG folder. The package holds no copy of them: a missing template is an error
+that names the file.
 """
 
 from __future__ import annotations
 
 import logging
 import string
-from importlib.resources import files
 from pathlib import Path
 
 from audio_pipeline.config import UnusableInputError
@@ -21,21 +22,19 @@ PLACEHOLDERS = {"summarize_system": set(), "summarize_chunk": {"text", "part"}, 
 without it the transcript never reaches the model). The system prompt is sent as written."""
 
 
-def packaged(name: str) -> str:
-    return files("audio_pipeline").joinpath("prompts", f"{name}.txt").read_text(encoding="utf-8")
+def load_prompts(directory: Path) -> dict[str, str]:
+    """Every template, from ``directory/<name>.txt``.
 
-
-def load_prompts(directory: Path | None = None) -> dict[str, str]:
-    """Every template, from ``directory/<name>.txt`` when that file exists, else the packaged default.
-
-    Raises :class:`UnusableInputError` naming the file when a user's template cannot be filled.
+    Raises :class:`UnusableInputError` naming the file when a template is missing or cannot be filled.
     """
     prompts = {}
     for name, allowed in PLACEHOLDERS.items():
-        path = directory / f"{name}.txt" if directory else None
-        if path is None or not path.is_file():
-            prompts[name] = packaged(name)
-            continue
+        path = directory / f"{name}.txt"
+        if not path.is_file():
+            raise UnusableInputError(
+                f"prompt template {path} is missing: the summary prompts ({', '.join(PLACEHOLDERS)}) are "
+                "deployed with the DAGs, from the project's include/prompts/"
+            )
         text = path.read_text(encoding="utf-8")
         if allowed:
             _check(path, text, allowed)

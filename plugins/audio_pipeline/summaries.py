@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from audio_pipeline.prompt_templates import load_prompts
-
 if TYPE_CHECKING:
     from types_boto3_bedrock_runtime import BedrockRuntimeClient
     from types_boto3_bedrock_runtime.type_defs import ConverseResponseTypeDef
@@ -139,13 +137,13 @@ class Summarizer:
         *,
         chunk_chars: int = 12000,
         max_tokens: int = 1024,
-        prompts: dict[str, str] | None = None,
+        prompts: dict[str, str],
     ) -> None:
         self.client = client
         self.model_id = model_id
         self.chunk_chars = chunk_chars
         self.max_tokens = max_tokens
-        self.prompts = prompts or load_prompts()
+        self.prompts = prompts
         self.takes_system_prompt = True
         """False once the model said it takes none (Titan Text, Mistral 7B): the instructions then
         lead the user message."""

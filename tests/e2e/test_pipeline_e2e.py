@@ -181,13 +181,13 @@ def secret_lookups(stack, reset: bool = False) -> int:
 
 
 def nightly_run(api: AirflowApi) -> str:
-    """The nightly run that unpausing the DAG creates (the latest interval, no catchup), finished."""
+    """The nightly run the scheduler creates for the DAG, unpaused from its creation as on MWAA (the
+    latest interval, no catchup), finished."""
     api.wait_for_dag()
-    api.unpause()
     deadline = time.monotonic() + 120
     while not (runs := [r for r in api.dag_runs() if r["run_type"] == "scheduled"]) and time.monotonic() < deadline:
         time.sleep(2)
-    assert runs, "unpausing creates the latest nightly run"
+    assert runs, "the unpaused DAG gets the latest nightly run"
     run_id = runs[0]["dag_run_id"]
     api.wait_for_run(run_id, timeout=120)
     return run_id

@@ -56,7 +56,8 @@ def test_the_image_is_built_from_the_dockerfile_and_the_model_server_only(custom
 
 def test_plugins_zip_holds_the_package_at_its_root(tmp_path):
     names = build(tmp_path / "plugins.zip")
-    assert "audio_pipeline/__init__.py" in names and "audio_pipeline/prompts/summarize_system.txt" in names
+    assert "audio_pipeline/__init__.py" in names
+    assert not [n for n in names if n.endswith(".txt")], "the prompt templates ship once, with the DAGs"
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     build(tmp_path / "again.zip")
     assert (tmp_path / "plugins.zip").read_bytes() == (tmp_path / "again.zip").read_bytes(), "reproducible"
@@ -72,6 +73,27 @@ def test_mwaa_gets_exactly_what_make_plugins_zip_builds(deployed, tmp_path):
         "plugins.zip": (tmp_path / "plugins.zip").read_bytes(),
         "requirements.txt": (REPO / "requirements.txt").read_bytes(),
     }
+
+
+def test_mwaa_gets_the_dag_folder_with_include_in_it(deployed):
+    """MWAA syncs dags/ from S3: the DAG file, its .airflowignore and the top-level include/ (the
+    prompt templates) land under one prefix, dags/include/ as the DAG reads it there."""
+    template, path = deployed
+    every = template.to_json()["Resources"]
+    (code,) = [
+        r["Properties"]
+        for r in every.values()
+        if r["Type"] == "Custom::CDKBucketDeployment" and r["Properties"].get("DestinationBucketKeyPrefix") == "dags"
+    ]
+    assert code["Prune"] is True, "a file removed from dags/ or include/ goes from the environment too"
+    shipped = {}
+    for key in code["SourceObjectKeys"]:
+        asset = path.parent / f"asset.{key.removesuffix('.zip')}"
+        shipped |= {p.relative_to(asset).as_posix(): p.read_bytes() for p in asset.rglob("*") if p.is_file()}
+    expected = {name: (REPO / "dags" / name).read_bytes() for name in (".airflowignore", "audio_transcription.py")}
+    expected |= {p.relative_to(REPO).as_posix(): p.read_bytes() for p in (REPO / "include").rglob("*") if p.is_file()}
+    assert shipped == expected
+    assert {"include/prompts/summarize_system.txt", "include/prompts/summarize_chunk.txt"} <= set(shipped)
 
 
 def test_dag_imports_from_the_unpacked_zip_with_only_mwaa_packages(tmp_path):

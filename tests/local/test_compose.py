@@ -64,11 +64,13 @@ def test_airflow_services_mount_the_dag_package_and_share_one_configuration():
     native = airflow_environment(SETTINGS)
     for name in COMPOSE_NAME.values():
         service = COMPOSE[name]
-        assert {"./dags:/opt/airflow/dags", "./plugins:/opt/airflow/plugins"} <= set(service["volumes"])
+        mounts = {"./dags:/opt/airflow/dags", "./include:/opt/airflow/include", "./plugins:/opt/airflow/plugins"}
+        assert mounts <= set(service["volumes"]), "include/ beside the DAG folder, as the local stack reads it"
         env = service["environment"]
         for key in (
             "AIRFLOW__API_AUTH__JWT_SECRET",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
             "AIRFLOW_CONN_AWS_DEFAULT",
         ):
             assert env[key] == native[key], key
