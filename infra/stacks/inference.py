@@ -75,6 +75,7 @@ class AsyncEndpoint(Construct):
             description="SageMaker async endpoint: reads audio, writes transcripts, publishes notifications",
         )
         input_bucket.grant_read(self.role)
+        output_bucket.grant_read(self.role, f"{config.inputs_prefix}*")  # the pinned copies it is sent
         for prefix in (config.transcripts_prefix, config.failures_prefix):  # the endpoint only writes results
             output_bucket.grant_put(self.role, f"{prefix}*")
         notifications.success_topic.grant_publish(self.role)  # with the topics' KMS key

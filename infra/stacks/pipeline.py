@@ -58,14 +58,15 @@ def nag_findings(
         )
     for pattern in dag_writes:
         findings[f"AwsSolutions-IAM5[Resource::{arn(output)}/{pattern}]"] = (
-            "The DAG writes batch and run manifests under runs/ and each summary next to its transcript."
+            "The DAG writes batch and run manifests under runs/, the copies it sends under inputs/ (the endpoint "
+            "reads them) and each summary next to its transcript."
         )
     return findings
 
 
 def dag_writes(config: PipelineConfig) -> list[str]:
-    """The output-bucket objects the DAG writes: its manifests, and the summaries."""
-    return [f"{config.runs_prefix}*", f"*{SUMMARY_SUFFIX}"]
+    """The output-bucket objects the DAG writes: its manifests, the copies it sends, and the summaries."""
+    return [f"{config.runs_prefix}*", f"{config.inputs_prefix}*", f"*{SUMMARY_SUFFIX}"]
 
 
 class AudioPipelineStack(Stack):
@@ -73,7 +74,7 @@ class AudioPipelineStack(Stack):
         super().__init__(scope, id, **kwargs)
         config, names = PipelineConfig(), StackNames()
         input_bucket = s3.Bucket.from_bucket_name(self, "Input", settings.input_bucket_name)
-        storage = Storage(self, "Storage")
+        storage = Storage(self, "Storage", inputs_prefix=config.inputs_prefix)
         table = StatusTable(self, "Status", table_name=config.status_table).table
         notifications = Notifications(self, "Notifications", config=config, names=names)
 

@@ -17,7 +17,7 @@ an object version (the stack then ends in ROLLBACK_FAILED, and the next deploy f
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -36,9 +36,11 @@ def _private_bucket(scope: Construct, id: str, *, removal_policy: RemovalPolicy,
 
 
 class Storage(Construct):
-    """``output``: transcripts, summaries, failures, manifests. ``mwaa``: dags/, plugins.zip, requirements.txt."""
+    """``output``: transcripts, summaries, failures, manifests, and under ``inputs_prefix`` the copies
+    sent to the endpoint (expired after 2 days: a request waits at most RequestTTLSeconds, 6 h).
+    ``mwaa``: dags/, plugins.zip, requirements.txt."""
 
-    def __init__(self, scope: Construct, id: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, inputs_prefix: str) -> None:
         super().__init__(scope, id)
         # the server access log bucket (cdk-nag's S1 accepts it unlogged); delivery is granted by
         # bucket policy, not ACL (the serverAccessLogsUseBucketPolicy flag in cdk.json)
@@ -49,6 +51,14 @@ class Storage(Construct):
             removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="output/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireSentCopies",
+                    prefix=inputs_prefix,
+                    expiration=Duration.days(2),
+                    noncurrent_version_expiration=Duration.days(1),
+                )
+            ],
         )
         self.mwaa = _private_bucket(
             self,

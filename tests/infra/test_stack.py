@@ -379,14 +379,38 @@ def test_inference_parameters(customised):
     assert actions_on(statements, "container-assets") >= {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"}
 
 
-def test_the_endpoint_writes_only_its_results(template):
+def test_the_endpoint_writes_only_its_results_and_reads_only_the_copies_it_is_sent(template):
     output = logical_id(template, "AWS::S3::Bucket", "StorageOutput")
-    writes = [s for s in role_statements(template, "InferenceRole") if output in json.dumps(s["Resource"])]
+    on_output = [s for s in role_statements(template, "InferenceRole") if output in json.dumps(s["Resource"])]
+    writes = [s for s in on_output if any(a.startswith("s3:PutObject") for a in as_list(s["Action"]))]
+    reads = [s for s in on_output if s not in writes]
     assert {s["Resource"]["Fn::Join"][1][-1] for s in writes} == {
         f"/{CONFIG.transcripts_prefix}*",
         f"/{CONFIG.failures_prefix}*",
     }
     assert all(a.startswith(("s3:PutObject", "s3:Abort")) for s in writes for a in as_list(s["Action"]))
+    objects = {json.dumps(r) for s in reads for r in as_list(s["Resource"]) if "/" in json.dumps(r)}
+    assert len(objects) == 1 and f"/{CONFIG.inputs_prefix}*" in objects.pop(), "the pinned copies alone"
+    assert all(a.startswith(("s3:GetObject", "s3:GetBucket", "s3:List")) for s in reads for a in as_list(s["Action"]))
+
+
+def test_the_copies_sent_to_the_endpoint_expire(template):
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "ExpireSentCopies",
+                        "Prefix": CONFIG.inputs_prefix,
+                        "ExpirationInDays": 2,
+                        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                        "Status": "Enabled",
+                    }
+                ]
+            }
+        },
+    )
 
 
 def test_mwaa_environment_in_its_vpc(template):
@@ -550,7 +574,7 @@ def joined(value):
     return "".join(part(p) for p in value["Fn::Join"][1]) if isinstance(value, dict) else value
 
 
-def test_the_dag_writes_only_its_manifests_and_summaries(template):
+def test_the_dag_writes_only_its_manifests_the_copies_it_sends_and_summaries(template):
     output = logical_id(template, "AWS::S3::Bucket", "StorageOutput")
     writes = {
         joined(resource)
@@ -559,7 +583,11 @@ def test_the_dag_writes_only_its_manifests_and_summaries(template):
         for resource in as_list(statement["Resource"])
         if output in json.dumps(resource)
     }
-    assert writes == {f"<{output}.Arn>/{CONFIG.runs_prefix}*", f"<{output}.Arn>/*.summary.json"}
+    assert writes == {
+        f"<{output}.Arn>/{CONFIG.runs_prefix}*",
+        f"<{output}.Arn>/{CONFIG.inputs_prefix}*",
+        f"<{output}.Arn>/*.summary.json",
+    }
     assert summary_location(f"s3://b/{CONFIG.transcripts_prefix}x.out").endswith("/x.summary.json"), (
         "the DAG's own name"
     )

@@ -72,8 +72,8 @@ class Mortal:
     A task dies (:class:`Killed`) at its ``kill_at``-th call and on every call after (nothing it
     would do next happens, not even a ``finally``'s write). When two tasks run at once, each call
     waits for its turn in ``order`` (the task that makes the next call, by index), so the two
-    interleave at every read and write as the order says; once the order is used up, or one task
-    has ended, the other runs freely.
+    interleave at every read and write as the order says; once the order is used up, the first
+    task still running makes every call until it ends (so every schedule is reproducible).
     """
 
     def __init__(self, client) -> None:
@@ -82,11 +82,12 @@ class Mortal:
         self.turn = threading.Condition()
         self.order: list[int] = []
         self.ended: set[int] = set()
+        self.tasks = 0
 
     def run(self, tasks: list[tuple[Callable[[], object], int | None]], order: list[int]) -> None:
         """Run ``tasks`` (each with its ``kill_at``) at once, interleaved by ``order``; a killed task
         ends quietly, another error is raised."""
-        self.order, self.ended = list(order), set()
+        self.order, self.ended, self.tasks = [i for i in order if i < len(tasks)], set(), len(tasks)
         errors: list[BaseException] = []
 
         def task(index: int, step: Callable[[], object], kill_at: int | None) -> None:
@@ -110,9 +111,15 @@ class Mortal:
         if errors:
             raise errors[0]
 
+    def _next(self) -> int:
+        """The task whose call goes next: the order's, else the first task still running."""
+        while self.order and self.order[0] in self.ended:
+            self.order.pop(0)
+        return self.order[0] if self.order else min(set(range(self.tasks)) - self.ended)
+
     def _wait_for_turn(self, me: int) -> None:
         with self.turn:
-            while self.order and self.order[0] != me and self.order[0] not in self.ended:
+            while me != self._next():
                 self.turn.wait()
             if self.order:
                 self.order.pop(0)
