@@ -138,17 +138,19 @@ class Witnesses:
 
     @classmethod
     def load(cls, directory: Path) -> Witnesses:
+        """The journals of ``directory``; each input location is the file the input was copied from
+        when it was a copy (see :func:`copied_from`), the location sent kept as ``sent_location``."""
         accepted: dict[str, dict[str, Any]] = {}
         answered: set[str] = set()
         for e in read_journal(directory / SAGEMAKER_ASYNC):
             if e["event"] == "accepted":
-                accepted.setdefault(e["request_id"], e)  # its first record: a resume repeats it
+                accepted.setdefault(e["request_id"], _source(e))  # its first record: a resume repeats it
             elif e["event"] == "answered":
                 answered.add(e["request_id"])
         return cls(
             accepted=list(accepted.values()),
             answered=answered,
-            model_calls=[e for e in read_journal(directory / MODEL_SERVER) if e["event"] == "call"],
+            model_calls=[_source(e) for e in read_journal(directory / MODEL_SERVER) if e["event"] == "call"],
             bedrock_requests=[e for e in read_journal(directory / BEDROCK_RUNTIME) if e["event"] == "request"],
         )
 
@@ -167,6 +169,21 @@ class Witnesses:
     def summaries_succeeded(self) -> Counter[str]:
         """Successful Bedrock requests per summarised text (``text_key``)."""
         return Counter(r["text_key"] for r in self.bedrock_requests if r["outcome"] == "success")
+
+
+def copied_from(location: str | None, inference_id: str | None) -> str | None:
+    """The file an input location was copied from, by the name the pipeline gives what it sends
+    (``<inputs path><inference id>/<bucket>/<key>``, a copy of exactly the claimed version), or
+    the location itself when it names no copy."""
+    if not location or not inference_id:
+        return location
+    _, found, source = location.partition(f"/{inference_id}/")
+    return f"s3://{source}" if found and source else location
+
+
+def _source(event: dict[str, Any]) -> dict[str, Any]:
+    location = event.get("input_location")
+    return {**event, "sent_location": location, "input_location": copied_from(location, event.get("inference_id"))}
 
 
 def _etag(value: str | None) -> str | None:
