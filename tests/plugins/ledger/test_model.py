@@ -268,6 +268,20 @@ class LedgerModel(RuleBasedStateMachine):
         self.failed_by_teardown: list[tuple[str, str | None, str]] = []
 
     def teardown(self) -> None:
+        try:
+            self.every_claim_ends()
+        finally:
+            self._clean_up()
+
+    def every_claim_ends(self) -> None:
+        """Whatever the runs left, a window later every file is settled or claimable again (for
+        its transcription or its summary): no claim lasts past its lease."""
+        later = self.clock() + WINDOW + 1
+        for record in self.ledger.get(f"s3://{IN}/{k}" for k in KEYS).values():
+            waiting = record.in_flight or (record.status == Status.COMPLETED and record.summary_error is None)
+            assert not waiting or record.lease_expired(later), f"held past its lease: {record}"
+
+    def _clean_up(self) -> None:
         self.ddb.client.delete_table(TableName=self.ledger.table_name)
         for bucket in (IN, OUT):
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
