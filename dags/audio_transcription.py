@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
@@ -37,8 +38,10 @@ from audio_pipeline.config import CONFIG_VARIABLE, PipelineConfig, UnusableInput
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket
+from audio_pipeline.metrics_names import NAMESPACE
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.prompt_templates import load_prompts
+from audio_pipeline.run_metrics import publish_run_metrics, run_metrics
 from audio_pipeline.s3_uris import parse_bucket_uri
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.settlement import settle_and_report
@@ -233,15 +236,22 @@ def transcribe(batch: BatchRef, run: Any) -> None:
 
 
 @task(outlets=[RUN_MANIFESTS])
-def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:
-    """Settle what is still in flight, log a line per file, write the run manifest to S3, and
-    emit an event of the run manifests' Asset for DAGs scheduled on new transcripts."""
+def report_run(
+    run: dict, run_id: str | None = None, outlet_events: Any = None, dag_run: Any = None
+) -> dict[str, int]:
+    """Settle what is still in flight, log a line per file, write the run manifest to S3, publish the
+    run's figures to CloudWatch (the failed-files alarm's metric), and emit an event of the run
+    manifests' Asset for DAGs scheduled on new transcripts."""
     config = PipelineConfig.from_run(run)
     ledger = StatusTableHook(aws_conn_id=AWS_CONN_ID, status_table=config.status_table).ledger
     key = f"{config.run_prefix(run_id)}manifest.json"
     reason = f"run {run_id} ended before a result was recorded"
     s3 = S3Hook(aws_conn_id=AWS_CONN_ID).conn
     report = settle_and_report(ledger, s3, run_id, run["bucket_uri"], (config.output_bucket, key), reason)
+    started = dag_run.start_date if dag_run is not None and dag_run.start_date else pendulum.now("UTC")
+    metrics = run_metrics(report.counts, (pendulum.now("UTC") - started).total_seconds())
+    publish_run_metrics(AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="cloudwatch").conn, metrics)
+    log.info("published to CloudWatch (%s): %s", NAMESPACE, ", ".join(f"{k} {v:g}" for k, v in metrics.items()))
     manifest = f"s3://{config.output_bucket}/{key}"
     outlet_events[RUN_MANIFESTS].extra = {
         "manifest": manifest,
