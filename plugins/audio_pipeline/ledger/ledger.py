@@ -279,10 +279,12 @@ class Ledger:
         """Record a result found in S3 for a claim given up on (failed, or abandoned in flight):
         ``completed``, with ``reason`` as its summary error so any run takes it for its summary.
         Requires the record as read: claim, holder, status and output location."""
+        given_up = In("status", [Status.FAILED.value, *(s.value for s in IN_FLIGHT)])
         when = (
             _claim_of(record)
             & Is("run_id", record.run_id)
             & Is("status", record.status.value)
+            & given_up
             & Is("output_location", record.output_location)
         )
         found = {"status": Status.COMPLETED.value, "completed_at": utcnow(), "summary_error": reason}

@@ -235,12 +235,6 @@ def test_a_summarized_file_is_final_under_its_claim(ledger):
     assert record(ledger, f["uri"]) == done
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ledger.record_found_result requires the status as read, not a given-up one (failed or in flight): "
-    "handed a summarized record it writes it back to completed with a summary_error, for a run to summarise "
-    "again. Its one caller (claims) hands it only failed or abandoned records.",
-)
 def test_a_found_result_is_recorded_only_over_a_claim_given_up_on(ledger):
     f, done = summarized(ledger)
     assert ledger.record_found_result(done, "found") is False
