@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from audio_pipeline.status import StatusTable
+from audio_pipeline.ledger import Ledger
 from local.stack.airflow_api import AirflowApi
 from local.stack.demo import SAMPLES
 
@@ -67,8 +67,8 @@ def test_readmes_trigger_block_runs_as_written_on_a_fresh_stack(stack, tmp_path)
     bucket, _, prefix = conf["bucket_uri"].removeprefix("s3://").partition("/")
     uploaded = [f"s3://{bucket}/{prefix}{clip.name}" for clip in sorted(SAMPLES.iterdir()) if clip.suffix != ".json"]
     assert uploaded and set(uploaded) <= set(result.stdout.splitlines()), "the upload prints each object"
-    table = StatusTable(stack.aws_session().client("dynamodb"), "audio-transcription-status")
-    assert {uri: item["status"] for uri, item in table.get_many(uploaded).items()} == dict.fromkeys(
+    ledger = Ledger(stack.aws_session().client("dynamodb"), "audio-transcription-status")
+    assert {uri: record.status for uri, record in ledger.get(uploaded).items()} == dict.fromkeys(
         uploaded, "summarized"
     )
 

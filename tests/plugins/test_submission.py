@@ -18,7 +18,7 @@ from audio_pipeline.submission import (
     content_type_for,
 )
 
-SETTINGS = InvocationSettings("audio-transcription-async", 3600, 600, 60)
+SETTINGS = InvocationSettings("audio-transcription-async", 3600, 600, 60, inputs_path="s3://audio-transcription-output/inputs/")
 WINDOW = SETTINGS.result_window_seconds
 
 
