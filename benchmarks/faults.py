@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +32,8 @@ from typing import Any
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.ledger import FileRecord, Ledger
 from audio_pipeline.submission import GROUP_SIZE
-from benchmarks.verdict import Judge, Tally
+from audio_pipeline.summaries import summary_location
+from benchmarks.verdict import FileVerdict, Judge, Tally
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
 from local.stack.services import (
@@ -39,6 +44,7 @@ from local.stack.services import (
     airflow_services,
     runtime_service,
 )
+from local.witness import Witnesses, text_key
 from model_server.backends.audio import MAX_AUDIO_SECONDS_VARIABLE
 from tests.model_server.decoding import silent_wav
 from tests.moto_server import free_port
@@ -85,6 +91,10 @@ class Scenario:
     drive: Callable[[Stack, AirflowApi, str], list[str]] | None = None
     """Runs the DAG itself (given the stack, the API and the bucket URI) instead of triggering
     ``runs`` runs at once, and returns every run id it started, in order."""
+    check: Callable[[Judge, list[FileVerdict]], list[str]] | None = None
+    """What else the witnesses must show for this row's fault (given the judge of the row's stack
+    and its verdicts on the files' current versions, once the runs have ended): the problems
+    found, empty when none."""
 
     def short(self, files: int) -> Scenario:
         """The same scenario on its first ``files`` files (and every file it expects to fail), for CI."""
@@ -130,6 +140,8 @@ class Row:
     """Why the scenario's ``during`` fault did not run to its end (it raised, or still ran after the
     runs had ended, see ``FaultThread.missed``): the row then shows nothing about that fault. None
     when it ran (or there is none)."""
+    problems: list[str] = field(default_factory=list)
+    """What the scenario's own check of the witnesses found (``Scenario.check``); empty when all is well."""
 
     @classmethod
     def of(cls, scenario: str, tally: Tally, runs: str, seconds: float, trigger_errors: int) -> Row:
@@ -199,6 +211,7 @@ def broken(scenario: Scenario, row: Row) -> list[str]:
         out.append(f"{row.model_calls} model calls for {row.files_in - failed} files transcribed")
     if row.trigger_errors:
         out.append(f"{row.trigger_errors} triggers fired an error event")
+    out += row.problems
     return out
 
 
@@ -514,6 +527,219 @@ def take_over_a_throttled_summary(stack: Stack, api: AirflowApi, bucket_uri: str
     return [first, second]
 
 
+def _health(stack: Stack) -> dict[str, Any]:
+    """The SageMaker-async emulator's endpoint (its queue and concurrency, what it accepted)."""
+    health = f"{stack.settings.url(stack.settings.ports.sagemaker_runtime)}/_emulator/health"
+    return next(iter(json.loads(urllib.request.urlopen(health, timeout=10).read())["endpoints"].values()))
+
+
+def _sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+@dataclass
+class Overwritten:
+    """One file overwritten while its request waited, unread, in the endpoint's queue."""
+
+    uri: str
+    claimed_etag: str
+    claimed_sha: str
+    new_etag: str
+    new_sha: str
+    at: float
+    """When the new version was written (time.time())."""
+
+
+class OverwriteWhileQueued:
+    """Run 1 submits every file; the endpoint is slow (5 s a file), so most wait in its queue. Once
+    every file is submitted, the emulator is held (SIGSTOP: no request read, none worked) and the
+    files still unread in its queue (past what its workers can have taken: the model calls so far
+    plus two per model slot) get new audio, up to half the files; then it is released (SIGCONT).
+    Run 2 over the prefix starts once run 1 has ended."""
+
+    def __init__(self) -> None:
+        self.overwritten: dict[str, Overwritten] = {}
+        self.first_ended_at = 0.0
+        self.after_first: dict[str, tuple[str, str]] = {}
+
+    def drive(self, stack: Stack, api: AirflowApi, bucket_uri: str) -> list[str]:
+        self.overwritten, self.after_first = {}, {}
+        first = api.trigger({"bucket_uri": bucket_uri})
+        files = _files(stack)
+
+        def all_submitted() -> bool:
+            counts = _status_counts(stack)
+            return sum(counts.values()) >= files and not counts.get("processing")
+
+        _until("every file submitted", all_submitted, every=0.1)
+        concurrency = int(_health(stack)["concurrency"])
+        pid = stack.processes.running()[runtime_service(stack.settings).name]
+        os.killpg(pid, signal.SIGSTOP)
+        try:
+            seen = Witnesses.load(stack.settings.witness_dir)
+            taken = len({c["request_id"] for c in seen.model_calls}) + 2 * concurrency
+            unread = [a["input_location"] for a in seen.accepted[taken:]][: files // 2]
+            s3 = stack.aws_session().client("s3")
+            for uri in unread:
+                key = uri.removeprefix(f"s3://{BUCKET}/")
+                old = s3.get_object(Bucket=BUCKET, Key=key)
+                claimed = old["Body"].read()
+                body = AUDIO + f"overwritten {key}".encode()
+                put = s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+                self.overwritten[uri] = Overwritten(
+                    uri, old["ETag"].strip('"'), _sha(claimed), put["ETag"].strip('"'), _sha(body), time.time()
+                )
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+        api.wait_for_run(first, timeout=600)
+        self.first_ended_at = time.time()
+        records = Ledger(stack.aws_session().client("dynamodb"), PipelineConfig().status_table).get(self.overwritten)
+        self.after_first = {u: (r.status.value, (r.etag or "").strip('"')) for u, r in records.items()}
+        return [first, api.trigger({"bucket_uri": bucket_uri})]
+
+    def check(self, judge: Judge, verdicts: list[FileVerdict]) -> list[str]:
+        """For each overwritten file, from the witnesses: run 1's one model call read the claimed
+        version (its ETag and its bytes) after the overwrite, its transcript (of those bytes) and
+        summary are in S3, Bedrock summarised it once, and run 1 recorded it summarized under the
+        claimed ETag; no model call of the new version before run 1 ended. (Run 2's new versions
+        are the verdicts: each transcribed and summarised once.)"""
+        if not self.overwritten:
+            return ["the fault did not happen: no file was still unread in the endpoint's queue when it was held"]
+        seen = judge.witnesses
+        problems = []
+        for o in self.overwritten.values():
+            name = o.uri.removeprefix(_uri(""))
+            calls = seen.calls_of(o.uri, o.claimed_etag)
+            requests = {c["request_id"] for c in calls}
+            if len(requests) != 1:
+                problems.append(f"{name}: {len(requests)} accepted requests of the claimed version were worked")
+            if any(c["sha256"] != o.claimed_sha for c in calls):
+                problems.append(f"{name}: a model call under the claimed ETag read other bytes")
+            if any(c["time"] < o.at for c in calls):
+                problems.append(f"the fault did not happen: {name} was worked before it was overwritten")
+            early = [
+                c
+                for c in seen.model_calls
+                if c["input_location"] == o.uri
+                and (str(c["input_etag"]).strip('"') == o.new_etag or c["sha256"] == o.new_sha)
+                and c["time"] < self.first_ended_at
+            ]
+            if early:
+                problems.append(f"{name}: {len(early)} model calls of the new version during run 1")
+            locations = sorted(seen.output_locations({c["inference_id"] for c in calls}))
+            texts = [found[1] if (found := judge._transcript(location)) else None for location in locations]
+            if not any(t and o.claimed_sha[:16] in t and o.new_sha[:16] not in t for t in texts):
+                problems.append(f"{name}: no transcript of the claimed version in S3 ({texts})")
+            for location, text in zip(locations, texts, strict=True):
+                if text is not None and not judge._exists(summary_location(location)):
+                    problems.append(f"{name}: the claimed version's transcript has no summary")
+                if text and judge.succeeded[text_key(text)] != 1:
+                    problems.append(f"{name}: {judge.succeeded[text_key(text)]} summaries of the claimed version")
+            if self.after_first.get(o.uri) != ("summarized", o.claimed_etag):
+                problems.append(f"{name}: after run 1 its record was {self.after_first.get(o.uri)}, not summarized")
+        return problems
+
+
+SUBMIT_AGAIN = """
+import json, sys, time
+from pathlib import Path
+from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
+go, out = Path(sys.argv[1]), Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.01)
+task = json.loads(go.read_text())
+started = time.time()
+done = SubmitTranscriptionBatchOperator(task_id="submit", aws_conn_id="aws_default", **task["operator"]).execute(
+    {"run_id": task["run_id"]}
+)
+out.write_text(json.dumps({**done, "started": started, "ended": time.time()}))
+"""
+"""The second submitter: the DAG's submit operator run by hand (its ``execute``) in a process of its
+own, on a batch and run named in the file ``argv[1]`` once that file exists; its result to ``argv[2]``."""
+
+
+class TwoSubmitters:
+    """Run 1's submitting task and a second copy of it (the operator's ``execute`` on the same batch
+    manifest and run id, in a process of its own, started beforehand so that it is ready) submit
+    one batch at once: the second is let go once the endpoint has accepted run 1's first file,
+    while every AWS call takes 100 ms longer (moto's latency switch: the submitters overlap)."""
+
+    LATENCY_MS = 100
+
+    def __init__(self) -> None:
+        self.report: dict[str, Any] | None = None
+        self.accepted_at_start = 0
+
+    def drive(self, stack: Stack, api: AirflowApi, bucket_uri: str) -> list[str]:
+        self.report = None
+        work = Path(tempfile.mkdtemp(prefix="second-submitter-", dir=stack.settings.state_dir))
+        go, out = work / "go.json", work / "report.json"
+        latency = f"{stack.settings.url(stack.settings.ports.moto)}/_emulator/latency?ms="
+        urllib.request.urlopen(urllib.request.Request(latency + str(self.LATENCY_MS), method="POST"), timeout=10)
+        try:
+            run_id = api.trigger({"bucket_uri": bucket_uri})
+            with open(stack.processes.logs / "second-submitter.log", "ab") as log:
+                second = subprocess.Popen(
+                    [sys.executable, "-c", SUBMIT_AGAIN, str(go), str(out)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=stack.processes.env,
+                    cwd=Path(__file__).resolve().parents[1],
+                )
+            try:
+                _until("run 1's first file accepted", lambda: _accepted(stack) >= 1, every=0.01)
+                config = PipelineConfig.from_mapping(stack.settings.variables)
+                s3 = stack.aws_session().client("s3")
+                prefix = config.run_prefix(run_id).removeprefix(f"s3://{config.output_bucket}/") + "batches/"
+                (manifest,) = s3.list_objects_v2(Bucket=config.output_bucket, Prefix=prefix)["Contents"]
+                batch = {"label": "batch 1 of 1", "manifest": f"s3://{config.output_bucket}/{manifest['Key']}"}
+                self.accepted_at_start = _accepted(stack)
+                operator = {
+                    "batch": {**batch, "files": _files(stack)},
+                    "endpoint_name": config.endpoint_name,
+                    "status_table": config.status_table,
+                    "request_ttl_seconds": config.request_ttl_seconds,
+                    "invocation_timeout_seconds": config.invocation_timeout_seconds,
+                    "result_grace_seconds": config.result_grace_seconds,
+                    "inputs_path": config.inputs_path,
+                }
+                go.write_text(json.dumps({"run_id": run_id, "operator": operator}))
+                second.wait(timeout=300)
+            finally:
+                if second.poll() is None:
+                    second.kill()
+        finally:
+            urllib.request.urlopen(urllib.request.Request(latency + "0", method="POST"), timeout=10)
+        self.report = json.loads(out.read_text()) if out.exists() else None
+        return [run_id]
+
+    def check(self, judge: Judge, verdicts: list[FileVerdict]) -> list[str]:
+        """The second submitter ran, and invoked files while run 1's task did (the endpoint accepted
+        more requests in its time than it sent); each file version was accepted exactly once."""
+        if self.report is None:
+            return ["the fault did not happen: the second submitter did not report (see logs/second-submitter.log)"]
+        problems = []
+        files = len(verdicts)
+        meanwhile = sum(
+            1 for a in judge.witnesses.accepted if self.report["started"] <= a["time"] <= self.report["ended"]
+        )
+        if not 0 < self.accepted_at_start < files:
+            problems.append(f"the fault did not happen: {self.accepted_at_start} of {files} accepted at its start")
+        if not self.report["submitted"] or meanwhile <= self.report["submitted"]:
+            problems.append(
+                f"the fault did not happen: the second submitter invoked {self.report['submitted']} files, "
+                f"{meanwhile} were accepted meanwhile"
+            )
+        if twice := [f"{v.uri} ({v.accepted})" for v in verdicts if v.accepted != 1]:
+            problems.append(f"files not accepted exactly once: {twice[:5]}")
+        return problems
+
+
+def _driven(fault: OverwriteWhileQueued | TwoSubmitters) -> dict[str, Any]:
+    """A row's ``drive`` and ``check`` from one object, which keeps what the first saw for the second."""
+    return {"drive": fault.drive, "check": fault.check}
+
+
 SCENARIOS = [
     Scenario("duplicated notifications (30%)", _plain(20), emulator_flags=("--fault-duplicate-notifications", "0.3")),
     Scenario(
@@ -604,6 +830,13 @@ SCENARIOS = [
         },
         expected_skipped={OVER_LONG_KEY, "empty.wav"},
     ),
+    Scenario(
+        "an object overwritten while queued at the endpoint, then a new run over the prefix",
+        _plain(24),
+        **_driven(OverwriteWhileQueued()),
+        service_seconds=5.0,
+    ),
+    Scenario("two submit tasks over one claim at once", _plain(60), **_driven(TwoSubmitters()), service_seconds=0.2),
 ]
 
 
@@ -649,6 +882,7 @@ def run(scenario: Scenario, timeout: float = 900, state_dir: Path | None = None)
         row = Row.of(scenario.name, Tally.of(verdicts), "/".join(states), seconds, trigger_errors(settings))
         row.fault_missed = fault_missed
         row.skip_reasons = judge.skip_reasons([_uri(k) for k in sorted(scenario.expected_skipped)])
+        row.problems = scenario.check(judge, verdicts) if scenario.check else []
         return row
     finally:
         stack.down()

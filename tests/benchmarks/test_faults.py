@@ -125,3 +125,25 @@ def test_broken_names_each_thing_a_row_must_not_show():
     assert broken(scenario, row(failed_with_reason=2, summarized=files - 2))[0].startswith(
         "2 failed with a reason, 1 expected"
     )
+
+
+def test_broken_names_what_a_rows_own_check_of_the_witnesses_found():
+    (scenario,) = [s for s in SCENARIOS if s.name == "model fails on one file"]
+    files = len(scenario.files)
+    row = Row(scenario.name, files, files - 1, 1, 0, 0, 0, "success", accepted=files, model_calls=files)
+    row.reasons = {f"s3://{BUCKET}/{PREFIX}{next(iter(scenario.expected_failed))}": "ModelError: the model failed"}
+    assert broken(scenario, row) == []
+    row.problems = ["000.wav: 2 accepted requests of the claimed version were worked"]
+    assert broken(scenario, row) == row.problems
+
+
+def test_the_overwrite_and_two_submitter_rows_say_when_their_fault_did_not_happen():
+    checks = {s.name: s.check for s in SCENARIOS if s.check}
+    overwrite = checks["an object overwritten while queued at the endpoint, then a new run over the prefix"]
+    assert overwrite(None, []) == [
+        "the fault did not happen: no file was still unread in the endpoint's queue when it was held"
+    ]
+    submitters = checks["two submit tasks over one claim at once"]
+    assert submitters(None, []) == [
+        "the fault did not happen: the second submitter did not report (see logs/second-submitter.log)"
+    ]

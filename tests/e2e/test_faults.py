@@ -15,6 +15,7 @@ IN_THE_SUITE = {
     "SageMaker-async emulator restarted mid-run",
     "two runs over one prefix at once, Bedrock throttling 40% of calls",
     "keys with spaces, unicode and 1,000 bytes; a zero-byte object",
+    "an object overwritten while queued at the endpoint, then a new run over the prefix",
     "Bedrock rejects one file's summary, one file over the model's duration cap (real speech recognition)",
 }
 SHORT = {
@@ -26,6 +27,7 @@ SHORT = {
     "SQS answering 5xx for 30 s": 6,
     "the triggerer killed (SIGKILL) and restarted mid-run": 6,
     "lost notifications (30%) on a busy shared queue, settled from S3": 8,
+    "two submit tasks over one claim at once": 40,
 }
 """Rows the suite runs on fewer files (the full row is `make faults`'): scenario -> files."""
 RUNS_STOPPED = {
