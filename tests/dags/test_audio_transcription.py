@@ -146,6 +146,8 @@ def test_operators_take_each_setting_as_an_xcom_of_the_first_task_of_its_own_typ
             if isinstance(getattr(task, name, None), PlainXComArg) and name != "batch"
         }
         assert len(settings) >= 5, f"{task_id}: {sorted(settings)}"
+        if task_id == "transcribe.submit":  # where it copies what it sends (pinning), from the first task
+            assert {"inputs_path", "output_path"} <= set(settings), sorted(settings)
         for name, arg in settings.items():
             assert arg.operator.task_id == "resolve_run" and arg.key == name, f"{task_id}.{name}"
             assert name in pushed, f"{task_id}.{name} is no key of the first task's XCom"

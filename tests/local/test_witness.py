@@ -21,6 +21,7 @@ from local.witness import (
     ModelWitness,
     Witnesses,
     WitnessJournal,
+    copied_from,
     read_journal,
     text_key,
 )
@@ -201,3 +202,39 @@ def test_a_journaled_request_is_witnessed_before_it_can_run_and_once(async_endpo
     accepted = Witnesses.load(tmp_path).accepted
     assert sorted(a["request_id"] for a in accepted) == sorted([witnessed.request_id, unwitnessed.request_id])
     assert Witnesses.load(tmp_path).answered == set(), "no 202 went out: their callers never learned the locations"
+
+
+def test_copied_from_maps_a_pinned_copy_back_to_its_source_and_leaves_other_locations_alone():
+    iid = "a" * 40
+    pinned = f"s3://audio-transcription-output/inputs/{iid}/audio-in/calls/day 1/a.wav"
+    assert copied_from(pinned, iid) == "s3://audio-in/calls/day 1/a.wav"
+    assert copied_from("s3://audio-in/calls/a.wav", iid) == "s3://audio-in/calls/a.wav", "not a copy: as it is"
+    assert copied_from(pinned, "b" * 40) == pinned, "a copy of another claim's inference id is not this one's"
+    assert copied_from(f"s3://out/inputs/{iid}/", iid) == f"s3://out/inputs/{iid}/", "no source named"
+    assert copied_from(pinned, None) == pinned and copied_from(None, iid) is None and copied_from("", iid) == ""
+
+
+def test_load_judges_accepted_requests_and_model_calls_by_the_file_copied_and_keeps_what_was_sent(tmp_path):
+    iid, other = "a" * 40, "b" * 40
+    pinned = f"s3://audio-transcription-output/inputs/{iid}/audio-in/calls/a.wav"
+    plain = "s3://audio-in/calls/b.wav"
+    endpoint = WitnessJournal(tmp_path / SAGEMAKER_ASYNC)
+    endpoint.record("accepted", request_id="r1", inference_id=iid, input_location=pinned)
+    endpoint.record("accepted", request_id="r1", inference_id=iid, input_location=pinned)  # a resume repeats it
+    endpoint.record("accepted", request_id="r2", inference_id=other, input_location=plain)
+    endpoint.close()
+    model = WitnessJournal(tmp_path / MODEL_SERVER)
+    model.record("call", inference_id=iid, input_location=pinned)
+    model.record("call", inference_id=other, input_location=plain)
+    model.close()
+
+    witnesses = Witnesses.load(tmp_path)
+
+    assert [(a["request_id"], a["input_location"], a["sent_location"]) for a in witnesses.accepted] == [
+        ("r1", "s3://audio-in/calls/a.wav", pinned),
+        ("r2", plain, plain),
+    ]
+    assert [(c["input_location"], c["sent_location"]) for c in witnesses.model_calls] == [
+        ("s3://audio-in/calls/a.wav", pinned),
+        (plain, plain),
+    ]

@@ -6,6 +6,7 @@ import json
 from audio_pipeline import batch_watcher
 from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.ledger import Accepted, Ledger, Result, Status, Unclear, inference_id_for
+from audio_pipeline.pinning import pinned_location
 from audio_pipeline.submission import GROUP_SIZE
 
 from .conftest import CONFIG, notification, sns_envelope
@@ -27,6 +28,11 @@ def claim(ledger, uris, run_id="run-1", now=0.0, lease_seconds=WINDOW):
     return files
 
 
+def pinned(f) -> str:
+    """The copy the submitter sends for ``f`` (:mod:`audio_pipeline.pinning`): a notification's inputLocation."""
+    return pinned_location(CONFIG.inputs_path, f["inference_id"], f["uri"])
+
+
 def output_of(f) -> str:
     return f"s3://{OUT}/transcripts/{f['inference_id']}.out"
 
@@ -41,7 +47,7 @@ def send(ledger, files, deadline, run_id="run-1", unclear=None):
         outcomes = [Unclear(f, since, unclear) for f in files]
     else:
         failures = [f"s3://{OUT}/failures/{f['inference_id']}-error.out" for f in files]
-        outcomes = [Accepted(f, since, f["uri"], output_of(f), x) for f, x in zip(files, failures, strict=True)]
+        outcomes = [Accepted(f, since, pinned(f), output_of(f), x) for f, x in zip(files, failures, strict=True)]
     assert timed.record_invocations(outcomes, WINDOW).applied == marked
 
 
@@ -69,13 +75,13 @@ def message(body: str, n: int = 0) -> dict:
 
 
 def success_for(f, n=0, wrap=sns_envelope, output=None):
-    doc = notification("success", inference_id=f["inference_id"], input_location=f["uri"])
+    doc = notification("success", inference_id=f["inference_id"], input_location=pinned(f))
     doc["responseParameters"]["outputLocation"] = output or output_of(f)
     return message(wrap(doc), n)
 
 
 def failure_for(f, n=0):
-    return message(sns_envelope(notification("failure", inference_id=f["inference_id"], input_location=f["uri"])), n)
+    return message(sns_envelope(notification("failure", inference_id=f["inference_id"], input_location=pinned(f))), n)
 
 
 def watcher(ledger, s3, files, clock=lambda: 0.0):
@@ -142,7 +148,7 @@ def test_strangers_with_wrong_field_types_leave_the_batch_untouched(ledger, s3):
             doc["inferenceId"] = files[0]["inference_id"]
         request = doc.get("requestParameters") if isinstance(doc, dict) else None
         if isinstance(request, dict) and isinstance(request["inputLocation"], str):
-            request["inputLocation"] = files[0]["uri"]
+            request["inputLocation"] = pinned(files[0])
         strangers.append(message(sns_envelope(doc), n))
     result = w.record_messages([*strangers[:3], success_for(files[0], 0), *strangers[3:], failure_for(files[1], 1)])
     assert result.malformed == len(WRONG_TYPES) and result.recorded == 2

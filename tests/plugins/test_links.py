@@ -7,7 +7,7 @@ import pytest
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
-from tests.plugins.operators.test_submit_batch import submit_operator
+from tests.plugins.operators.test_submit_batch import pinned_batch, submit_operator
 
 BATCH_TASKS = [SubmitTranscriptionBatchOperator, TranscriptionBatchSensor]
 
@@ -16,7 +16,7 @@ def batch_task(operator, **kwargs):
     common = {"task_id": "t", "batch": {"label": "batch 1 of 1", "manifest": "s3://m/1.json", "files": 1}}
     if operator is TranscriptionBatchSensor:
         return operator(**common, status_table="t", notification_queue="q", **kwargs)
-    return operator(**common, status_table="t", **{"endpoint_name": None, **kwargs})
+    return operator(**common, status_table="t", **{"endpoint_name": None, "inputs_path": "s3://m/inputs/", **kwargs})
 
 
 def links_of(task):
@@ -82,9 +82,14 @@ class RecordingTaskInstance:
         self.xcom[key] = value
 
 
+@pytest.fixture
+def batch(s3, ledger):
+    return pinned_batch(s3, ledger)
+
+
 def test_a_batch_task_pushes_no_xcom_to_build_its_links_from(batch, runtime):
     """A run has up to 128 batch tasks: each stores its two links (Airflow's ``_link_`` XComs) and nothing more."""
     _, ref = batch
     ti = RecordingTaskInstance()
-    submit_operator(ref).execute({"ti": ti})
+    assert submit_operator(ref).execute({"ti": ti, "run_id": "run-1"})["submitted"] == 3
     assert ti.xcom == {}

@@ -10,6 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from audio_pipeline.ledger import Ledger, Result, Status, WriteResult, inference_id_for
+from audio_pipeline.pinning import pinned_location, source_of
+from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.submission import (
     BatchSubmitter,
     EndpointNotFoundError,
@@ -18,7 +20,9 @@ from audio_pipeline.submission import (
     content_type_for,
 )
 
-SETTINGS = InvocationSettings("audio-transcription-async", 3600, 600, 60, inputs_path="s3://audio-transcription-output/inputs/")
+SETTINGS = InvocationSettings(
+    "audio-transcription-async", 3600, 600, 60, inputs_path="s3://audio-transcription-output/inputs/"
+)
 WINDOW = SETTINGS.result_window_seconds
 
 
@@ -37,7 +41,7 @@ class FakeRuntime:
         while self.during:
             self.during.pop(0)()
         self.calls.append(kwargs)
-        if kwargs["InputLocation"] in self.fail_for:
+        if kwargs["InputLocation"] in self.fail_for or self.source(kwargs) in self.fail_for:
             raise ClientError({"Error": {"Code": "ValidationError", "Message": "bad input"}}, "InvokeEndpointAsync")
         iid = kwargs["InferenceId"]
         return {
@@ -46,9 +50,42 @@ class FakeRuntime:
             "FailureLocation": f"s3://out/failures/{iid}-error.out",
         }
 
+    @staticmethod
+    def source(call) -> str | None:
+        """The file a call's InputLocation (a pinned copy: :mod:`audio_pipeline.pinning`) was copied from."""
+        return source_of(call["InputLocation"], call["InferenceId"])
+
     def invoked(self) -> Counter[str]:
-        """How often each file was sent to the endpoint."""
-        return Counter(c["InputLocation"] for c in self.calls)
+        """How often each file was sent to the endpoint (as a pinned copy of it: anything else fails)."""
+        sources = [self.source(c) for c in self.calls]
+        assert None not in sources, f"sent something other than a pinned copy: {self.calls}"
+        return Counter(sources)
+
+
+def pinned(f) -> str:
+    """Where the submitter copies the claimed version of ``f`` to send it."""
+    return pinned_location(SETTINGS.inputs_path, f["inference_id"], f["uri"])
+
+
+def audio_bytes(uri: str) -> bytes:
+    return f"audio of {uri}".encode()
+
+
+def assert_sent_the_claimed_versions(calls, files) -> None:
+    """Each call's InputLocation is the pinned copy of its claimed file, holding the claimed version's bytes."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    by_id = {f["inference_id"]: f for f in files}
+    assert calls
+    for call in calls:
+        f = by_id[call["InferenceId"]]
+        assert call["InputLocation"] == pinned(f)
+        bucket, key = split_s3_uri(call["InputLocation"])
+        copy = s3.get_object(Bucket=bucket, Key=key)
+        assert copy["Body"].read() == audio_bytes(f["uri"]) and copy["ETag"].strip('"') == f["etag"]
+
+
+def s3_client():
+    return boto3.client("s3", region_name="us-east-1")
 
 
 def clocked(ledger, now):
@@ -56,16 +93,25 @@ def clocked(ledger, now):
     return Ledger(ledger.store.client, ledger.table_name, backoff_base=0, clock=lambda: now[0])
 
 
+@pytest.fixture(autouse=True)
+def _audio_buckets(request):
+    """The submitter copies what it sends: tests on the ledger get the audio and output buckets."""
+    if "ledger" in request.fixturenames:
+        request.getfixturevalue("s3")
+
+
 def claimed_files(n, run_id="run-1"):
-    return [
-        {
-            "uri": f"s3://audio-in/{i}.wav",
-            "etag": "e",
-            "size": 1,
-            "inference_id": inference_id_for(f"s3://audio-in/{i}.wav", "e", run_id),
-        }
-        for i in range(n)
-    ]
+    """``n`` audio objects put in (moto) S3, as claimed: their real ETags and sizes."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    files = []
+    for i in range(n):
+        uri = f"s3://audio-in/{i}.wav"
+        s3.put_object(Bucket="audio-in", Key=f"{i}.wav", Body=audio_bytes(uri))
+        head = s3.head_object(Bucket="audio-in", Key=f"{i}.wav")
+        etag = head["ETag"].strip('"')
+        iid = inference_id_for(uri, etag, run_id)
+        files.append({"uri": uri, "etag": etag, "size": head["ContentLength"], "inference_id": iid})
+    return files
 
 
 def claim(ledger, n, run_id="run-1", lease_seconds=WINDOW):
@@ -79,15 +125,16 @@ def test_submits_each_file_and_records_where_results_go(ledger):
     at_1000 = clocked(ledger, now)
     files = claim(at_1000, 30)
     runtime = FakeRuntime()
-    report = BatchSubmitter(at_1000, runtime, SETTINGS, "run-1", flush_every=7).submit(files)
+    report = BatchSubmitter(at_1000, runtime, s3_client(), SETTINGS, "run-1", flush_every=7).submit(files)
     assert report.submitted == 30 and not report.failed
     assert [c["InferenceId"] for c in runtime.calls] == [f["inference_id"] for f in files]
     call = runtime.calls[0]
     assert call["EndpointName"] == "audio-transcription-async" and call["ContentType"] == "audio/wav"
     assert call["RequestTTLSeconds"] == 3600 and call["InvocationTimeoutSeconds"] == 600
+    assert_sent_the_claimed_versions(runtime.calls, files)
     record = ledger.get([files[0]["uri"]])[files[0]["uri"]]
     assert record.status == Status.SUBMITTED and record.invoking_since is None
-    assert record.input_location == files[0]["uri"]
+    assert record.input_location == pinned(files[0])
     assert record.output_location.endswith(".out") and record.failure_location.endswith("-error.out")
     assert record.deadline == 1000 + 3600 + 600 + 60
 
@@ -95,7 +142,7 @@ def test_submits_each_file_and_records_where_results_go(ledger):
 def test_a_failed_submission_fails_that_file_only(ledger):
     files = claim(ledger, 3)
     runtime = FakeRuntime(fail_for={files[1]["uri"]})
-    report = BatchSubmitter(ledger, runtime, SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1").submit(files)
     assert report.submitted == 2 and [u for u, _ in report.failed] == [files[1]["uri"]]
     records = ledger.get(f["uri"] for f in files)
     assert records[files[1]["uri"]].status == Status.FAILED
@@ -106,8 +153,8 @@ def test_a_failed_submission_fails_that_file_only(ledger):
 def test_rerun_never_submits_twice(ledger):
     files = claim(ledger, 5)
     runtime = FakeRuntime()
-    BatchSubmitter(ledger, runtime, SETTINGS, "run-1").submit(files[:3])
-    report = BatchSubmitter(ledger, runtime, SETTINGS, "run-1").submit(files)
+    BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1").submit(files[:3])
+    report = BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1").submit(files)
     assert report.already_done == 3 and report.submitted == 2
     assert len(runtime.calls) == 5
 
@@ -129,15 +176,16 @@ def test_kill_midway_still_records_what_was_invoked(ledger):
     files = claim(ledger, 10)
     runtime = DyingRuntime()
     with pytest.raises(Killed):
-        BatchSubmitter(ledger, runtime, SETTINGS, "run-1", flush_every=25).submit(files)
+        BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1", flush_every=25).submit(files)
     records = ledger.get(f["uri"] for f in files)
     statuses = [records[f["uri"]].status for f in files]
     assert statuses == ["submitted"] * 6 + ["processing"] * 4
     assert records[files[6]["uri"]].invoking_since is not None, "being sent when killed: it keeps its mark"
     assert [records[f["uri"]].invoking_since for f in files[7:]] == [None] * 3, "never sent: the mark goes"
     retry = FakeRuntime()
-    report = BatchSubmitter(ledger, retry, SETTINGS, "run-1").submit(files)
-    assert [c["InputLocation"] for c in retry.calls] == [f["uri"] for f in files[7:]]
+    report = BatchSubmitter(ledger, retry, s3_client(), SETTINGS, "run-1").submit(files)
+    assert [c["InputLocation"] for c in retry.calls] == [pinned(f) for f in files[7:]]
+    assert_sent_the_claimed_versions(runtime.calls + retry.calls, files)
     # the request being sent when the task was killed may have reached the endpoint: never sent twice
     assert [uri for uri, _ in report.unclear] == [files[6]["uri"]]
     assert ledger.get([files[6]["uri"]])[files[6]["uri"]].status == Status.SUBMITTED
@@ -159,16 +207,17 @@ def test_a_hard_kill_midway_never_invokes_a_file_twice(ledger, monkeypatch):
 
     monkeypatch.setattr(timed, "record_invocations", dead_after_kill)
     with pytest.raises(Killed):
-        BatchSubmitter(timed, runtime, SETTINGS, "run-1", flush_every=4).submit(files)
+        BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-1", flush_every=4).submit(files)
     monkeypatch.setattr(timed, "record_invocations", record_invocations)
 
     now[0] = 2000.0
     retry = FakeRuntime()
-    report = BatchSubmitter(timed, retry, SETTINGS, "run-1", flush_every=4).submit(files)
+    report = BatchSubmitter(timed, retry, s3_client(), SETTINGS, "run-1", flush_every=4).submit(files)
 
     invoked = [c["InputLocation"] for c in runtime.calls + retry.calls]
     assert len(invoked) == len(set(invoked)), "a file was sent to the endpoint twice"
-    assert [c["InputLocation"] for c in retry.calls] == [f["uri"] for f in files[8:]]
+    assert [c["InputLocation"] for c in retry.calls] == [pinned(f) for f in files[8:]]
+    assert_sent_the_claimed_versions(runtime.calls + retry.calls, files)
     assert [uri for uri, _ in report.unclear] == [f["uri"] for f in files[4:8]]
     records = ledger.get(f["uri"] for f in files)
     for f in files[4:8]:  # sent (if at all) before the retry: awaited a whole window from then
@@ -184,7 +233,7 @@ def test_fast_notification_is_not_undone(ledger):
     assert ledger.record_results([result]).applied == [f["uri"]]
     # the file is already settled, so it is not submitted again
     runtime = FakeRuntime()
-    report = BatchSubmitter(ledger, runtime, SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1").submit(files)
     assert report.already_done == 1 and runtime.calls == []
     assert ledger.get([f["uri"]])[f["uri"]].status == Status.COMPLETED
 
@@ -195,9 +244,9 @@ def test_two_submitters_over_one_batch_at_once_invoke_each_file_once(ledger, mon
     the other submitter sends nothing."""
     files = claim(ledger, 4)
     runtime = FakeRuntime()
-    first = BatchSubmitter(ledger, runtime, SETTINGS, "run-1")
+    first = BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1")
     second_ledger = Ledger(ledger.store.client, ledger.table_name, backoff_base=0)
-    second = BatchSubmitter(second_ledger, runtime, SETTINGS, "run-1")
+    second = BatchSubmitter(second_ledger, runtime, s3_client(), SETTINGS, "run-1")
     mark_invoking = second_ledger.mark_invoking
     second_marks = []
     first_reports = []
@@ -228,14 +277,14 @@ def test_a_submitter_whose_lease_ran_out_never_invokes(ledger):
     now[0] = 1101.0  # past the claim's deadline (1100)
     runtime = FakeRuntime()
 
-    report = BatchSubmitter(timed, runtime, SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-1").submit(files)
 
     assert runtime.calls == [] and report.submitted == 0
     records = ledger.get(f["uri"] for f in files)
     assert {(r.status, r.invoking_since) for r in records.values()} == {(Status.PROCESSING, None)}
     later = claimed_files(3, "run-2")
     assert timed.claim(later, "run-2", lease_seconds=WINDOW).applied == [f["uri"] for f in later]
-    assert BatchSubmitter(timed, runtime, SETTINGS, "run-2").submit(later).submitted == 3
+    assert BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-2").submit(later).submitted == 3
     assert runtime.invoked() == {f["uri"]: 1 for f in files}
     assert {c["InferenceId"] for c in runtime.calls} == {f["inference_id"] for f in later}
 
@@ -265,10 +314,10 @@ def test_a_submitter_that_read_its_files_before_another_run_took_them_never_invo
         return records
 
     monkeypatch.setattr(run_1, "get", read_then_run_2_takes_them)
-    report = BatchSubmitter(run_1, runtime, SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(run_1, runtime, s3_client(), SETTINGS, "run-1").submit(files)
 
     assert runtime.calls == [] and report.submitted == 0
-    assert BatchSubmitter(timed, runtime, SETTINGS, "run-2").submit(taken_by_run_2).submitted == 3
+    assert BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-2").submit(taken_by_run_2).submitted == 3
     assert runtime.invoked() == {f["uri"]: 1 for f in files}
     records = ledger.get(f["uri"] for f in files)
     assert {(r.run_id, r.status) for r in records.values()} == {("run-2", Status.SUBMITTED)}
@@ -291,10 +340,10 @@ def test_marking_renews_the_lease_so_no_claim_takes_a_file_being_sent(ledger):
 
     runtime.during.append(run_2_claims_past_the_old_deadline)
 
-    assert BatchSubmitter(timed, runtime, SETTINGS, "run-1").submit(files).submitted == 2
+    assert BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-1").submit(files).submitted == 2
 
     assert claims_meanwhile[0].applied == [] and claims_meanwhile[0].rejected == [f["uri"] for f in later]
-    assert BatchSubmitter(timed, runtime, SETTINGS, "run-2").submit(later).already_done == 2
+    assert BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-2").submit(later).already_done == 2
     assert runtime.invoked() == {f["uri"]: 1 for f in files}
     records = ledger.get(f["uri"] for f in files)
     assert {(r.run_id, r.status) for r in records.values()} == {("run-1", Status.SUBMITTED)}
@@ -310,7 +359,7 @@ def test_request_is_valid_for_the_real_sagemaker_runtime_api(ledger):
     stub = Stubber(client)
     expected = {
         "EndpointName": SETTINGS.endpoint_name,
-        "InputLocation": files[0]["uri"],
+        "InputLocation": pinned(files[0]),
         "ContentType": "audio/wav",
         "InferenceId": files[0]["inference_id"],
         "RequestTTLSeconds": SETTINGS.request_ttl_seconds,
@@ -326,7 +375,7 @@ def test_request_is_valid_for_the_real_sagemaker_runtime_api(ledger):
         expected,
     )
     with stub:
-        report = BatchSubmitter(ledger, client, SETTINGS, "run-1").submit(files)
+        report = BatchSubmitter(ledger, client, s3_client(), SETTINGS, "run-1").submit(files)
     stub.assert_no_pending_responses()
     assert report.submitted == 1
     assert ledger.get([files[0]["uri"]])[files[0]["uri"]].output_location == "s3://o/i.out"
@@ -408,7 +457,7 @@ def test_an_unclear_invoke_error_is_awaited_not_sent_again(ledger, silent_endpoi
     at_1000 = clocked(ledger, [1000.0])
     files = claim(at_1000, 1)
 
-    report = BatchSubmitter(at_1000, client, SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(at_1000, client, s3_client(), SETTINGS, "run-1").submit(files)
 
     assert len(received) == 1, "the invocation was sent more than once"
     assert report.failed == [] and [u for u, _ in report.unclear] == [files[0]["uri"]]
@@ -416,7 +465,7 @@ def test_an_unclear_invoke_error_is_awaited_not_sent_again(ledger, silent_endpoi
     assert record.status == Status.SUBMITTED and "ReadTimeoutError" in record.submit_error
     assert record.output_location is None and record.invoking_since is None
     assert record.deadline == 1000 + SETTINGS.result_window_seconds
-    assert BatchSubmitter(ledger, client, SETTINGS, "run-1").submit(files).already_done == 1
+    assert BatchSubmitter(ledger, client, s3_client(), SETTINGS, "run-1").submit(files).already_done == 1
     assert len(received) == 1
 
 
@@ -435,6 +484,6 @@ def test_a_refused_connection_is_a_clear_failure(ledger):
         aws_secret_access_key="testing",
     )
     files = claim(ledger, 1)
-    report = BatchSubmitter(ledger, client, SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(ledger, client, s3_client(), SETTINGS, "run-1").submit(files)
     assert report.unclear == [] and [u for u, _ in report.failed] == [files[0]["uri"]]
     assert ledger.get([files[0]["uri"]])[files[0]["uri"]].status == Status.FAILED

@@ -1,11 +1,44 @@
 from __future__ import annotations
 
-from audio_pipeline.ledger import Status
+import boto3
+import pytest
+
+from audio_pipeline.batches import BatchManifests
+from audio_pipeline.ledger import Status, inference_id_for
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
-from tests.plugins.conftest import CONFIG
+from audio_pipeline.pinning import pinned_location
+from audio_pipeline.s3_uris import split_s3_uri
+from tests.plugins.conftest import CONFIG, REGION, put_audio
 
 RUN_1 = {"run_id": "run-1"}
 """The task's context: the DAG run that claimed the ``batch`` fixture's files."""
+
+
+def pinned_batch(s3, ledger):
+    """Three audio objects in S3 claimed by ``run-1`` (their real ETags) in one batch manifest: what
+    the submitter copies (the claimed version) and sends."""
+    files = []
+    for i in range(3):
+        head = put_audio(s3, f"calls/{i}.flac", body=f"flac {i}".encode())
+        files.append({**head, "inference_id": inference_id_for(head["uri"], head["etag"], "run-1")})
+    claimed = ledger.claim(files, "run-1", lease_seconds=CONFIG.result_window_seconds)
+    assert sorted(claimed.applied) == sorted(f["uri"] for f in files)
+    (ref,) = BatchManifests(s3, CONFIG.output_bucket, "runs/run-1/").write(files, len(files), 10, 1)
+    return files, ref
+
+
+@pytest.fixture
+def batch(s3, ledger):
+    return pinned_batch(s3, ledger)
+
+
+def pinned(f) -> str:
+    return pinned_location(CONFIG.inputs_path, f["inference_id"], f["uri"])
+
+
+def sent_bytes(call) -> bytes:
+    bucket, key = split_s3_uri(call["InputLocation"])
+    return boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def submit_operator(ref, **kwargs):
@@ -18,6 +51,7 @@ def submit_operator(ref, **kwargs):
         invocation_timeout_seconds=60,
         result_grace_seconds=30,
         output_path=CONFIG.output_path,
+        inputs_path=CONFIG.inputs_path,
         **kwargs,
     )
 
@@ -26,7 +60,8 @@ def test_operator_submits_the_batch(batch, runtime, ledger):
     files, ref = batch
     result = submit_operator(ref).execute(RUN_1)
     assert result == {"submitted": 3, "failed": 0, "unclear": 0, "already_done": 0}
-    assert [c["InputLocation"] for c in runtime.calls] == [f["uri"] for f in files]
+    assert [c["InputLocation"] for c in runtime.calls] == [pinned(f) for f in files]
+    assert [sent_bytes(c) for c in runtime.calls] == [f"flac {i}".encode() for i in range(3)], "the claimed version"
     assert {c["ContentType"] for c in runtime.calls} == {"audio/flac"}
     records = ledger.get(f["uri"] for f in files)
     assert {(r.status, r.run_id) for r in records.values()} == {(Status.SUBMITTED, "run-1")}

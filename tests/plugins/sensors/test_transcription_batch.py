@@ -12,7 +12,7 @@ from audio_pipeline.ledger import Status
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.triggers.transcription_batch import TranscriptionBatchTrigger
 from tests.plugins.conftest import CONFIG, REGION, notification, sns_envelope
-from tests.plugins.operators.test_submit_batch import RUN_1, submit_operator
+from tests.plugins.operators.test_submit_batch import RUN_1, pinned, pinned_batch, submit_operator
 
 
 def sensor(ref, **kwargs):
@@ -24,6 +24,12 @@ def sensor(ref, **kwargs):
         result_window_seconds=690,
         **kwargs,
     )
+
+
+@pytest.fixture
+def batch(s3, ledger):
+    """The audio objects exist: the submitter copies the claimed version of each to send it."""
+    return pinned_batch(s3, ledger)
 
 
 @pytest.fixture
@@ -77,7 +83,9 @@ def test_sensor_in_poke_mode_records_notifications(batch, runtime, ledger, queue
     sqs = boto3.client("sqs", region_name=REGION)
     records = ledger.get(f["uri"] for f in files)
     for f in files:
-        doc = notification("success", inference_id=f["inference_id"], input_location=f["uri"])
+        sent = records[f["uri"]].input_location  # the pinned copy, as the endpoint was sent it
+        assert sent == pinned(f)
+        doc = notification("success", inference_id=f["inference_id"], input_location=sent)
         doc["responseParameters"]["outputLocation"] = records[f["uri"]].output_location  # as the endpoint answered
         sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
     s = sensor(ref, deferrable=False, wait_time_seconds=0, output_path="s3://out/transcripts/")
