@@ -223,7 +223,8 @@ def test_a_hard_kill_midway_never_invokes_a_file_twice(ledger, monkeypatch):
     for f in files[4:8]:  # sent (if at all) before the retry: awaited a whole window from then
         record = records[f["uri"]]
         assert record.status == Status.SUBMITTED and "may have accepted it" in record.submit_error
-        assert record.deadline == 2000 + WINDOW and record.invoking_since is None
+        assert record.deadline == 2000 + WINDOW
+        assert record.invoking_since == 1000, "the mark stays: its owner, if still sending, may say more"
 
 
 def test_fast_notification_is_not_undone(ledger):
@@ -463,7 +464,7 @@ def test_an_unclear_invoke_error_is_awaited_not_sent_again(ledger, silent_endpoi
     assert report.failed == [] and [u for u, _ in report.unclear] == [files[0]["uri"]]
     record = ledger.get([files[0]["uri"]])[files[0]["uri"]]
     assert record.status == Status.SUBMITTED and "ReadTimeoutError" in record.submit_error
-    assert record.output_location is None and record.invoking_since is None
+    assert record.output_location is None and record.invoking_since == 1000, "the mark stays, for its owner"
     assert record.deadline == 1000 + SETTINGS.result_window_seconds
     assert BatchSubmitter(ledger, client, s3_client(), SETTINGS, "run-1").submit(files).already_done == 1
     assert len(received) == 1

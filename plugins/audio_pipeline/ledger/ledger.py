@@ -329,21 +329,22 @@ class Ledger:
 
     def record_invocations(self, outcomes: Sequence[Invocation], window_seconds: int) -> WriteResult:
         """Record how each marked file's invocation went; requires the claim, ``processing`` and the
-        submitter's own mark (``since``), which goes (an accepted file may also replace what another
-        submitter recorded, unclear, from the mark alone). Accepted and unclear files are ``submitted``
-        with a deadline ``window_seconds`` from now (their result may come that long after the request)."""
+        submitter's own mark (``since``), which goes. Accepted and unclear files are ``submitted``
+        with a deadline ``window_seconds`` from now (their result may come that long after the
+        request). An unclear file keeps the mark, so that the mark's owner, if still sending, may
+        replace that record with the endpoint's answer or its refusal."""
         stamp = utcnow()
         deadline = self._now() + window_seconds
         writes = []
         for o in outcomes:
-            when = _claim_of(o.file) & Is("status", Status.PROCESSING.value) & Is("invoking_since", o.since)
+            mine = _claim_of(o.file) & Is("invoking_since", o.since)
+            when = mine & Is("status", Status.PROCESSING.value)
             change: dict[str, Any]
-            if isinstance(o, Accepted):
-                # or over what a second submitter recorded from the mark alone: the endpoint's answer says more
+            if isinstance(o, Accepted | Refused):
+                # or over what another submitter recorded, unclear, from this mark alone: this says more
                 unclear = Is("status", Status.SUBMITTED.value) & Absent("output_location") & Present("submit_error")
-                when = _claim_of(o.file) & (
-                    (Is("status", Status.PROCESSING.value) & Is("invoking_since", o.since)) | unclear
-                )
+                when = mine & (Is("status", Status.PROCESSING.value) | unclear)
+            if isinstance(o, Accepted):
                 change = {
                     "status": Status.SUBMITTED.value,
                     "input_location": o.input_location,
@@ -359,11 +360,13 @@ class Ledger:
                     "submitted_at": stamp,
                     "deadline": deadline,
                 }
+                writes.append(Update(o.file["uri"], when, change))  # the mark stays: its owner may say more
+                continue
             elif isinstance(o, Refused):
                 change = _failure(o.reason)
             else:
                 change = {}
-            writes.append(Update(o.file["uri"], when, change, ("invoking_since",)))
+            writes.append(Update(o.file["uri"], when, change, ("invoking_since", "submit_error")))
         return self._write(writes)
 
     # --------------------------------------------------------------- results

@@ -16,10 +16,12 @@ from audio_pipeline.ledger import (
     FileRecord,
     Ledger,
     NotSent,
+    Refused,
     Result,
     Skipped,
     Status,
     Summarized,
+    Unclear,
     inference_id_for,
     table_definition,
 )
@@ -598,3 +600,27 @@ def test_a_stopped_task_sends_no_more_chunks(ddb, monkeypatch):
     with pytest.raises(Stopped):
         ledger.claim([claimed(f"s3://b/{i:04d}.wav") for i in range(1000)], "run-1", lease_seconds=LEASE)
     assert len(sent) <= 4, f"{len(sent)} of 10 transactions sent after the task was stopped"
+
+
+@pytest.mark.parametrize("outcome", ["accepted", "refused"])
+def test_the_marks_owner_replaces_what_another_submitter_recorded_unclear_from_its_mark(ledger, outcome):
+    """A second submitter that finds a live mark records the file unclear (it cannot tell a live
+    submitter from a dead one); the mark's owner, still sending, then says what happened."""
+    f = claimed("s3://b/a.wav")
+    ledger.claim([f], "run-1", lease_seconds=LEASE)
+    since, marked = ledger.mark_invoking([f], "run-1", LEASE)
+    assert marked == [f["uri"]]
+    assert ledger.record_invocations([Unclear(f, since, "another submitter found the mark")], LEASE).applied
+    assert record(ledger, f["uri"]).invoking_since == since, "the mark stays for its owner"
+    other = Accepted(f, since - 1, "s3://o/inputs/x", "s3://o/transcripts/x.out", None)
+    assert ledger.record_invocations([other], LEASE).rejected, "only the mark's own submitter"
+    if outcome == "accepted":
+        answer = Accepted(f, since, "s3://o/inputs/a", "s3://o/transcripts/a.out", "s3://o/failures/a")
+        assert ledger.record_invocations([answer], LEASE).applied
+        after = record(ledger, f["uri"])
+        assert after.status == Status.SUBMITTED and after.output_location == "s3://o/transcripts/a.out"
+    else:
+        assert ledger.record_invocations([Refused(f, since, "not sent: the object changed")], LEASE).applied
+        after = record(ledger, f["uri"])
+        assert after.status == Status.FAILED and after.failure_reason == "not sent: the object changed"
+    assert after.submit_error is None and after.invoking_since is None
