@@ -46,17 +46,30 @@ class Is(Condition):
 
     def render(self, p: Placeholders) -> str:
         if self.value is None:  # as read: still absent
-            return f"attribute_not_exists({p.name(self.attribute)})"
-        return f"{p.name(self.attribute)} = {p.value(self.value)}"
+            return Absent(self.attribute).render(p)
+        return Compare(self.attribute, "=", self.value).render(p)
 
 
 @dataclass(frozen=True)
-class IsNot(Condition):
+class Compare(Condition):
     attribute: str
+    operator: str
     value: Any
 
     def render(self, p: Placeholders) -> str:
-        return f"{p.name(self.attribute)} <> {p.value(self.value)}"
+        return f"{p.name(self.attribute)} {self.operator} {p.value(self.value)}"
+
+
+def IsNot(attribute: str, value: Any) -> Condition:  # noqa: N802 (reads as the condition it builds)
+    return Compare(attribute, "<>", value)
+
+
+def Below(attribute: str, value: Any) -> Condition:  # noqa: N802
+    return Compare(attribute, "<", value)
+
+
+def AtLeast(attribute: str, value: Any) -> Condition:  # noqa: N802
+    return Compare(attribute, ">=", value)
 
 
 @dataclass(frozen=True)
@@ -69,37 +82,20 @@ class In(Condition):
 
 
 @dataclass(frozen=True)
-class Absent(Condition):
+class Exists(Condition):
     attribute: str
+    exists: bool = True
 
     def render(self, p: Placeholders) -> str:
-        return f"attribute_not_exists({p.name(self.attribute)})"
+        return f"attribute_{'exists' if self.exists else 'not_exists'}({p.name(self.attribute)})"
 
 
-@dataclass(frozen=True)
-class Present(Condition):
-    attribute: str
-
-    def render(self, p: Placeholders) -> str:
-        return f"attribute_exists({p.name(self.attribute)})"
+def Absent(attribute: str) -> Condition:  # noqa: N802
+    return Exists(attribute, exists=False)
 
 
-@dataclass(frozen=True)
-class Below(Condition):
-    attribute: str
-    value: Any
-
-    def render(self, p: Placeholders) -> str:
-        return f"{p.name(self.attribute)} < {p.value(self.value)}"
-
-
-@dataclass(frozen=True)
-class AtLeast(Condition):
-    attribute: str
-    value: Any
-
-    def render(self, p: Placeholders) -> str:
-        return f"{p.name(self.attribute)} >= {p.value(self.value)}"
+def Present(attribute: str) -> Condition:  # noqa: N802
+    return Exists(attribute)
 
 
 @dataclass(frozen=True)

@@ -309,6 +309,17 @@ class LedgerModel(RuleBasedStateMachine):
         """Runs whose tasks may still run: claimed something, not ended."""
         return sorted(r.run_id for r in self.runs.values() if r.files and not r.ended)
 
+    def _watcher(self, run: Run) -> BatchWatcher:
+        """A run's sensor, as a trigger (re)starts it."""
+        return BatchWatcher(
+            self.ledger,
+            self.s3,
+            run.files,
+            fallback_deadline=self.clock() + WINDOW,
+            output_path=OUTPUT_PATH,
+            clock=self.clock,
+        )
+
     def _draw_working(self, data: st.DataObject) -> Run:
         return self.runs[data.draw(st.sampled_from(self._working()), label="run")]
 
@@ -390,14 +401,7 @@ class LedgerModel(RuleBasedStateMachine):
         ``keep``: it is delivered again later (a duplicate), else it is gone once recorded."""
         run = self._draw_working(data)
         message = self.endpoint.outbox[index % len(self.endpoint.outbox)]
-        watcher = BatchWatcher(
-            self.ledger,
-            self.s3,
-            run.files,
-            fallback_deadline=self.clock() + WINDOW,
-            output_path=OUTPUT_PATH,
-            clock=self.clock,
-        )
+        watcher = self._watcher(run)
         recorded = self._dies(kill_at, lambda: watcher.record_messages([message]))
         if recorded and not keep:
             self.endpoint.outbox.remove(message)
@@ -412,14 +416,7 @@ class LedgerModel(RuleBasedStateMachine):
     def watcher_looks(self, data: st.DataObject) -> None:
         """A run's sensor: its periodic look in S3 and its deadlines."""
         run = self._draw_working(data)
-        watcher = BatchWatcher(
-            self.ledger,
-            self.s3,
-            run.files,
-            fallback_deadline=self.clock() + WINDOW,
-            output_path=OUTPUT_PATH,
-            clock=self.clock,
-        )
+        watcher = self._watcher(run)
         watcher.refresh()
         watcher.reconcile(list(watcher.pending))
         watcher.expire()
