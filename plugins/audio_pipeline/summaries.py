@@ -16,21 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from audio_pipeline.transient import THROTTLING_CODES
+
 if TYPE_CHECKING:
     from types_boto3_bedrock_runtime import BedrockRuntimeClient
     from types_boto3_bedrock_runtime.type_defs import ConverseResponseTypeDef
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_ERRORS = frozenset(
-    {
-        "ThrottlingException",
-        "ServiceUnavailableException",
-        "ModelNotReadyException",
-        "ModelTimeoutException",
-        "InternalServerException",
-    }
-)
+RETRYABLE_ERRORS = THROTTLING_CODES | {
+    "ServiceUnavailableException",
+    "ModelNotReadyException",
+    "ModelTimeoutException",
+    "InternalServerException",
+}
+"""Bedrock errors a later attempt may outlast: throttling (the codes :mod:`audio_pipeline.transient`
+knows) and the service's own transient answers."""
 MAX_REDUCE_LEVELS = 8
 NO_SPEECH = "The recording contained no speech."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
