@@ -31,6 +31,7 @@ from typing import Any
 
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.ledger import FileRecord, Ledger
+from audio_pipeline.pinning import pin_overhead
 from audio_pipeline.submission import GROUP_SIZE
 from audio_pipeline.summaries import summary_location
 from benchmarks.verdict import FileVerdict, Judge, Tally
@@ -168,10 +169,12 @@ class Row:
         )
 
 
-LONGEST_KEY = "l" * (1024 - len(_uri(".wav"))) + ".wav"
-"""Its s3:// URI is 1,024 characters, the most InvokeEndpointAsync accepts as InputLocation."""
-OVER_LONG_KEY = ("k" * 990) + ".wav"
-"""A 1,000-byte key: its URI is over 1,024 characters, so AWS would reject it; listing skips it."""
+LONGEST_KEY = "l" * (1024 - pin_overhead(PipelineConfig().inputs_path) - len(_uri(".wav"))) + ".wav"
+"""The longest key that can be sent: the pinned copy's s3:// URI (this URI and its copy's longer
+name, :mod:`audio_pipeline.pinning`) is 1,024 characters, the most InvokeEndpointAsync accepts as
+InputLocation."""
+OVER_LONG_KEY = "k" + LONGEST_KEY
+"""One byte longer: its copy's name would be over 1,024 characters, so AWS would reject it; listing skips it."""
 
 
 SUBMITTING_AT_ONCE = 2
@@ -820,7 +823,7 @@ SCENARIOS = [
         expected_run_state="failed",
     ),
     Scenario(
-        "keys with spaces, unicode and 1,000 bytes; a zero-byte object",
+        "keys with spaces, unicode and the longest that can be sent; a zero-byte object",
         {
             "with space.wav": AUDIO + b"1",
             "ünïcödé-日本.wav": AUDIO + b"2",

@@ -14,7 +14,7 @@ IN_THE_SUITE = {
     "model fails on one file",
     "SageMaker-async emulator restarted mid-run",
     "two runs over one prefix at once, Bedrock throttling 40% of calls",
-    "keys with spaces, unicode and 1,000 bytes; a zero-byte object",
+    "keys with spaces, unicode and the longest that can be sent; a zero-byte object",
     "an object overwritten while queued at the endpoint, then a new run over the prefix",
     "Bedrock rejects one file's summary, one file over the model's duration cap (real speech recognition)",
 }
