@@ -187,7 +187,7 @@ def summarise(
     except UnusableInputError as err:
         raise AirflowFailException(str(err)) from err  # the template needs fixing; a retry would say the same
     summarizer = Summarizer(
-        AdaptiveBedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
+        AdaptiveBedrockRuntimeHook(aws_conn_id=AWS_CONN_ID),
         config.bedrock_model_id,
         chunk_chars=config.summary_chunk_chars,
         max_tokens=config.summary_max_tokens,

@@ -93,7 +93,7 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
             inputs_path=self.inputs_path,
         )
         self.log.info("Submitting %s (%d files) to endpoint %s", self.batch["label"], len(files), self.endpoint_name)
-        report = BatchSubmitter(ledger, self.hook.conn, s3.conn, settings, context["run_id"]).submit(files)
+        report = BatchSubmitter(ledger, self.hook, s3.conn, settings, context["run_id"]).submit(files)
         for uri, reason in report.failed:
             self.log.warning("failed: %s: %s", uri, reason)
         self.log.info(

@@ -35,6 +35,7 @@ from audio_pipeline.s3_uris import S3Location, split_s3_uri
 from audio_pipeline.settlement import settle_run
 from audio_pipeline.submission import BatchSubmitter, InvocationSettings
 from audio_pipeline.summaries import Summary, summary_location
+from tests.plugins.test_submission import endpoint
 
 REGION = "us-east-1"
 IN, OUT = "audio-in", "audio-out"
@@ -377,7 +378,7 @@ class LedgerModel(RuleBasedStateMachine):
         run = self._draw_working(data)
 
         def submit() -> None:
-            BatchSubmitter(self.ledger, self.endpoint, self.s3, SETTINGS, run.run_id).submit(run.files)
+            BatchSubmitter(self.ledger, endpoint(self.endpoint), self.s3, SETTINGS, run.run_id).submit(run.files)
 
         tasks: list[tuple[Callable[[], object], int | None]] = [(submit, kill_at)]
         if rival == "submit":
