@@ -9,6 +9,9 @@ from audio_pipeline.batches import read_manifest
 from audio_pipeline.hooks.shared_loader import SharedLoaderAwsHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 
+WAIT_TIME_SECONDS = 10
+"""The long poll of each receive while a batch waits (SQS allows up to 20)."""
+
 
 def build_batch_watcher(
     *,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.config import UnusableInputError, result_window_seconds
+from audio_pipeline.config import UnusableInputError
 from audio_pipeline.ledger import Accepted, Invocation, Ledger, NotSent, Refused, Status, Unclear
 from audio_pipeline.pinning import VersionGoneError, pin
 
@@ -63,15 +63,10 @@ class InvocationSettings:
     endpoint_name: str
     request_ttl_seconds: int
     invocation_timeout_seconds: int
-    result_grace_seconds: int
+    result_window_seconds: int
+    """How long after its submission a file's result may still arrive (``PipelineConfig.result_window_seconds``)."""
     inputs_path: str
     """Where each file version is copied before it is sent (:mod:`audio_pipeline.pinning`)."""
-
-    @property
-    def result_window_seconds(self) -> int:
-        return result_window_seconds(
-            self.request_ttl_seconds, self.invocation_timeout_seconds, self.result_grace_seconds
-        )
 
 
 UNCLEAR = "the endpoint may have accepted it"

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from audio_pipeline.config import DEFAULTS
+
 if TYPE_CHECKING:
     from types_boto3_bedrock_runtime.type_defs import ConverseResponseTypeDef
 
@@ -133,8 +135,8 @@ class Summarizer:
         bedrock: AdaptiveBedrockRuntimeHook,
         model_id: str,
         *,
-        chunk_chars: int = 12000,
-        max_tokens: int = 1024,
+        chunk_chars: int = DEFAULTS.summary_chunk_chars,
+        max_tokens: int = DEFAULTS.summary_max_tokens,
         prompts: dict[str, str],
     ) -> None:
         self.bedrock = bedrock

@@ -83,7 +83,7 @@ def resolve_run(params: dict[str, Any], run_type: str | None) -> dict[str, Any]:
     scheduled run with neither is skipped, saying so (a manual run without one fails).
     """
     try:
-        config = PipelineConfig.from_variables()
+        config = PipelineConfig.from_variable()
         uri = params.get("bucket_uri") or config.schedule_bucket_uri
         if not uri and run_type == "scheduled":
             why = (

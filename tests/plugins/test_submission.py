@@ -22,7 +22,7 @@ from audio_pipeline.submission import (
 )
 
 SETTINGS = InvocationSettings(
-    "audio-transcription-async", 3600, 600, 60, inputs_path="s3://audio-transcription-output/inputs/"
+    "audio-transcription-async", 3600, 600, 3600 + 600 + 60, inputs_path="s3://audio-transcription-output/inputs/"
 )
 WINDOW = SETTINGS.result_window_seconds
 

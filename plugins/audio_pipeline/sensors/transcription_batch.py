@@ -13,9 +13,10 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, conf
 
-from audio_pipeline.batch_wait import build_batch_watcher
-from audio_pipeline.batch_watcher import BatchWatcher
+from audio_pipeline.batch_wait import WAIT_TIME_SECONDS, build_batch_watcher
+from audio_pipeline.batch_watcher import REFRESH_INTERVAL_SECONDS, BatchWatcher
 from audio_pipeline.batches import BatchRef
+from audio_pipeline.config import DEFAULTS
 from audio_pipeline.hooks.notification_queue import NotificationQueueHook
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink
 from audio_pipeline.reporting import describe_counts
@@ -69,10 +70,10 @@ class TranscriptionBatchSensor(AwsBaseSensor[NotificationQueueHook]):
         batch: BatchRef,
         status_table: str,
         notification_queue: str,
-        result_window_seconds: int = 22800,
-        reconcile_interval_seconds: int = 120,
-        refresh_interval_seconds: int = 30,
-        wait_time_seconds: int = 10,
+        result_window_seconds: int = DEFAULTS.result_window_seconds,
+        reconcile_interval_seconds: int = DEFAULTS.reconcile_interval_seconds,
+        refresh_interval_seconds: int = REFRESH_INTERVAL_SECONDS,
+        wait_time_seconds: int = WAIT_TIME_SECONDS,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         endpoint_name: str | None = None,
         output_path: str | None = None,

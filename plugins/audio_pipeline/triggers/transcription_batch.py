@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from audio_pipeline.batch_wait import build_batch_watcher
-from audio_pipeline.batch_watcher import BatchWatcher
+from audio_pipeline.batch_wait import WAIT_TIME_SECONDS, build_batch_watcher
+from audio_pipeline.batch_watcher import REFRESH_INTERVAL_SECONDS, BatchWatcher
+from audio_pipeline.config import DEFAULTS
 from audio_pipeline.hooks.notification_queue import NotificationQueueHook
 from audio_pipeline.reporting import describe_counts
 from audio_pipeline.task_log import TaskLog
@@ -105,9 +106,9 @@ class TranscriptionBatchTrigger(BaseTrigger):
         queue_url: str,
         fallback_deadline: float,
         output_path: str | None = None,
-        reconcile_interval_seconds: int = 120,
-        refresh_interval_seconds: int = 30,
-        wait_time_seconds: int = 10,
+        reconcile_interval_seconds: int = DEFAULTS.reconcile_interval_seconds,
+        refresh_interval_seconds: int = REFRESH_INTERVAL_SECONDS,
+        wait_time_seconds: int = WAIT_TIME_SECONDS,
         batch_wait_seconds: float = 2.0,
         max_batch_wait_seconds: float = 10.0,
         transient_error_timeout_seconds: float = 600,

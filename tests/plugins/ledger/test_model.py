@@ -45,7 +45,11 @@ PREFIXES = ("p/", "p/q/")
 RUNS = ("run-1", "run-2", "run-3")
 INPUTS_PATH = f"s3://{OUT}/inputs/"
 SETTINGS = InvocationSettings(
-    "endpoint", request_ttl_seconds=600, invocation_timeout_seconds=60, result_grace_seconds=60, inputs_path=INPUTS_PATH
+    "endpoint",
+    request_ttl_seconds=600,
+    invocation_timeout_seconds=60,
+    result_window_seconds=720,
+    inputs_path=INPUTS_PATH,
 )
 WINDOW = SETTINGS.result_window_seconds
 
