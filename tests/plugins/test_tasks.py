@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from audio_pipeline import tasks
+from tests.plugins.conftest import bedrock_hook
 from tests.prompts import INCLUDE
 
 
@@ -105,11 +106,7 @@ def summarise(aws, monkeypatch):
     stub = Stubber(bedrock)
     stub.activate()
 
-    class StubbedBedrock:
-        def __init__(self, **kwargs):
-            self.conn = bedrock
-
-    monkeypatch.setattr(tasks, "AdaptiveBedrockRuntimeHook", StubbedBedrock)
+    monkeypatch.setattr(tasks, "AdaptiveBedrockRuntimeHook", lambda **kwargs: bedrock_hook(bedrock))
     run = config.run_xcom("s3://audio-in/calls/")
     yield lambda: tasks.summarise(batch, run, {"summarize": True}, "run-1", INCLUDE / "prompts"), stub
     stub.deactivate()
@@ -123,6 +120,7 @@ def test_a_summary_bedrock_rejects_fails_the_task_at_once(summarise):
     stub.add_client_error("converse", "ValidationException", "Input is too long for requested model.", 400)
     with pytest.raises(AirflowFailException, match="errors a retry cannot fix"):
         run()
+    stub.assert_no_pending_responses()
 
 
 def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
@@ -133,6 +131,7 @@ def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
     with pytest.raises(Exception, match="retrying them") as raised:
         run()
     assert not isinstance(raised.value, AirflowFailException)
+    stub.assert_no_pending_responses()
 
 
 def test_the_claim_task_takes_over_the_files_of_a_run_airflow_reports_ended(aws):
