@@ -187,7 +187,9 @@ def test_a_journaled_request_is_witnessed_before_it_can_run_and_once(async_endpo
     from local.sagemaker_async.requests import build_request
 
     journal = Journal(tmp_path / "journal")
-    witnessed = _service(tmp_path, journal).accept("asr", {"x-amzn-sagemaker-inputlocation": "s3://audio-in/a.wav"})
+    first = _service(tmp_path, journal)
+    first._enqueue = lambda endpoint, request: None  # it dies before a worker takes the request
+    witnessed = first.accept("asr", {"x-amzn-sagemaker-inputlocation": "s3://audio-in/a.wav"})
     endpoint = _service(tmp_path, journal).endpoints.get("asr")
     unwitnessed = build_request(endpoint, {"x-amzn-sagemaker-inputlocation": "s3://audio-in/b.wav"}, time.time())
     journal.add(unwitnessed)  # then the process died
