@@ -14,6 +14,10 @@ from local import witness
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 JWT_SECRET = "local-stack-jwt-secret-not-for-production"
+PROVIDER_VERSION_WARNING = (
+    "ignore:ProvidersManager.hooks is deprecated:FutureWarning:airflow.providers.amazon.aws.hooks.base_aws"
+)
+"""A ``PYTHONWARNINGS`` filter for exactly the Amazon provider 9.34's warning about how it reads its version."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         **{f"AIRFLOW__{key.replace('.', '__').upper()}": value for key, value in secrets_backend_options().items()},
         # MWAA puts plugins/ on sys.path; so does this, for every process a task runs in
         "PYTHONPATH": str(REPO / "plugins"),
+        # the Amazon provider 9.34 (MWAA's) warns in every task and trigger that reads its own
+        # version for the User-Agent (fixed in 9.39): the processes, not the package, hide it
+        "PYTHONWARNINGS": PROVIDER_VERSION_WARNING,
     }
     if not settings.nightly:
         env["AUDIO_PIPELINE_SCHEDULE"] = ""

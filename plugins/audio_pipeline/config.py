@@ -36,9 +36,8 @@ def secrets_backend_options() -> dict[str, str]:
     - ``aws_default`` is never looked up in SSM: on MWAA it is the execution role (the
       metadata database's connection, or none at all), so each hook's lookup would be a
       ``GetParameter`` answered ``ParameterNotFound``. Other connections are looked up there.
-    - The secrets cache is on. In Airflow 3.3 it serves DAG parsing only (its documentation:
-      "There is no caching in place when DAG tasks are run"); the DAG reads no Variable when
-      parsed, so what bounds the lookups of a run is that its first task reads one Variable.
+    - The secrets cache is on (it serves DAG parsing; a run's lookups are bounded by its first
+      task reading one Variable: docs/deploy.md).
     """
     kwargs = {
         "variables_prefix": VARIABLES_PREFIX,

@@ -72,6 +72,7 @@ def test_airflow_services_mount_the_dag_package_and_share_one_configuration():
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
             "AIRFLOW_CONN_AWS_DEFAULT",
+            "PYTHONWARNINGS",
         ):
             assert env[key] == native[key], key
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"

@@ -16,11 +16,10 @@ class SharedLoaderAwsHook(AwsBaseHook):
     """
     An ``AwsBaseHook`` whose blocking boto3 sessions share one botocore loader.
 
-    Every new boto3 session parses again the service models its clients use (about 10 MB of
-    Python objects for S3 alone), and a triggerer runs many batch triggers, each with sessions
-    of its own. The provider shares one loader between its aiobotocore sessions for the same
-    reason; this does the same for blocking clients. Credentials, region and endpoint still
-    come from each hook's own connection.
+    A new boto3 session parses again the service models its clients use; with one loader, a
+    process (a triggerer running many batch triggers) parses each model once, as the provider's
+    aiobotocore sessions already do (docs/benchmarks.md has the triggerer's memory). Credentials,
+    region and endpoint still come from each hook's own connection.
 
     A blocking session of a connection that assumes no role is built as the provider builds it
     (``boto3.session.Session`` with the connection's session arguments), on a botocore session

@@ -84,9 +84,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
     :param batch_wait_seconds: pause after a receive that was not full, so that the next one
         collects up to 10 notifications (fewer receive, delete and write calls per file);
         doubled after each receive that was not full, halved after a full one
-    :param max_batch_wait_seconds: the longest such pause (64 triggers sharing a queue that
-        brings 30 notifications a second each need ~20 s for full receives); a notification
-        waits at most this long in the queue before it is recorded
+    :param max_batch_wait_seconds: the longest such pause: a notification waits at most this long
+        in the queue, past the long poll, before it is recorded
     :param transient_error_timeout_seconds: how long SQS, S3 or DynamoDB may keep answering
         5xx or throttling (after botocore's own retries) before the trigger gives up; until
         then it retries with backoff, logging each retry
