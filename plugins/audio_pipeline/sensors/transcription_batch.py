@@ -45,6 +45,9 @@ class TranscriptionBatchSensor(AwsBaseSensor[NotificationQueueHook]):
         (``RequestTTLSeconds`` + ``InvocationTimeoutSeconds`` + a grace; the setting of that name);
         the deadline of a file whose status item has none of its own
     :param reconcile_interval_seconds: time between looks for results in S3, however busy the queue
+    :param timeout: seconds the wait may last before Airflow fails it (default: the result window plus
+        twice a refresh and a receive, so that the watcher fails each silent file at its own deadline,
+        with the reason, before the sensor's timeout could fail the batch having recorded nothing)
     :param deferrable: wait in the triggerer instead of occupying a worker slot (default: the
         ``operators.default_deferrable`` setting, False unless set)
     :param endpoint_name: the endpoint the batch was submitted to, for the task's console link
@@ -74,12 +77,16 @@ class TranscriptionBatchSensor(AwsBaseSensor[NotificationQueueHook]):
         reconcile_interval_seconds: int = DEFAULTS.reconcile_interval_seconds,
         refresh_interval_seconds: int = REFRESH_INTERVAL_SECONDS,
         wait_time_seconds: int = WAIT_TIME_SECONDS,
+        timeout: float | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         endpoint_name: str | None = None,
         output_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.timeout_given = timeout
+        """``timeout`` as given; None: derived from ``result_window_seconds`` when the wait begins
+        (an XCom of the run's first task, rendered only then)."""
         self.endpoint_name = endpoint_name
         self.output_path = output_path
         self.batch = batch
@@ -118,6 +125,11 @@ class TranscriptionBatchSensor(AwsBaseSensor[NotificationQueueHook]):
         }
 
     def execute(self, context: Context) -> dict[str, int] | None:
+        self.timeout = (
+            self.timeout_given
+            if self.timeout_given is not None
+            else (self.result_window_seconds + 2 * (self.refresh_interval_seconds + self.wait_time_seconds))
+        )
         arguments = self._watcher_arguments(self._wait_began(context) + self.result_window_seconds)
         self.watcher = build_batch_watcher(**arguments)
         if not self.deferrable:

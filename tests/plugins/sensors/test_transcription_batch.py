@@ -137,3 +137,6 @@ def test_the_sensor_outlives_its_batch_s_last_deadline(batch, runtime, ledger, q
     trigger = deferred.value.trigger
     noticed_by = last_deadline + trigger.refresh_interval_seconds + trigger.wait_time_seconds
     assert start + deferred.value.timeout.total_seconds() > noticed_by
+    assert deferred.value.timeout < timedelta(seconds=waiting.result_window_seconds + 3600), (
+        "derived from the result window, not Airflow's week"
+    )
