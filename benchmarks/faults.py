@@ -850,6 +850,7 @@ def run(scenario: Scenario, timeout: float = 900, state_dir: Path | None = None)
     settings = Settings(
         state_dir=state_dir or Path(tempfile.mkdtemp(prefix="faults-")),
         ports=Ports(*(free_port() for _ in range(5))),
+        nightly=False,  # the row triggers its own runs
         variables={**Settings().variables, **QUICK_RECONCILE, **scenario.variables},
         model_backend=scenario.model_backend,
         emulator_flags=scenario.emulator_flags,
