@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
+from types import ModuleType
 
 import pytest
 
@@ -33,14 +35,23 @@ def test_airflows_static_backoff_follows_the_same_schedule():
 
 
 def test_the_retry_policy_pauses_as_the_runs_own_setting_says():
-    from airflow.sdk import RetryAction
+    retry_policies = pytest.importorskip("airflow.sdk.definitions.retry_policy", reason="Airflow 3.3 and later")
+    RetryAction = retry_policies.RetryAction  # noqa: N806 (the enum, by its name)
 
-    policy = task_retries(3600)["retry_policy"]  # Airflow 3.3 and later
+    policy = task_retries(3600)["retry_policy"]
     throttled = SummariesThrottled(3, try_number=2, total_seconds=60)
     decision = policy.evaluate(throttled, try_number=2, max_tries=RETRIES)
     assert decision.action == RetryAction.RETRY and decision.retry_delay == timedelta(seconds=2)
     assert "retrying them: retry 2 of 7" in str(throttled)
     assert policy.evaluate(ValueError("other"), try_number=1, max_tries=RETRIES).action == RetryAction.DEFAULT
+
+
+def test_without_retry_policies_the_static_backoff_alone(monkeypatch):
+    """Airflow 3.2 (no ``airflow.sdk.RetryPolicy``): the task gets no retry_policy argument, which
+    3.2's operators would refuse."""
+    monkeypatch.setitem(sys.modules, "airflow.sdk", ModuleType("airflow.sdk"))  # an SDK without them
+    args = task_retries(3600)
+    assert "retry_policy" not in args and args["retries"] == RETRIES
 
 
 def test_the_last_try_gives_up_saying_who_takes_the_transcripts():
