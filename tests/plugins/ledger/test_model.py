@@ -283,9 +283,14 @@ class LedgerModel(RuleBasedStateMachine):
             assert not waiting or record.lease_expired(later), f"held past its lease: {record}"
 
     def a_later_run_over_any_prefix_summarises_every_waiting_transcript(self) -> None:
-        """None left waiting forever: once every run has ended and a window has passed, one more run,
-        listing only ``p/q/``, takes every transcript still without a summary (under ``p/`` too:
-        the waiting index) and summarises it; still none is summarised twice."""
+        """None left waiting forever: once the endpoint has answered everything, every run has ended
+        and a window has passed, one more run, listing only ``p/q/``, takes every transcript still
+        without a summary (under ``p/`` too: the waiting index) and summarises it; still none is
+        summarised twice."""
+        while self.endpoint.queue:  # the endpoint works off its queue; every notification is recorded
+            self.endpoint.work(0, succeed=True)
+        for run in [r for r in self.runs.values() if r.files]:
+            self._watcher(run).record_messages(list(self.endpoint.outbox))
         self.clock.now += WINDOW + 1
         for run in self.runs.values():
             run.ended = True
