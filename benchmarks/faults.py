@@ -704,7 +704,7 @@ class TwoSubmitters:
                     "status_table": config.status_table,
                     "request_ttl_seconds": config.request_ttl_seconds,
                     "invocation_timeout_seconds": config.invocation_timeout_seconds,
-                    "result_grace_seconds": config.result_grace_seconds,
+                    "result_window_seconds": config.result_window_seconds,
                     "inputs_path": config.inputs_path,
                 }
                 go.write_text(json.dumps({"run_id": run_id, "operator": operator}))

@@ -26,7 +26,7 @@ from audio_pipeline import tasks
 from audio_pipeline.alerts import OperationsNotifier
 from audio_pipeline.assets import RUN_MANIFESTS
 from audio_pipeline.batches import BatchRef
-from audio_pipeline.config import PipelineConfig
+from audio_pipeline.config import DEFAULTS, setting
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
 from audio_pipeline.summary_retries import task_retries
@@ -64,7 +64,7 @@ def claim_new_audio(
     return tasks.claim_new_audio(run, params or {}, run_id, _run_type(dag_run), ti)
 
 
-@task(map_index_template="{{ batch_label }}", **task_retries(PipelineConfig().summary_retry_seconds))
+@task(map_index_template="{{ batch_label }}", **task_retries(DEFAULTS.summary_retry_seconds))
 def summarise(
     batch: BatchRef, run: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None
 ) -> dict[str, int]:
@@ -85,7 +85,7 @@ def transcribe(batch: BatchRef, run: Any) -> None:
         status_table=run["status_table"],
         request_ttl_seconds=run["request_ttl_seconds"],
         invocation_timeout_seconds=run["invocation_timeout_seconds"],
-        result_grace_seconds=run["result_grace_seconds"],
+        result_window_seconds=run["result_window_seconds"],
         inputs_path=run["inputs_path"],
         output_path=run["output_path"],
         aws_conn_id=AWS_CONN_ID,
@@ -134,16 +134,22 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None, 
             None,
             type=["null", "string"],
             title="Bucket URI",
-            description="s3://bucket/prefix/ to process. Empty: the configured schedule_bucket_uri.",
+            description=f"s3://bucket/prefix/ to process. Empty: the configured {setting('schedule_bucket_uri')}.",
         ),
         "batch_size": Param(
             100,
             type="integer",
             minimum=1,
             maximum=10000,
-            description="Files per mapped batch; batches grow when a run would exceed audio_pipeline_max_batches.",
+            description=f"Files per mapped batch; batches grow when a run would exceed {setting('max_batches')} "
+            "batches (a setting).",
         ),
-        "max_files": Param(0, type="integer", minimum=0, description="Claim at most this many files (0 = all)."),
+        "max_files": Param(
+            0,
+            type="integer",
+            minimum=0,
+            description=f"Claim at most this many files (0 = all; a nightly run: {setting('schedule_max_files')}).",
+        ),
         "reprocess_failed": Param(
             False, type="boolean", description="Claim files whose earlier processing failed, too."
         ),

@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from audio_pipeline.config import setting
+
 RETRIES = 7
 _SHARES = (1, 2, 4, 8, 15, 15, 15)
 """Each pause's share of the whole: doubling, capped at a quarter of it."""
@@ -33,7 +35,7 @@ class SummariesThrottled(RuntimeError):
         self.retry_in = retry_delays(total_seconds)[min(try_number, RETRIES) - 1]
         super().__init__(
             f"{failed} summaries failed (recorded as summary_error); retrying them: retry {try_number} of "
-            f"{RETRIES} in about {self.retry_in:.0f} s (summary_retry_seconds={total_seconds:g})"
+            f"{RETRIES} in about {self.retry_in:.0f} s ({setting('summary_retry_seconds')}={total_seconds:g})"
         )
 
 
@@ -46,7 +48,7 @@ def giving_up(failed: int, total_seconds: float) -> str:
     """Why the task stops retrying, and what becomes of the transcripts."""
     return (
         f"{failed} summaries still failed after {RETRIES} retries over about {total_seconds:g} s "
-        "(summary_retry_seconds): their transcripts wait for their summary (summary_error recorded); "
+        f"({setting('summary_retry_seconds')}): their transcripts wait for their summary (summary_error recorded); "
         "the next run takes them, whatever prefix it lists, or the nightly run"
     )
 

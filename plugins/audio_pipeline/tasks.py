@@ -84,7 +84,7 @@ def resolve_run(params: dict[str, Any], run_type: str | None) -> dict[str, Any]:
     scheduled run with neither is skipped, saying so (a manual run without one fails).
     """
     try:
-        config = PipelineConfig.from_variables()
+        config = PipelineConfig.from_variable()
         uri = params.get("bucket_uri") or config.schedule_bucket_uri
         if not uri and run_type == "scheduled":
             why = (
@@ -195,7 +195,7 @@ def summarise(
     except UnusableInputError as err:
         raise AirflowFailException(str(err)) from err  # the template needs fixing; a retry would say the same
     summarizer = Summarizer(
-        AdaptiveBedrockRuntimeHook(aws_conn_id=AWS_CONN_ID).conn,
+        AdaptiveBedrockRuntimeHook(aws_conn_id=AWS_CONN_ID),
         config.bedrock_model_id,
         chunk_chars=config.summary_chunk_chars,
         max_tokens=config.summary_max_tokens,

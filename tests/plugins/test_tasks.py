@@ -10,6 +10,7 @@ import pytest
 
 from audio_pipeline import tasks
 from audio_pipeline.summary_retries import RETRIES, SummariesThrottled
+from tests.plugins.conftest import bedrock_hook
 from tests.prompts import INCLUDE
 
 
@@ -106,11 +107,7 @@ def summarise(aws, monkeypatch):
     stub = Stubber(bedrock)
     stub.activate()
 
-    class StubbedBedrock:
-        def __init__(self, **kwargs):
-            self.conn = bedrock
-
-    monkeypatch.setattr(tasks, "AdaptiveBedrockRuntimeHook", StubbedBedrock)
+    monkeypatch.setattr(tasks, "AdaptiveBedrockRuntimeHook", lambda **kwargs: bedrock_hook(bedrock))
     run = config.run_xcom("s3://audio-in/calls/")
     yield (
         lambda try_number=1: tasks.summarise(batch, run, {"summarize": True}, "run-1", INCLUDE / "prompts", try_number),
@@ -127,6 +124,7 @@ def test_a_summary_bedrock_rejects_fails_the_task_at_once(summarise):
     stub.add_client_error("converse", "ValidationException", "Input is too long for requested model.", 400)
     with pytest.raises(AirflowFailException, match="errors a retry cannot fix"):
         run()
+    stub.assert_no_pending_responses()
 
 
 def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
@@ -137,6 +135,7 @@ def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
     with pytest.raises(SummariesThrottled, match="retrying them: retry 1 of 7 in about 60 s") as raised:
         run()
     assert not isinstance(raised.value, AirflowFailException)
+    stub.assert_no_pending_responses()
 
 
 def test_throttling_past_the_last_retry_leaves_the_transcript_waiting_without_failing_the_run(summarise, caplog):
