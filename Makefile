@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # the DAG's package, importable as on MWAA (where plugins/ is on sys.path)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: venv test test-fast test-latest demo up down status compose-up compose-demo compose-down compose-test compose-images venv-latest \
+.PHONY: venv test test-fast test-latest test-fallback demo up down status compose-up compose-demo compose-down compose-test compose-images venv-latest \
 	bench bench-peers faults soak lint plugins-zip clean
 
 venv: $(STAMP)
@@ -38,6 +38,17 @@ venv-latest: $(VENV_LATEST)/.installed
 $(VENV_LATEST)/.installed: requirements/latest.txt
 	@test -x $(VENV_LATEST)/bin/python || $(PYTHON) -m venv $(VENV_LATEST)
 	$(VENV_LATEST)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/latest.txt
+	@touch $@
+
+## make test-fallback: the same on Airflow 3.2.1 and provider 9.25.0, the fallback if MWAA refuses
+## 3.3.1 (docs/deploy.md, step 2); not in CI
+VENV_FALLBACK ?= .venv-fallback
+test-fallback: $(VENV_FALLBACK)/.installed
+	$(VENV_FALLBACK)/bin/python -m pytest tests/plugins tests/dags -m "not e2e"
+
+$(VENV_FALLBACK)/.installed: requirements/fallback.txt
+	@test -x $(VENV_FALLBACK)/bin/python || $(PYTHON) -m venv $(VENV_FALLBACK)
+	$(VENV_FALLBACK)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/fallback.txt
 	@touch $@
 
 ## make demo [AUDIO_DIR=dir] [REPORT=file.json]: the pipeline end to end on the local stack

@@ -34,6 +34,7 @@ from audio_pipeline.ledger import FileRecord, Ledger
 from audio_pipeline.pinning import pin_overhead
 from audio_pipeline.submission import GROUP_SIZE
 from audio_pipeline.summaries import summary_location
+from audio_pipeline.summary_retries import RETRIES
 from benchmarks.verdict import FileVerdict, Judge, Tally
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
@@ -738,7 +739,61 @@ class TwoSubmitters:
         return problems
 
 
-def _driven(fault: OverwriteWhileQueued | TwoSubmitters) -> dict[str, Any]:
+OUTAGE_SECONDS = 7
+"""The row's ``summary_retry_seconds``: the hour of retries compressed to 7 s of pauses (the
+least the setting takes), the same 7 retries with the same shape."""
+ELSEWHERE = "faults-elsewhere/"
+"""The prefix the later run lists: none of the row's files are under it."""
+
+
+class BedrockOutage:
+    """Bedrock throttles every request for the whole of run 1: its summarising task tries, backs
+    off and retries (the connection's one botocore attempt, so each try fails in a moment) until
+    its retries are spent, and run 1 ends with its transcripts waiting. Then Bedrock answers again
+    and run 2, over a prefix that holds none of the row's files (one other file), summarises them."""
+
+    def __init__(self) -> None:
+        self.first_ended = 0.0
+        self.summaries_after_first: list[str] = []
+        self.tries: dict[str, Any] = {}
+        self.listed = ""
+
+    def drive(self, stack: Stack, api: AirflowApi, bucket_uri: str) -> list[str]:
+        bedrock_fault(stack, "throttle", 900)
+        first = api.trigger({"bucket_uri": bucket_uri})
+        api.wait_for_run(first, timeout=300)
+        self.first_ended = time.time()
+        self.tries = _summarise_task(api, first)
+        s3 = stack.aws_session().client("s3")
+        listed = s3.list_objects_v2(Bucket=PipelineConfig().output_bucket).get("Contents", [])
+        self.summaries_after_first = [o["Key"] for o in listed if o["Key"].endswith(".summary.json")]
+        bedrock_fault(stack, "throttle", 0)
+        s3.put_object(Bucket=BUCKET, Key=f"{ELSEWHERE}other.wav", Body=AUDIO + b"elsewhere")
+        self.listed = f"s3://{BUCKET}/{ELSEWHERE}"
+        return [first, api.trigger({"bucket_uri": self.listed})]
+
+    def check(self, judge: Judge, verdicts: list[FileVerdict]) -> list[str]:
+        """Run 1's summarising task spent its 7 retries (8 tries) and was skipped, not failed; Bedrock
+        throttled its requests for at least the setting's pauses and answered none; no summary was in
+        S3 when run 1 ended; run 2, listing another prefix, had each transcript summarised once
+        (``broken`` counts twice and lost)."""
+        problems = []
+        if (self.tries.get("try_number"), self.tries.get("state")) != (RETRIES + 1, "skipped"):
+            problems.append(f"run 1's summarising task: try {self.tries.get('try_number')}, {self.tries.get('state')}")
+        during = [r for r in judge.witnesses.bedrock_requests if r["time"] <= self.first_ended]
+        throttled = [r["time"] for r in during if r["outcome"] == "ThrottlingException"]
+        if [r for r in during if r["outcome"] == "success"] or not throttled:
+            problems.append(f"the fault did not happen: Bedrock's answers during run 1: {during[:3]}")
+        elif max(throttled) - min(throttled) < OUTAGE_SECONDS:
+            problems.append(f"run 1 retried for {max(throttled) - min(throttled):.1f} s, under {OUTAGE_SECONDS} s")
+        if self.summaries_after_first:
+            problems.append(f"summaries in S3 when run 1 ended: {self.summaries_after_first[:3]}")
+        if any(v.uri.startswith(self.listed) for v in verdicts) or not self.listed:
+            problems.append(f"run 2 listed {self.listed!r}, a prefix of the row's own files")
+        return problems
+
+
+def _driven(fault: OverwriteWhileQueued | TwoSubmitters | BedrockOutage) -> dict[str, Any]:
     """A row's ``drive`` and ``check`` from one object, which keeps what the first saw for the second."""
     return {"drive": fault.drive, "check": fault.check}
 
@@ -840,6 +895,14 @@ SCENARIOS = [
         service_seconds=5.0,
     ),
     Scenario("two submit tasks over one claim at once", _plain(60), **_driven(TwoSubmitters()), service_seconds=0.2),
+    Scenario(
+        "Bedrock throttling through all of run 1's summary retries (an hour compressed to 7 s), then a run "
+        "over another prefix",
+        _plain(4),
+        **_driven(BedrockOutage()),
+        variables={"summary_retry_seconds": str(OUTAGE_SECONDS)},
+        extra_env=ONE_RETRY,
+    ),
 ]
 
 

@@ -26,9 +26,10 @@ from audio_pipeline import tasks
 from audio_pipeline.alerts import OperationsNotifier
 from audio_pipeline.assets import RUN_MANIFESTS
 from audio_pipeline.batches import BatchRef
-from audio_pipeline.config import setting
+from audio_pipeline.config import DEFAULTS, setting
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 from audio_pipeline.sensors.transcription_batch import TranscriptionBatchSensor
+from audio_pipeline.summary_retries import task_retries
 from audio_pipeline.tasks import AWS_CONN_ID
 
 SCHEDULE = os.environ.get("AUDIO_PIPELINE_SCHEDULE", "0 2 * * *") or None
@@ -63,11 +64,14 @@ def claim_new_audio(
     return tasks.claim_new_audio(run, params or {}, run_id, _run_type(dag_run), ti)
 
 
-@task(map_index_template="{{ batch_label }}")
-def summarise(batch: BatchRef, run: dict, params: dict | None = None, run_id: str | None = None) -> dict[str, int]:
-    """Summarise each completed transcript of the batch with Bedrock (Converse)."""
+@task(map_index_template="{{ batch_label }}", **task_retries(DEFAULTS.summary_retry_seconds))
+def summarise(
+    batch: BatchRef, run: dict, params: dict | None = None, run_id: str | None = None, ti: Any = None
+) -> dict[str, int]:
+    """Summarise each completed transcript of the batch with Bedrock (Converse); through Bedrock
+    throttling, retry with exponential backoff for about ``summary_retry_seconds``."""
     get_current_context()["batch_label"] = batch["label"]
-    return tasks.summarise(batch, run, params or {}, run_id, PROMPTS)
+    return tasks.summarise(batch, run, params or {}, run_id, PROMPTS, ti.try_number if ti is not None else 1)
 
 
 @task_group

@@ -33,7 +33,7 @@ def nag_findings(
         "AwsSolutions-IAM5[Resource::*]": "Actions AWS offers only on '*': ecr:GetAuthorizationToken, "
         "logs:DescribeLogGroups, cloudwatch:PutMetricData (namespace-conditioned), s3:GetAccountPublicAccessBlock, "
         "application-autoscaling:DeregisterScalableTarget.",
-        f"AwsSolutions-IAM5[Resource::{arn(table)}/index/*]": "The DAG queries the table's run_id-index.",
+        f"AwsSolutions-IAM5[Resource::{arn(table)}/index/*]": "The DAG queries the table's run_id-index and awaiting_summary-index.",
         f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{input_bucket}/*]": "Read-only access to the audio objects of the user's input bucket.",
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
         "/aws/sagemaker/*]": "The endpoint's container logs.",

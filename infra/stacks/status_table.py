@@ -34,11 +34,12 @@ class StatusTable(Construct):
             removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,  # a failed first create leaves nothing
         )
         for index in definition["GlobalSecondaryIndexes"]:
-            (index_hash,) = [k["AttributeName"] for k in index["KeySchema"] if k["KeyType"] == "HASH"]
+            keys = {k["KeyType"]: k["AttributeName"] for k in index["KeySchema"]}
             projection = index["Projection"]
             self.table.add_global_secondary_index(
                 index_name=index["IndexName"],
-                partition_key=_key(definition, index_hash),
+                partition_key=_key(definition, keys["HASH"]),
+                sort_key=_key(definition, keys["RANGE"]) if "RANGE" in keys else None,
                 projection_type=dynamodb.ProjectionType(projection["ProjectionType"]),
                 non_key_attributes=projection.get("NonKeyAttributes"),
             )

@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.config import UnusableInputError
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 RunEnded = Callable[[str], bool]
 """Whether the DAG run with this run id has ended (success or failed)."""
 
@@ -44,6 +45,9 @@ class ClaimReport:
     """In flight for a run that has ended: taken over as they are (same inference id, never sent twice)."""
     skipped: int = 0
     """Audio files the endpoint cannot take, recorded ``skipped`` with their reason by this run."""
+    waiting: list[str] = field(default_factory=list)
+    """Of ``for_summary``, the files found in the waiting index, not in this run's listing: transcribed
+    by an earlier run under any prefix, waiting for their summary."""
     listing: ListingReport = field(default_factory=ListingReport)
 
     def lines(self) -> list[str]:
@@ -54,6 +58,12 @@ class ClaimReport:
             out.append(f"{self.abandoned} of them were left in flight past their deadline by an earlier run")
         if self.for_summary:
             out.append(f"{self.for_summary} of them were transcribed before and need only their summary")
+        if self.waiting:
+            examples = ", ".join(self.waiting[:3]) + (", ..." if len(self.waiting) > 3 else "")
+            out.append(
+                f"{len(self.waiting)} of those were waiting for their summary outside this bucket URI (transcribed by "
+                f"an earlier run, whatever prefix it listed), and are taken for it: {examples}"
+            )
         if self.adopted:
             out.append(f"{self.adopted} of them were in flight for a run that has ended, and are awaited as they are")
         if self.skipped:
@@ -79,6 +89,15 @@ def _result_in_s3(s3_client: S3Client, record: FileRecord, etag: str, now: float
     return given_up and object_exists(s3_client, record.output_location)
 
 
+def _wants_summary(record: FileRecord, etag: str, run_id: str, now: float, run_ended: RunEnded | None) -> bool:
+    """Transcribed (of ``etag``) and nobody summarising it: its summary failed or was never tried,
+    the run that held it let its lease expire, or (``run_ended``) that run has ended."""
+    if record.needs_summary(etag, now):
+        return True
+    left = record.left_by_ended_run(etag, run_id) and run_ended is not None and run_ended(record.run_id or "")
+    return left and record.status == Status.COMPLETED
+
+
 def _record_late_result(ledger: Ledger, record: FileRecord) -> FileRecord:
     """Record the result found in S3: ``completed``, free for any run to take for its summary."""
     reason = f"its result was found in S3 after the file was {record.status} by run {record.run_id}; no summary yet"
@@ -88,7 +107,7 @@ def _record_late_result(ledger: Ledger, record: FileRecord) -> FileRecord:
     return ledger.get([record.uri]).get(record.uri, record)
 
 
-def _chunks(objects: Iterable[AudioObject], size: int) -> Iterator[list[AudioObject]]:
+def _chunks(objects: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(objects)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
@@ -154,7 +173,9 @@ def claim_new_files(
 
     With ``summarize``, a file transcribed before but left without a summary (summaries were
     off, Bedrock failed, or the run that held it died before summarising it and its lease
-    expired) is taken over as it is, transcript and inference id kept, for its summary alone.
+    expired) is taken over as it is, transcript and inference id kept, for its summary alone; so
+    is every such file under any other prefix (the ledger's waiting index), once the listing is
+    done and within ``max_files``, and the report names them.
     With ``reprocess_failed``, a failed file whose result is in S3 after all (it came late) is
     recorded ``completed`` and taken for its summary, not transcribed again.
     With ``run_ended`` (run id -> whether that DAG run has ended), the work a run left behind
@@ -173,9 +194,12 @@ def claim_new_files(
     def room() -> int:
         return max(0, max_files - report.claimed) if max_files else LOOKUP_CHUNK
 
+    taken_uris: set[str] = set()
+
     def take(files: list[ClaimedFile]) -> None:
         for f in files:
             claimed(f)
+            taken_uris.add(f["uri"])
         report.claimed += len(files)
 
     for chunk in _chunks(objects, LOOKUP_CHUNK):
@@ -208,7 +232,7 @@ def claim_new_files(
             if left and record.in_flight:
                 adopt.append((_as_recorded(obj, record), record))
                 continue
-            if summarize and (left or record.needs_summary(obj.etag, now)):
+            if summarize and _wants_summary(record, obj.etag, run_id, now, run_ended):
                 for_summary.append((_as_recorded(obj, record), record))
                 continue
             reason = record.why_not_claimable(obj.etag, reprocess_failed, now)
@@ -240,4 +264,48 @@ def claim_new_files(
             break
     if not report.listing.audio:
         raise NothingToListError(nothing_listed(location, report.listing, extensions))
+    if summarize and not (max_files and report.claimed >= max_files):
+        _take_waiting(ledger, run_id, lease_seconds, run_ended, taken_uris, take, room, report)
     return report
+
+
+def _take_waiting(
+    ledger: Ledger,
+    run_id: str,
+    lease_seconds: int,
+    run_ended: RunEnded | None,
+    taken_uris: set[str],
+    take: Callable[[list[ClaimedFile]], None],
+    room: Callable[[], int],
+    report: ClaimReport,
+) -> None:
+    """Take for their summary the files of the waiting index that nobody is summarising, whatever
+    prefix they are under (oldest transcript first, within ``room``): those this run holds already
+    (a retry) without a write. A file listed and taken above is not taken twice."""
+    for chunk in _chunks(ledger.waiting_for_summary(), LOOKUP_CHUNK):
+        now = ledger.clock()
+        held: list[FileRecord] = []
+        wanted: list[FileRecord] = []
+        for r in chunk:
+            if r.uri in taken_uris or r.etag is None:
+                continue
+            if r.held_by(run_id, r.etag):
+                held.append(r)
+            elif _wants_summary(r, r.etag, run_id, now, run_ended):
+                wanted.append(r)
+        take([_as_waiting(r) for r in held])
+        wanted = wanted[: room()]
+        taken = set(ledger.take_for_summary(wanted, run_id, lease_seconds))
+        take([_as_waiting(r) for r in wanted if r.uri in taken])
+        report.for_summary += len(taken)
+        report.waiting += [r.uri for r in wanted if r.uri in taken]
+        if len(wanted) > len(taken):
+            report.not_claimed["taken for its summary by a concurrent run"] += len(wanted) - len(taken)
+        if not room():
+            break
+
+
+def _as_waiting(record: FileRecord) -> ClaimedFile:
+    """The claim of a waiting file as the table records it (its content as it was transcribed)."""
+    assert record.etag is not None and record.inference_id is not None
+    return ClaimedFile(uri=record.uri, etag=record.etag, size=record.size or 0, inference_id=record.inference_id)

@@ -130,6 +130,14 @@ class PipelineConfig:
     summary_chunk_chars: int = _doc(12000, "transcript characters per Bedrock request before chunking")
     summary_max_tokens: int = _doc(1024, "maxTokens of each Converse request")
     summary_concurrency: int = _doc(4, "concurrent Bedrock requests per summarising task")
+    summary_retry_seconds: int = _doc(
+        3600,
+        "how long a summarising task rides out Bedrock throttling: 7 retries, their pauses doubling up to a "
+        "quarter of this and adding up to it, the worker slot free between them (Airflow 3.3 follows this "
+        "value; 3.2, its default); then the run ends with the transcripts waiting, and the next run takes "
+        "them whatever prefix it lists",
+        minimum=7,
+    )
     schedule_bucket_uri: str = _doc("", "s3://bucket/prefix/ processed by the nightly schedule")
     schedule_max_files: int = _doc(
         5000,

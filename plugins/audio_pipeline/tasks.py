@@ -34,6 +34,7 @@ from audio_pipeline.s3_uris import parse_bucket_uri
 from audio_pipeline.settlement import settle_and_report
 from audio_pipeline.submission import check_endpoint
 from audio_pipeline.summaries import Summarizer
+from audio_pipeline.summary_retries import SummariesThrottled, gives_up, giving_up
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -163,15 +164,22 @@ def claim_new_audio(
 
 
 def summarise(
-    batch: BatchRef, run: dict[str, Any], params: dict[str, Any], run_id: str, prompts_folder: Path
+    batch: BatchRef,
+    run: dict[str, Any],
+    params: dict[str, Any],
+    run_id: str,
+    prompts_folder: Path,
+    try_number: int = 1,
 ) -> dict[str, int]:
     """Summarise each completed transcript of the batch with Bedrock (Converse), with the prompt
     templates in ``prompts_folder``.
 
     With ``params["summarize"]`` off, the batch's transcripts are recorded as waiting for a run
     with summaries on, and the task is skipped. Summaries that failed are recorded
-    ``summary_error``; the task is then retried when a retry may succeed (throttling past
-    botocore's retries, say), and failed at once when it cannot.
+    ``summary_error``; when a retry may succeed (throttling past botocore's retries, say) the task
+    raises :class:`~audio_pipeline.summary_retries.SummariesThrottled` for its next retry, and on
+    its last try (``try_number``) it is skipped, the transcripts left waiting for the next run;
+    it fails at once when a retry cannot help.
     """
     services = RunServices.of_run(run)
     config = services.config
@@ -211,7 +219,11 @@ def summarise(
         report.not_completed,
     )
     if report.retryable:
-        raise RuntimeError(f"{len(report.errors)} summaries failed (recorded as summary_error); retrying them")
+        if gives_up(try_number):
+            why = giving_up(len(report.errors), config.summary_retry_seconds)
+            log.warning("%s", why)  # the task log shows a skip without its reason
+            raise AirflowSkipException(why)
+        raise SummariesThrottled(len(report.errors), try_number, config.summary_retry_seconds)
     if report.errors:
         # the transcripts stay completed with their summary_error: the next run takes them for their summary
         raise AirflowFailException(

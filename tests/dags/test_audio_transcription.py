@@ -160,6 +160,20 @@ def test_batches_are_mapped_with_readable_names(dag):
     assert dag.get_task("transcribe.await_transcripts").deferrable is True
 
 
+def test_summaries_back_off_for_about_an_hour_with_the_worker_slot_free(dag):
+    """Airflow's retries (the task ends between tries) with exponential backoff, from
+    summary_retry_seconds; the other tasks keep the DAG's two one-minute retries."""
+    from datetime import timedelta
+
+    from audio_pipeline.summary_retries import RETRIES
+
+    summarise = dag.get_task("transcribe.summarise")
+    assert summarise.retries == RETRIES and summarise.retry_exponential_backoff == 2.0
+    assert summarise.retry_delay == timedelta(minutes=1) and summarise.max_retry_delay == timedelta(minutes=15)
+    assert getattr(summarise, "retry_policy", None) is not None or not hasattr(summarise, "has_retry_policy")
+    assert dag.get_task("transcribe.submit").retries == 2
+
+
 # -------------------------------------------------------- the first task, on moto
 
 

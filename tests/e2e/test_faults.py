@@ -17,6 +17,8 @@ IN_THE_SUITE = {
     "keys with spaces, unicode and the longest that can be sent; a zero-byte object",
     "an object overwritten while queued at the endpoint, then a new run over the prefix",
     "Bedrock rejects one file's summary, one file over the model's duration cap (real speech recognition)",
+    "Bedrock throttling through all of run 1's summary retries (an hour compressed to 7 s), then a run "
+    "over another prefix",
 }
 SHORT = {
     "duplicated notifications (30%)": 8,

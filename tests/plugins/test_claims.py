@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -168,6 +169,49 @@ def test_a_transcript_without_summary_is_taken_for_its_summary_alone(s3, ledger)
     r = ledger.get([files[0]["uri"]])[files[0]["uri"]]
     assert r.run_id == "run-3" and r.status == Status.COMPLETED
     assert [r.uri for r in ledger.run_records("run-3")] == [files[0]["uri"]]
+
+
+def test_a_transcript_waiting_for_its_summary_is_taken_by_a_run_over_any_prefix(s3, ledger):
+    """Bedrock was out for run-1 (summary_error recorded): run-2 lists another prefix, yet takes the
+    waiting transcript for its summary, as it is (same inference id), and its log says so; the one
+    still held by a live run is left to it, and a retried claim task gets its own back."""
+    files = _transcribed_without_summary(s3, ledger, "run-1")
+    put(s3, "meetings/m.wav")
+
+    report, claimed = claim(s3, ledger, "run-2", location=S3Location("audio-in", "meetings/"))
+
+    assert [f["uri"] for f in claimed] == ["s3://audio-in/meetings/m.wav", files[0]["uri"]]
+    assert claimed[1] == files[0], "same inference id: the transcript is kept, nothing is submitted again"
+    assert report.for_summary == 1 and report.waiting == [files[0]["uri"]]
+    assert any(
+        "waiting for their summary outside this bucket URI" in line and files[0]["uri"] in line
+        for line in report.lines()
+    ), report.lines()
+    r = ledger.get([files[0]["uri"]])[files[0]["uri"]]
+    assert r.run_id == "run-2" and r.status == Status.COMPLETED and r.summary_error is None
+    _, retry = claim(s3, ledger, "run-2", location=S3Location("audio-in", "meetings/"))
+    assert retry == claimed, "a retried claim task gets what it took back, without a write"
+    _, later = claim(s3, ledger, "run-3", location=S3Location("audio-in", "meetings/"))
+    assert later == [], "taken by run-2 until its summary settles"
+    off, _ = claim(s3, ledger, "run-4", location=S3Location("audio-in", "meetings/"), summarize=False)
+    assert off.waiting == []
+
+
+def test_waiting_transcripts_are_taken_within_max_files_oldest_first(s3, ledger):
+    put(s3, "calls/a.wav", "calls/b.wav", "calls/c.wav")
+    _, files = claim(s3, ledger, "run-1")
+    for f in files:  # a, b, c completed in that order (completed_at counts milliseconds)
+        _finish(ledger, [f], Status.COMPLETED)
+        time.sleep(0.01)
+    ledger.leave_without_summary(list(ledger.get(f["uri"] for f in files).values()), "run-1", "throttled")
+    put(s3, "meetings/m.wav")
+
+    report, claimed = claim(s3, ledger, "run-2", location=S3Location("audio-in", "meetings/"), max_files=3)
+
+    assert [f["uri"] for f in claimed] == ["s3://audio-in/meetings/m.wav", *(f["uri"] for f in files[:2])]
+    assert report.waiting == [f["uri"] for f in files[:2]]
+    _, rest = claim(s3, ledger, "run-3", location=S3Location("audio-in", "meetings/"))
+    assert rest == files[2:], "the third waits for the next run"
 
 
 def test_two_runs_never_both_take_one_transcript_for_its_summary(s3, ledger):

@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from audio_pipeline import tasks
+from audio_pipeline.summary_retries import RETRIES, SummariesThrottled
 from tests.plugins.conftest import bedrock_hook
 from tests.prompts import INCLUDE
 
@@ -108,7 +109,10 @@ def summarise(aws, monkeypatch):
 
     monkeypatch.setattr(tasks, "AdaptiveBedrockRuntimeHook", lambda **kwargs: bedrock_hook(bedrock))
     run = config.run_xcom("s3://audio-in/calls/")
-    yield lambda: tasks.summarise(batch, run, {"summarize": True}, "run-1", INCLUDE / "prompts"), stub
+    yield (
+        lambda try_number=1: tasks.summarise(batch, run, {"summarize": True}, "run-1", INCLUDE / "prompts", try_number),
+        stub,
+    )
     stub.deactivate()
 
 
@@ -128,10 +132,28 @@ def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
 
     run, stub = summarise
     stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)  # past botocore's retries
-    with pytest.raises(Exception, match="retrying them") as raised:
+    with pytest.raises(SummariesThrottled, match="retrying them: retry 1 of 7 in about 60 s") as raised:
         run()
     assert not isinstance(raised.value, AirflowFailException)
     stub.assert_no_pending_responses()
+
+
+def test_throttling_past_the_last_retry_leaves_the_transcript_waiting_without_failing_the_run(summarise, caplog):
+    """After about summary_retry_seconds of throttling the task is skipped, not failed (the run
+    goes on to report), saying so; the transcript keeps its summary_error for the next run."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from audio_pipeline.config import PipelineConfig
+    from audio_pipeline.ledger import Ledger, Status
+
+    run, stub = summarise
+    stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    with pytest.raises(AirflowSkipException, match="the next run takes them, whatever prefix it lists"):
+        run(try_number=RETRIES + 1)
+    assert "wait for their summary" in caplog.text, "the task log says why it was skipped"
+    config = PipelineConfig()
+    (record,) = Ledger(boto3.client("dynamodb"), config.status_table).waiting_for_summary()
+    assert record.status == Status.COMPLETED and "ThrottlingException" in (record.summary_error or "")
 
 
 def test_the_claim_task_takes_over_the_files_of_a_run_airflow_reports_ended(aws):

@@ -30,20 +30,37 @@ log = logging.getLogger(__name__)
 
 PARTITION_KEY = "uri"
 RUN_INDEX = "run_id-index"
+WAITING = "awaiting_summary"
+"""Set (to :data:`WAITING_VALUE`) on a file exactly while it is ``completed``: transcribed, its
+summary not recorded. The ledger's writes keep it so; no other attribute is written with it."""
+WAITING_VALUE = "yes"
+WAITING_INDEX = "awaiting_summary-index"
 KEY_SCHEMA = [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}]
 ATTRIBUTE_DEFINITIONS = [
     {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
     {"AttributeName": "run_id", "AttributeType": "S"},
+    {"AttributeName": WAITING, "AttributeType": "S"},
+    {"AttributeName": "completed_at", "AttributeType": "S"},
 ]
 GLOBAL_SECONDARY_INDEXES = [
     {
         "IndexName": RUN_INDEX,
         "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}],
         "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status", "inference_id"]},
-    }
+    },
+    {
+        "IndexName": WAITING_INDEX,
+        "KeySchema": [
+            {"AttributeName": WAITING, "KeyType": "HASH"},
+            {"AttributeName": "completed_at", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    },
 ]
 """The table's whole schema. ``run_id-index`` finds every file a DAG run holds, so the run's
-last task can settle whatever is still in flight, even when the claim task itself failed."""
+last task can settle whatever is still in flight, even when the claim task itself failed.
+``awaiting_summary-index`` is sparse: it holds only the files transcribed and not yet summarised
+(oldest first), so any run finds them, whatever prefix it lists, without a scan."""
 
 
 def table_definition() -> dict[str, Any]:
@@ -179,6 +196,19 @@ class Store:
         for page in pages:
             for raw in page.get("Items", []):
                 yield load(raw)
+
+    def query_waiting(self) -> Iterator[str]:
+        """The URI of every file in the waiting index, oldest transcript first (eventually consistent)."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table_name,
+            IndexName=WAITING_INDEX,
+            KeyConditionExpression=f"{WAITING} = :waiting",
+            ExpressionAttributeValues={":waiting": {"S": WAITING_VALUE}},
+            PaginationConfig={"PageSize": self.page_size} if self.page_size else {},
+        )
+        for page in pages:
+            for raw in page.get("Items", []):
+                yield raw[PARTITION_KEY]["S"]
 
     def empty(self) -> bool:
         """Whether the table holds no item (one ``Scan`` of at most one item)."""

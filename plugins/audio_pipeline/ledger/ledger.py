@@ -21,11 +21,16 @@ Who may write what:
   and the output location recorded when it was sent.
 - **Invoking** requires the lease to be live and no other mark present, and renews the lease, so
   two submitters never both send one file and no claim takes a file being sent.
+
+A file is in the waiting index (``awaiting_summary``) exactly while it is ``completed``: the two
+writes that complete a file set the attribute, the one that records its summary removes it, and
+a claim's put replaces the whole item. :meth:`Ledger.waiting_for_summary` reads it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,11 +39,25 @@ from typing import TYPE_CHECKING, Any
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.ledger._conditions import Absent, AtLeast, Below, Condition, In, Is, IsNot, Not, Present
-from audio_pipeline.ledger._store import CONCURRENCY, PARTITION_KEY, Put, Store, Update, Write, WriteResult
+from audio_pipeline.ledger._store import (
+    CONCURRENCY,
+    PARTITION_KEY,
+    WAITING,
+    WAITING_VALUE,
+    Put,
+    Store,
+    Update,
+    Write,
+    WriteResult,
+)
 from audio_pipeline.ledger.records import IN_FLIGHT, FileRecord, Status
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
+
+
+_WAITING_CHUNK = 1000
+"""Waiting files read at a time (ten ``BatchGetItem`` calls)."""
 
 
 def utcnow() -> str:
@@ -63,6 +82,11 @@ def _claim_of(f: ClaimedFile | FileRecord) -> Condition:
 
 def _uri(f: ClaimedFile | FileRecord) -> str:
     return f["uri"] if isinstance(f, dict) else f.uri
+
+
+def _completed(**extra: Any) -> dict[str, Any]:
+    """The record of a transcribed file: ``completed``, now, and in the waiting index until summarised."""
+    return {"status": Status.COMPLETED.value, "completed_at": utcnow(), WAITING: WAITING_VALUE, **extra}
 
 
 @dataclass(frozen=True)
@@ -196,6 +220,15 @@ class Ledger:
         for item in self.store.query_run(run_id):
             yield FileRecord.from_item(item)
 
+    def waiting_for_summary(self) -> Iterator[FileRecord]:
+        """Every file transcribed and not yet summarised, whatever its prefix, oldest transcript
+        first: the waiting index (eventually consistent), each record then read strongly consistent
+        (one that was summarised meanwhile is no longer ``completed``)."""
+        uris = self.store.query_waiting()
+        while chunk := list(itertools.islice(uris, _WAITING_CHUNK)):
+            records = self.get(chunk)
+            yield from (records[uri] for uri in chunk if uri in records)
+
     def empty(self) -> bool:
         return self.store.empty()
 
@@ -287,8 +320,7 @@ class Ledger:
             & given_up
             & Is("output_location", record.output_location)
         )
-        found = {"status": Status.COMPLETED.value, "completed_at": utcnow(), "summary_error": reason}
-        return bool(self._write([Update(record.uri, when, found)]).applied)
+        return bool(self._write([Update(record.uri, when, _completed(summary_error=reason))]).applied)
 
     def take_for_summary(self, records: Sequence[FileRecord], run_id: str, lease_seconds: int) -> list[str]:
         """Lease transcribed files to ``run_id`` for their summary until ``lease_seconds`` from now.
@@ -389,11 +421,7 @@ class Ledger:
                 when = when & In("status", [Status.PROCESSING.value, Status.SUBMITTED.value, Status.FAILED.value])
                 if r.output_location:
                     when = when & (Absent("output_location") | Is("output_location", r.output_location))
-                change = {
-                    "status": Status.COMPLETED.value,
-                    "completed_at": utcnow(),
-                    "output_location": r.output_location,
-                }
+                change = _completed(output_location=r.output_location)
             else:
                 when = when & In("status", [s.value for s in IN_FLIGHT])
                 change = _failure(r.failure_reason or "the endpoint reported a failure without a reason")
@@ -417,7 +445,7 @@ class Ledger:
                     "summary_model_id": o.model_id,
                     "summarized_at": utcnow(),
                 }
-                writes.append(Update(o.record.uri, when, change, ("summary_error",)))
+                writes.append(Update(o.record.uri, when, change, ("summary_error", WAITING)))
             else:
                 writes.append(Update(o.record.uri, when, {"summary_error": o.reason}))
         return self._write(writes)

@@ -21,6 +21,7 @@ from audio_pipeline.ledger import (
     Skipped,
     Status,
     Summarized,
+    SummaryFailed,
     Unclear,
     inference_id_for,
     table_definition,
@@ -624,3 +625,28 @@ def test_the_marks_owner_replaces_what_another_submitter_recorded_unclear_from_i
         after = record(ledger, f["uri"])
         assert after.status == Status.FAILED and after.failure_reason == "not sent: the object changed"
     assert after.submit_error is None and after.invoking_since is None
+
+
+def _waiting(ledger: Ledger) -> list[str]:
+    return [r.uri for r in ledger.waiting_for_summary()]
+
+
+def test_the_waiting_index_holds_a_file_exactly_while_it_is_completed(ledger):
+    """Transcribed (a notification, or a result found in S3 late): in the waiting index, oldest
+    first; summarised, or claimed again as new content: out of it. A summary error keeps it in."""
+    a, b = claimed("s3://b/a.wav"), claimed("s3://b/b.wav")
+    assert sorted(ledger.claim([a, b], "run-1", lease_seconds=LEASE).applied) == [a["uri"], b["uri"]]
+    for f in (a, b):
+        submit(ledger, f)
+    assert _waiting(ledger) == []
+    complete(ledger, b)
+    time.sleep(0.01)  # completed_at, the index's sort key, counts milliseconds
+    complete(ledger, a)
+    assert _waiting(ledger) == [b["uri"], a["uri"]], "oldest transcript first"
+    records = ledger.get([a["uri"], b["uri"]])
+    ledger.record_summaries([SummaryFailed(records[a["uri"]], "ThrottlingException")], "run-1")
+    ledger.record_summaries([Summarized(records[b["uri"]], "s3://o/b.summary.json", "B.", "m")], "run-1")
+    assert _waiting(ledger) == [a["uri"]], "summarised: out; a summary error: still waiting"
+    newer = {**a, "etag": "e2", "inference_id": inference_id_for(a["uri"], "e2", "run-2")}
+    assert ledger.claim([newer], "run-2", lease_seconds=LEASE).applied == [a["uri"]]
+    assert _waiting(ledger) == [], "new content claimed: its old transcript no longer waits"

@@ -275,6 +275,7 @@ class LedgerModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self.every_claim_ends()
+            self.a_later_run_over_any_prefix_summarises_every_waiting_transcript()
         finally:
             self._clean_up()
 
@@ -285,6 +286,38 @@ class LedgerModel(RuleBasedStateMachine):
         for record in self.ledger.get(f"s3://{IN}/{k}" for k in KEYS).values():
             waiting = record.in_flight or (record.status == Status.COMPLETED and record.summary_error is None)
             assert not waiting or record.lease_expired(later), f"held past its lease: {record}"
+
+    def a_later_run_over_any_prefix_summarises_every_waiting_transcript(self) -> None:
+        """None left waiting forever: once the endpoint has answered everything, every run has ended
+        and a window has passed, one more run, listing only ``p/q/``, takes every transcript still
+        without a summary (under ``p/`` too: the waiting index) and summarises it; still none is
+        summarised twice."""
+        while self.endpoint.queue:  # the endpoint works off its queue; every notification is recorded
+            self.endpoint.work(0, succeed=True)
+        for run in [r for r in self.runs.values() if r.files]:
+            self._watcher(run).record_messages(list(self.endpoint.outbox))
+        self.clock.now += WINDOW + 1
+        for run in self.runs.values():
+            run.ended = True
+        files: list[ClaimedFile] = []
+        report = claim_new_files(
+            self.s3,
+            self.ledger,
+            S3Location(IN, "p/q/"),
+            frozenset({"wav"}),
+            "run-last",
+            files.append,
+            inputs_path=INPUTS_PATH,
+            lease_seconds=WINDOW,
+            run_ended=lambda other: True,
+        )
+        if any(not uri.startswith(f"s3://{IN}/p/q/") for uri in report.waiting):
+            event("a later run took a transcript waiting under another prefix")
+        BatchSummarizer(self.ledger, self.s3, self.summarizer, run_id="run-last", lease_seconds=WINDOW).run(files)
+        records = self.ledger.get(f"s3://{IN}/{k}" for k in KEYS).values()
+        waiting = [r for r in records if r.status == Status.COMPLETED]
+        assert not waiting, f"transcripts left without a summary: {waiting}"
+        self.no_version_summarised_twice()
 
     def _clean_up(self) -> None:
         self.ddb.client.delete_table(TableName=self.ledger.table_name)
@@ -488,6 +521,13 @@ class LedgerModel(RuleBasedStateMachine):
     @invariant()
     def no_version_summarised_twice(self) -> None:
         assert not [t for t, n in self.summarizer.calls.items() if n > 1], self.summarizer.calls
+
+    @invariant()
+    def the_waiting_index_holds_exactly_the_transcripts_without_summary(self) -> None:
+        """Whatever prefix a later run lists, it finds every ``completed`` file, and only those."""
+        records = self.ledger.get(f"s3://{IN}/{k}" for k in KEYS).values()
+        completed = sorted(r.uri for r in records if r.status == Status.COMPLETED)
+        assert sorted(r.uri for r in self.ledger.waiting_for_summary()) == completed
 
     @invariant()
     def only_the_holder_fails_a_file_at_its_end(self) -> None:
