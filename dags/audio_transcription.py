@@ -236,9 +236,7 @@ def transcribe(batch: BatchRef, run: Any) -> None:
 
 
 @task(outlets=[RUN_MANIFESTS])
-def report_run(
-    run: dict, run_id: str | None = None, outlet_events: Any = None, dag_run: Any = None
-) -> dict[str, int]:
+def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None, dag_run: Any = None) -> dict[str, int]:
     """Settle what is still in flight, log a line per file, write the run manifest to S3, publish the
     run's figures to CloudWatch (the failed-files alarm's metric), and emit an event of the run
     manifests' Asset for DAGs scheduled on new transcripts."""

@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.costs import Rates
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.ledger import Ledger, inference_id_for, table_definition
 from tests.moto_server import moto_server
@@ -20,6 +21,9 @@ from tests.plugins.test_submission import FakeRuntime
 FIXTURES = Path(__file__).parent / "fixtures"
 REGION = "us-east-1"
 CONFIG = PipelineConfig()
+PRICES = Path(__file__).resolve().parents[2] / "include" / "prices.json"
+RATES = Rates.load(PRICES, CONFIG.endpoint_instance_type, CONFIG.bedrock_model_id)
+"""The project's price table, at the default instance type's and model's prices."""
 
 
 @pytest.fixture

@@ -30,12 +30,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.ledger._conditions import Absent, AtLeast, Below, Condition, In, Is, IsNot, Not, Present
 from audio_pipeline.ledger._store import CONCURRENCY, PARTITION_KEY, Put, Store, Update, Write, WriteResult
 from audio_pipeline.ledger.records import IN_FLIGHT, FileRecord, Status
+from audio_pipeline.work import FileWork
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
@@ -140,6 +142,8 @@ class Summarized:
     location: str
     opening: str
     model_id: str
+    work: FileWork = FileWork()
+    """The file's figures, recorded with the summary: the transcript's and Converse's."""
 
 
 @dataclass(frozen=True)
@@ -416,6 +420,7 @@ class Ledger:
                     "summary_opening": o.opening,
                     "summary_model_id": o.model_id,
                     "summarized_at": utcnow(),
+                    "work": {k: Decimal(str(v)) for k, v in o.work.report().items()},
                 }
                 writes.append(Update(o.record.uri, when, change, ("summary_error",)))
             else:
