@@ -703,7 +703,7 @@ class TwoSubmitters:
                     "status_table": config.status_table,
                     "request_ttl_seconds": config.request_ttl_seconds,
                     "invocation_timeout_seconds": config.invocation_timeout_seconds,
-                    "result_grace_seconds": config.result_grace_seconds,
+                    "result_window_seconds": config.result_window_seconds,
                     "inputs_path": config.inputs_path,
                 }
                 go.write_text(json.dumps({"run_id": run_id, "operator": operator}))
@@ -850,6 +850,7 @@ def run(scenario: Scenario, timeout: float = 900, state_dir: Path | None = None)
     settings = Settings(
         state_dir=state_dir or Path(tempfile.mkdtemp(prefix="faults-")),
         ports=Ports(*(free_port() for _ in range(5))),
+        nightly=False,  # the row triggers its own runs
         variables={**Settings().variables, **QUICK_RECONCILE, **scenario.variables},
         model_backend=scenario.model_backend,
         emulator_flags=scenario.emulator_flags,

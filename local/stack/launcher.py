@@ -119,9 +119,12 @@ class Stack:
         """Up means ready for a trigger: the DAG parsed, and the nightly run that the scheduler
         creates for it at once (unpaused at creation, as on MWAA; no catchup) finished (it skips
         without a ``schedule_bucket_uri``). A trigger while that run started could wait 30 s on
-        SQLite's lock and fail (a 500, and the nightly task's first try with it)."""
+        SQLite's lock and fail (a 500, and the nightly task's first try with it). Without the
+        nightly schedule (``Settings.nightly``), the DAG parsed."""
         api = AirflowApi(self.settings.url(self.settings.ports.airflow))
         api.wait_for_dag(timeout)
+        if not self.settings.nightly:
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             nightly = [r for r in api.dag_runs() if r["run_type"] == "scheduled"]

@@ -42,6 +42,9 @@ class Settings:
     """More environment for every process (for example BENCHMARK_SERVICE_SECONDS)."""
     dag_bundles: dict[str, Path] = field(default_factory=dict)
     """More folders of DAGs, by bundle name, beside the project's ``dags/`` (the tests' example DAGs)."""
+    nightly: bool = True
+    """Whether the DAG keeps its nightly schedule. False: it has none (``AUDIO_PIPELINE_SCHEDULE``
+    empty) and runs only when triggered: the fault rows and benchmarks, which trigger their own."""
     names: StackNames = StackNames()
     """The AWS resources the bootstrap creates; ``max_concurrent_invocations_per_instance`` is the
     endpoint's concurrency (the benchmarks raise it for large N)."""
@@ -111,6 +114,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         # MWAA puts plugins/ on sys.path; so does this, for every process a task runs in
         "PYTHONPATH": str(REPO / "plugins"),
     }
+    if not settings.nightly:
+        env["AUDIO_PIPELINE_SCHEDULE"] = ""
     if settings.dag_bundles:
         bundles = {"dags-folder": REPO / "dags", **settings.dag_bundles}
         env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(

@@ -30,7 +30,7 @@ class OperationsNotifier(SnsNotifier):
         super().__init__(aws_conn_id=aws_conn_id, target_arn="", message=MESSAGE, subject=SUBJECT, **kwargs)
 
     def notify(self, context: Any) -> None:
-        topic = PipelineConfig.from_variables().operations_topic_arn
+        topic = PipelineConfig.from_variable().operations_topic_arn
         if not topic:
             self.log.info("no operations_topic_arn in %s: no failure notification sent", CONFIG_VARIABLE)
             return

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from audio_pipeline.batches import ClaimedFile
+from audio_pipeline.config import DEFAULTS
 from audio_pipeline.ledger import FileRecord, Ledger, Result, Status
 from audio_pipeline.notifications import InferenceNotification, NotificationFormatError, parse_notification
 from audio_pipeline.pinning import source_of
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FAILURE_EXCERPT_BYTES = 2000
+REFRESH_INTERVAL_SECONDS = 30
+"""How often a waiting batch's pending files are read again from the table."""
 REREAD_CHUNK = 100
 """Pending files re-read at a time (one ``BatchGetItem``) by a partial refresh."""
 RECONCILE_LOOKS = 200
@@ -65,8 +68,8 @@ class BatchWatcher:
         *,
         fallback_deadline: float,
         output_path: str | None = None,
-        refresh_interval_seconds: float = 30,
-        reconcile_interval_seconds: float = 120,
+        refresh_interval_seconds: float = REFRESH_INTERVAL_SECONDS,
+        reconcile_interval_seconds: float = DEFAULTS.reconcile_interval_seconds,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ledger = ledger

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 CONFIG_VARIABLE = "audio_pipeline_config"
 """The one Airflow Variable holding the pipeline's settings: a JSON object ``{field: value}``.
 
 One Variable is one secrets-backend lookup (one SSM ``GetParameter`` on MWAA), read once per
 run by the DAG's first task, which passes the settings on to every later task by XCom."""
-VARIABLE_PREFIX = "audio_pipeline_"
-"""Before ``audio_pipeline_config``, each field ``x`` was its own Variable ``audio_pipeline_x``;
-those are still read when ``audio_pipeline_config`` is not set (one lookup per field)."""
-
 SECRETS_BACKEND = "airflow.providers.amazon.aws.secrets.systems_manager.SystemsManagerParameterStoreBackend"
 VARIABLES_PREFIX = "/airflow/variables"
 CONNECTIONS_PREFIX = "/airflow/connections"
@@ -37,7 +31,7 @@ def secrets_backend_options() -> dict[str, str]:
     the local stack sets the same as ``AIRFLOW__SECTION__KEY`` environment variables.
 
     - Variables and connections live in SSM Parameter Store under the two prefixes.
-    - Only the pipeline's Variables (``audio_pipeline_*``) are looked up in SSM; any other
+    - Only the pipeline's Variable (``audio_pipeline_config``) is looked up in SSM; any other
       Variable goes straight to the environment and the metadata database.
     - ``aws_default`` is never looked up in SSM: on MWAA it is the execution role (the
       metadata database's connection, or none at all), so each hook's lookup would be a
@@ -49,7 +43,7 @@ def secrets_backend_options() -> dict[str, str]:
     kwargs = {
         "variables_prefix": VARIABLES_PREFIX,
         "connections_prefix": CONNECTIONS_PREFIX,
-        "variables_lookup_pattern": f"^{VARIABLE_PREFIX}",
+        "variables_lookup_pattern": f"^{re.escape(CONFIG_VARIABLE)}$",
         "connections_lookup_pattern": "^(?!aws_default$)",
     }
     return {
@@ -68,13 +62,6 @@ class UnusableInputError(Exception):
 
     The message says exactly what is wrong; the DAG fails the task at once, without retries.
     """
-
-
-def result_window_seconds(request_ttl_seconds: int, invocation_timeout_seconds: int, result_grace_seconds: int) -> int:
-    """How long after its submission a file's result may still arrive: the request may wait
-    ``RequestTTLSeconds`` in the endpoint's queue, then run ``InvocationTimeoutSeconds``, plus a
-    grace for the notification. Past it a file is failed, and its claim's lease ends."""
-    return request_ttl_seconds + invocation_timeout_seconds + result_grace_seconds
 
 
 MAX_ASYNC_PAYLOAD_BYTES = 1_000_000_000
@@ -160,11 +147,6 @@ class PipelineConfig:
     )
 
     @classmethod
-    def variable_name(cls, field_name: str) -> str:
-        """The field's Variable before ``audio_pipeline_config`` (read only when that is not set)."""
-        return VARIABLE_PREFIX + field_name
-
-    @classmethod
     def fields(cls) -> list[dataclasses.Field[Any]]:
         return list(dataclasses.fields(cls))
 
@@ -207,29 +189,12 @@ class PipelineConfig:
         return cls.from_mapping(values, source=f"Airflow Variable {CONFIG_VARIABLE!r}")
 
     @classmethod
-    def from_variables(cls) -> PipelineConfig:
-        """The settings from the Variable ``audio_pipeline_config`` (one lookup), unset ones defaulted.
-
-        Without it, each setting is read from its own Variable ``audio_pipeline_<field>``, as
-        before it existed (one lookup per setting), and the log says how to move to it.
-        """
+    def from_variable(cls) -> PipelineConfig:
+        """The settings from the Variable ``audio_pipeline_config`` (one lookup); all defaults without it."""
         from airflow.sdk import Variable
 
         text = Variable.get(CONFIG_VARIABLE, default=None)
-        if text is not None:
-            return cls.from_json(text)
-        values = {f.name: Variable.get(cls.variable_name(f.name), default=None) for f in cls.fields()}
-        found = {name: value for name, value in values.items() if value is not None}
-        if found:
-            log.warning(
-                "Read %d settings from one Variable each (%s); put them in the one JSON Variable %r "
-                "instead (one secrets lookup per run): %s",
-                len(found),
-                ", ".join(cls.variable_name(name) for name in found),
-                CONFIG_VARIABLE,
-                json.dumps(found),
-            )
-        return cls.from_mapping(found, source="Airflow Variables audio_pipeline_*")
+        return cls() if text is None else cls.from_json(text)
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting, JSON-serialisable: the XCom a run's tasks share and the Variable's value."""
@@ -278,14 +243,25 @@ class PipelineConfig:
 
     @property
     def result_window_seconds(self) -> int:
-        """:func:`result_window_seconds` with these settings; also a claim's lease."""
-        return result_window_seconds(
-            self.request_ttl_seconds, self.invocation_timeout_seconds, self.result_grace_seconds
-        )
+        """How long after its submission a file's result may still arrive: the request may wait
+        ``RequestTTLSeconds`` in the endpoint's queue, then run ``InvocationTimeoutSeconds``, plus a
+        grace for the notification. Past it a file is failed, and its claim's lease ends."""
+        return self.request_ttl_seconds + self.invocation_timeout_seconds + self.result_grace_seconds
 
     def run_prefix(self, run_id: str) -> str:
         """Key prefix (in ``output_bucket``) of one DAG run's batch manifests and run manifest."""
         return f"{self.runs_prefix}{run_id}/"
+
+
+DEFAULTS = PipelineConfig()
+"""Every setting at its default: what operators, sensors and summaries take when not given a setting."""
+
+
+def setting(name: str) -> str:
+    """``name``, which must be a setting's: for text that tells a user which setting to change."""
+    if name not in {f.name for f in PipelineConfig.fields()}:
+        raise ValueError(f"{name!r} is not a setting of PipelineConfig")
+    return name
 
 
 @dataclass(frozen=True)

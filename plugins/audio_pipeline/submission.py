@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from audio_pipeline.batches import ClaimedFile
-from audio_pipeline.config import UnusableInputError, result_window_seconds
+from audio_pipeline.config import UnusableInputError
 from audio_pipeline.ledger import Accepted, Invocation, Ledger, NotSent, Refused, Status, Unclear
 from audio_pipeline.pinning import VersionGoneError, pin
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
     from types_boto3_sagemaker import SageMakerClient
-    from types_boto3_sagemaker_runtime import SageMakerRuntimeClient
+
+    from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 
 log = logging.getLogger(__name__)
 
@@ -62,29 +63,27 @@ class InvocationSettings:
     endpoint_name: str
     request_ttl_seconds: int
     invocation_timeout_seconds: int
-    result_grace_seconds: int
+    result_window_seconds: int
+    """How long after its submission a file's result may still arrive (``PipelineConfig.result_window_seconds``)."""
     inputs_path: str
     """Where each file version is copied before it is sent (:mod:`audio_pipeline.pinning`)."""
-
-    @property
-    def result_window_seconds(self) -> int:
-        return result_window_seconds(
-            self.request_ttl_seconds, self.invocation_timeout_seconds, self.result_grace_seconds
-        )
 
 
 UNCLEAR = "the endpoint may have accepted it"
 
 
-def _unclear(err: BaseException) -> bool:
-    """The request reached the endpoint but no answer came back (a read timeout, a closed connection):
-    SageMaker may have accepted it. A refused connection or an error answer is clear: nothing was accepted."""
-    return isinstance(err, HTTPClientError)
+class UnclearInvocationError(Exception):
+    """An invocation went out and no answer came back (a read timeout, a closed connection): SageMaker
+    may have accepted it. A refused connection or an error answer is clear: nothing was accepted."""
 
 
-def _no_retry_when_unclear(caught_exception: BaseException | None = None, **_: Any) -> bool | None:
-    """``needs-retry`` handler: never let botocore send again an invocation SageMaker may have accepted."""
-    return False if caught_exception is not None and _unclear(caught_exception) else None
+@dataclass(frozen=True)
+class AsyncInvocation:
+    """The endpoint's answer to an accepted invocation: where its result will be written."""
+
+    inference_id: str | None
+    output_location: str | None
+    failure_location: str | None
 
 
 @dataclass
@@ -117,7 +116,7 @@ class BatchSubmitter:
     def __init__(
         self,
         ledger: Ledger,
-        runtime_client: SageMakerRuntimeClient,
+        endpoint: SageMakerAsyncInferenceHook,
         s3_client: S3Client,
         settings: InvocationSettings,
         run_id: str,
@@ -125,14 +124,11 @@ class BatchSubmitter:
         flush_every: int = GROUP_SIZE,
     ) -> None:
         self.ledger = ledger
-        self.runtime = runtime_client
+        self.endpoint = endpoint
         self.s3 = s3_client
         self.settings = settings
         self.run_id = run_id
         self.flush_every = flush_every
-        events = getattr(getattr(runtime_client, "meta", None), "events", None)
-        if events is not None:
-            events.register_first("needs-retry.sagemaker-runtime.InvokeEndpointAsync", _no_retry_when_unclear)
 
     def submit(self, files: Sequence[ClaimedFile]) -> SubmissionReport:
         report = SubmissionReport()
@@ -197,26 +193,25 @@ class BatchSubmitter:
             report.failed.append((f["uri"], reason))
             return Refused(f, since, reason)
         try:
-            response = self.runtime.invoke_endpoint_async(
-                EndpointName=self.settings.endpoint_name,
-                InputLocation=pinned,
-                ContentType=content_type_for(f["uri"]),
-                InferenceId=f["inference_id"],
-                RequestTTLSeconds=self.settings.request_ttl_seconds,
-                InvocationTimeoutSeconds=self.settings.invocation_timeout_seconds,
+            answer = self.endpoint.invoke_async(
+                endpoint_name=self.settings.endpoint_name,
+                input_location=pinned,
+                content_type=content_type_for(f["uri"]),
+                inference_id=f["inference_id"],
+                request_ttl_seconds=self.settings.request_ttl_seconds,
+                invocation_timeout_seconds=self.settings.invocation_timeout_seconds,
             )
+        except UnclearInvocationError as err:
+            return self._unclear(f, str(err), since, report)
         except (ClientError, BotoCoreError) as err:
-            if _unclear(err):
-                why = f"InvokeEndpointAsync got no answer ({type(err).__name__}: {err})"
-                return self._unclear(f, why, since, report)
             reason = f"InvokeEndpointAsync failed: {err}"
             log.warning("%s: %s", f["uri"], reason)
             report.failed.append((f["uri"], reason))
             return Refused(f, since, reason)
-        if response.get("InferenceId") not in (None, f["inference_id"]):
-            log.warning("%s: endpoint answered inference id %s", f["uri"], response.get("InferenceId"))
+        if answer.inference_id not in (None, f["inference_id"]):
+            log.warning("%s: endpoint answered inference id %s", f["uri"], answer.inference_id)
         report.submitted += 1
-        return Accepted(f, since, pinned, response.get("OutputLocation"), response.get("FailureLocation"))
+        return Accepted(f, since, pinned, answer.output_location, answer.failure_location)
 
     def _flush(self, pending: list[Invocation]) -> None:
         if not pending:

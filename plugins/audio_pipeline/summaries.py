@@ -12,26 +12,17 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
-from audio_pipeline.transient import THROTTLING_CODES
+from audio_pipeline.config import DEFAULTS
 
 if TYPE_CHECKING:
-    from types_boto3_bedrock_runtime import BedrockRuntimeClient
     from types_boto3_bedrock_runtime.type_defs import ConverseResponseTypeDef
+
+    from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_ERRORS = THROTTLING_CODES | {
-    "ServiceUnavailableException",
-    "ModelNotReadyException",
-    "ModelTimeoutException",
-    "InternalServerException",
-}
-"""Bedrock errors a later attempt may outlast: throttling (the codes :mod:`audio_pipeline.transient`
-knows) and the service's own transient answers."""
 MAX_REDUCE_LEVELS = 8
 NO_SPEECH = "The recording contained no speech."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -50,6 +41,14 @@ class SummaryError(RuntimeError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class ConverseError(SummaryError):
+    """Bedrock answered a Converse request with an error: its ``code`` and ``message``."""
+
+    def __init__(self, text: str, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(text, retryable=retryable)
+        self.code, self.message = code, message
 
 
 @dataclass
@@ -133,14 +132,14 @@ class Summarizer:
 
     def __init__(
         self,
-        client: BedrockRuntimeClient,
+        bedrock: AdaptiveBedrockRuntimeHook,
         model_id: str,
         *,
-        chunk_chars: int = 12000,
-        max_tokens: int = 1024,
+        chunk_chars: int = DEFAULTS.summary_chunk_chars,
+        max_tokens: int = DEFAULTS.summary_max_tokens,
         prompts: dict[str, str],
     ) -> None:
-        self.client = client
+        self.bedrock = bedrock
         self.model_id = model_id
         self.chunk_chars = chunk_chars
         self.max_tokens = max_tokens
@@ -183,34 +182,28 @@ class Summarizer:
         return parse_answer("".join(b.get("text", "") for b in blocks))
 
     def _converse(self, user_text: str) -> ConverseResponseTypeDef:
-        """One Converse request. The client has retried throttling and 5xx answers already
-        (adaptive mode on its hook); an error here is final for this attempt of the task,
-        and :class:`SummaryError` says whether a later attempt may help."""
+        """One Converse request, its instructions in the system prompt unless the model takes none.
+        The hook's client has retried throttling and 5xx answers already; an error here is final for
+        this attempt of the task, and :class:`SummaryError` says whether a later attempt may help."""
         system = self.prompts["summarize_system"]
-        request: dict[str, Any] = {
-            "modelId": self.model_id,
-            "inferenceConfig": {"maxTokens": self.max_tokens, "temperature": 0.2},
-        }
-        if self.takes_system_prompt:
-            request["system"] = [{"text": system}]
-        else:
-            user_text = f"{system}\n\n{user_text}"
+        takes_system_prompt = self.takes_system_prompt
         try:
-            return self.client.converse(**request, messages=[{"role": "user", "content": [{"text": user_text}]}])
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            message = err.response.get("Error", {}).get("Message", "")
-            if "system" in request and code == "ValidationException" and _NO_SYSTEM_PROMPT.search(message):
-                # this request's own answer: other threads' requests sent meanwhile get the same one
-                if self.takes_system_prompt:
-                    log.info(
-                        "%s takes no system prompt (%s): instructions go in the user message", self.model_id, message
-                    )
-                self.takes_system_prompt = False
-                return self._converse(user_text)
-            if code not in RETRYABLE_ERRORS:
-                raise SummaryError(f"Bedrock model {self.model_id}: {code}: {message}") from err
-            attempts = err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
-            raise SummaryError(
-                f"Bedrock model {self.model_id}: {code} after {attempts} attempts: {message}", retryable=True
-            ) from err
+            return self.bedrock.converse(
+                model_id=self.model_id,
+                system=system if takes_system_prompt else None,
+                user_text=user_text if takes_system_prompt else f"{system}\n\n{user_text}",
+                max_tokens=self.max_tokens,
+                temperature=0.2,
+            )
+        except ConverseError as err:
+            if not (
+                takes_system_prompt and err.code == "ValidationException" and _NO_SYSTEM_PROMPT.search(err.message)
+            ):
+                raise
+            # this request's own answer: other threads' requests sent meanwhile get the same one
+            if self.takes_system_prompt:
+                log.info(
+                    "%s takes no system prompt (%s): instructions go in the user message", self.model_id, err.message
+                )
+            self.takes_system_prompt = False
+            return self._converse(user_text)

@@ -183,29 +183,6 @@ def resolve(dag, bucket_uri, run_type="manual", **params):
     return dag.get_task("resolve_run").python_callable(params={"bucket_uri": bucket_uri, **params}, dag_run=run)
 
 
-@pytest.mark.parametrize(
-    ("bucket_uri", "message"),
-    [
-        (None, "no bucket URI"),
-        ("audio-in/calls/", "must start with s3://"),
-        ("s3://Bad_Bucket/", "not a valid S3 bucket name"),
-        ("s3://missing-bucket/calls/", "bucket 'missing-bucket' does not exist"),
-    ],
-)
-def test_first_task_fails_with_a_clear_message_and_no_retries(dag, aws, bucket_uri, message):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    with pytest.raises(AirflowFailException, match=message):
-        resolve(dag, bucket_uri)
-
-
-def test_first_task_names_a_missing_endpoint(dag, aws):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    with pytest.raises(AirflowFailException, match="endpoint 'audio-transcription-async' does not exist"):
-        resolve(dag, "s3://audio-in/calls/")
-
-
 def test_report_run_updates_the_run_manifests_asset(dag):
     from audio_pipeline.assets import RUN_MANIFESTS
 
@@ -224,32 +201,11 @@ def test_a_nightly_run_without_a_bucket_uri_is_skipped_saying_why(dag, aws, capl
 # ------------------------------------------------- the configuration, read once per run
 
 
-def test_the_first_task_reads_the_configuration_once_and_hands_it_on(dag, aws, monkeypatch):
-    from airflow.sdk import Variable
-
-    from local.bootstrap import INPUT_BUCKET, bootstrap
-
-    bootstrap(boto3.session.Session())
-    settings = {"max_batches": 8, "summary_concurrency": "2"}
-    monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_CONFIG", json.dumps(settings))
-    reads = []
-    real = Variable.get
-    monkeypatch.setattr(Variable, "get", lambda key, *args, **kwargs: reads.append(key) or real(key, *args, **kwargs))
-
-    run = resolve(dag, f"s3://{INPUT_BUCKET}/calls/")
-
-    assert reads == ["audio_pipeline_config"], "one Variable, one secrets lookup"
-    assert run["bucket_uri"] == f"s3://{INPUT_BUCKET}/calls/"
-    assert run["max_batches"] == 8 and run["summary_concurrency"] == 2
-    assert run["endpoint_name"] == "audio-transcription-async", "unset settings take their defaults"
-    assert run["result_window_seconds"] == 21600 + 900 + 300 and isinstance(run["request_ttl_seconds"], int)
-    assert len(json.dumps(run)) < 2048, "a small XCom"
-
-
 def test_later_tasks_read_no_variable(dag, aws, monkeypatch, caplog):
     """Templated fields render the first task's XCom, and the tasks build their settings from it."""
     from airflow.sdk import Variable
 
+    from audio_pipeline.assets import RUN_MANIFESTS
     from audio_pipeline.config import PipelineConfig
     from local.bootstrap import INPUT_BUCKET, bootstrap
 
@@ -268,159 +224,26 @@ def test_later_tasks_read_no_variable(dag, aws, monkeypatch, caplog):
     events = defaultdict(SimpleNamespace)
     counts = dag.get_task("report_run").python_callable(run=run, run_id="run-1", outlet_events=events)
     assert counts == {"failed": 1}, "the teardown fails what the run left in flight"
+    extra = events[RUN_MANIFESTS].extra
+    assert extra["counts"] == counts and extra["run_id"] == "run-1"
+    assert extra["manifest"] == f"s3://{run['output_bucket']}/runs/run-1/manifest.json"
+    # the run's work and estimated cost, at the prices of the project's include/prices.json
+    assert extra["work"]["audio_seconds"] == 0 and extra["estimated_cost_usd"]["total"] == 0
+    assert extra["estimate"]["price_table"].startswith("prices.json as of ")
+    assert extra["estimate"]["instance_type"] == run["endpoint_instance_type"]
+    assert "estimated cost per audio hour: unknown" in caplog.text, "the log's last lines: the run's cost"
 
 
-# ------------------------------------------- the summarising task: retry or fail at once
-
-
-@pytest.fixture
-def summarise(dag, aws, monkeypatch):
-    """The summarise task's callable over moto S3 and DynamoDB, Bedrock stubbed; one transcribed file."""
-    from botocore.stub import Stubber
-
-    from audio_pipeline.batches import BatchManifests
+def test_the_claim_task_is_told_a_run_is_scheduled(dag, aws):
+    """The DAG hands the run's type to the claim task: a nightly run claims at most schedule_max_files."""
     from audio_pipeline.config import PipelineConfig
-    from audio_pipeline.ledger import Ledger, Result, Status, inference_id_for, table_definition
-
-    config = PipelineConfig()
-    s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
-    s3.create_bucket(Bucket=config.output_bucket)
-    ddb.create_table(TableName=config.status_table, **table_definition())
-    ledger = Ledger(ddb, config.status_table)
-    uri = "s3://audio-in/calls/a.wav"
-    f = {"uri": uri, "etag": "e", "size": 1, "inference_id": inference_id_for(uri, "e", "run-1")}
-    ledger.claim([f], "run-1", lease_seconds=config.result_window_seconds)
-    s3.put_object(Bucket=config.output_bucket, Key="transcripts/a.out", Body=b'{"text": "a call"}')
-    out = f"{config.output_path}a.out"
-    assert ledger.record_results([Result(uri, f["inference_id"], output_location=out)]).applied == [uri]
-    assert ledger.get([uri])[uri].status == Status.COMPLETED
-    (batch,) = BatchManifests(s3, config.output_bucket, "runs/run-1/").write([f], 1, 10, 1)
-
-    bedrock = boto3.client("bedrock-runtime")
-    stub = Stubber(bedrock)
-    stub.activate()
-
-    class StubbedBedrock:
-        def __init__(self, **kwargs):
-            self.conn = bedrock
-
-    fn = dag.get_task("transcribe.summarise").python_callable
-    monkeypatch.setitem(fn.__globals__, "AdaptiveBedrockRuntimeHook", StubbedBedrock)
-    monkeypatch.setitem(fn.__globals__, "get_current_context", lambda: {})
-    run = config.run_xcom("s3://audio-in/calls/")
-    yield lambda: fn(batch, run=run, params={"summarize": True}, run_id="run-1"), stub
-    stub.deactivate()
-
-
-def test_a_summary_bedrock_rejects_fails_the_task_at_once(summarise):
-    """A retry would be rejected the same way: no retries, the transcript stays with its summary_error."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    run, stub = summarise
-    stub.add_client_error("converse", "ValidationException", "Input is too long for requested model.", 400)
-    with pytest.raises(AirflowFailException, match="errors a retry cannot fix"):
-        run()
-
-
-def test_throttling_that_outlasts_its_retries_retries_the_task(summarise):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    run, stub = summarise
-    stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)  # past botocore's retries
-    with pytest.raises(Exception, match="retrying them") as raised:
-        run()
-    assert not isinstance(raised.value, AirflowFailException)
-
-
-def test_the_claim_task_takes_over_the_files_of_a_run_airflow_reports_ended(dag, aws):
-    """run-1 was marked failed with a file still in flight: run-2's claim task asks Airflow for
-    run-1's state (once) and takes the file over with its inference id, before its lease ends."""
-    from audio_pipeline.batches import read_manifest
-    from audio_pipeline.config import PipelineConfig
-    from audio_pipeline.ledger import Ledger
     from local.bootstrap import INPUT_BUCKET, bootstrap
 
     bootstrap(boto3.session.Session())
-    boto3.client("s3").put_object(Bucket=INPUT_BUCKET, Key="calls/a.wav", Body=b"RIFF....WAVEfmt ")
-    run = {"bucket_uri": f"s3://{INPUT_BUCKET}/calls/", "config": PipelineConfig().to_dict()}
+    for i in range(3):
+        boto3.client("s3").put_object(Bucket=INPUT_BUCKET, Key=f"calls/{i}.wav", Body=b"RIFF....WAVEfmt ")
+    run = PipelineConfig(schedule_max_files=2).run_xcom(f"s3://{INPUT_BUCKET}/calls/")
     params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
-    claim = dag.get_task("claim_new_audio").python_callable
-    (first,) = claim(run=run, params=params, run_id="run-1")
-    asked = []
-
-    class TaskInstance:
-        dag_id = "audio_transcription"
-
-        @staticmethod
-        def get_dagrun_state(dag_id, run_id):
-            asked.append((dag_id, run_id))
-            return "failed"
-
-    (second,) = claim(run=run, params=params, run_id="run-2", ti=TaskInstance())
-
-    assert second["files"] == 1 and asked == [("audio_transcription", "run-1")]
-    ledger = Ledger(boto3.client("dynamodb"), PipelineConfig().status_table)
-    record = ledger.get([f"s3://{INPUT_BUCKET}/calls/a.wav"])[f"s3://{INPUT_BUCKET}/calls/a.wav"]
-    assert record.run_id == "run-2" and record.status == "processing"
-    assert record.inference_id == read_manifest(boto3.client("s3"), first["manifest"])[0]["inference_id"]
-    assert claim(run=run, params=params, run_id="run-3") == [], "without Airflow's word, the lease decides"
-
-
-# ------------------------------------------------- a reset status table, an empty bucket URI
-
-
-def test_the_first_task_refuses_an_empty_status_table_after_runs_that_claimed_files(dag, aws):
-    """The table was deleted and recreated: every file would look new. The run fails at once,
-    saying so, unless triggered with accept_empty_status_table."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from audio_pipeline.config import PipelineConfig
-    from local.bootstrap import INPUT_BUCKET, bootstrap
-
-    bootstrap(boto3.session.Session())
-    config = PipelineConfig()
-    uri = f"s3://{INPUT_BUCKET}/calls/"
-    assert resolve(dag, uri)["bucket_uri"] == uri, "no earlier run: an empty table is a new one"
-    boto3.client("s3").put_object(Bucket=config.output_bucket, Key="runs/old-run/batches/1.json", Body=b"{}")
-
-    with pytest.raises(AirflowFailException, match=r"status table 'audio-transcription-status' is empty.*old-run"):
-        resolve(dag, uri)
-    with pytest.raises(AirflowFailException, match="accept_empty_status_table"):
-        resolve(dag, uri, accept_empty_status_table=False)
-    assert resolve(dag, uri, accept_empty_status_table=True)["bucket_uri"] == uri
-
-
-def _claim_setup(keys):
-    from audio_pipeline.config import PipelineConfig
-    from local.bootstrap import INPUT_BUCKET, bootstrap
-
-    bootstrap(boto3.session.Session())
-    for key in keys:
-        boto3.client("s3").put_object(Bucket=INPUT_BUCKET, Key=key, Body=b"RIFF....WAVEfmt ")
-    return PipelineConfig(schedule_max_files=2).run_xcom(f"s3://{INPUT_BUCKET}/calls/")
-
-
-def test_the_nightly_run_claims_at_most_schedule_max_files(dag, aws):
-    """A scheduled run with max_files 0 claims schedule_max_files; a trigger's max_files decides for
-    its own run, and a manual run without one claims everything."""
-    run = _claim_setup([f"calls/{i}.wav" for i in range(8)])
-    claim = dag.get_task("claim_new_audio").python_callable
-    params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
-
-    def files(batches):
-        return sum(b["files"] for b in batches)
-
     nightly = SimpleNamespace(run_type="scheduled")
-    assert files(claim(run=run, params=params, run_id="nightly-1", dag_run=nightly)) == 2
-    assert files(claim(run=run, params={**params, "max_files": 3}, run_id="nightly-2", dag_run=nightly)) == 3
-    manual = SimpleNamespace(run_type="manual")
-    assert files(claim(run=run, params=params, run_id="manual-1", dag_run=manual)) == 3, "the rest, over 2"
-
-
-def test_the_claim_task_fails_at_once_on_a_bucket_uri_with_no_audio(dag, aws):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    run = _claim_setup(["calls/notes.txt"])
-    params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
-    with pytest.raises(AirflowFailException, match=r"calls/: listed 1 objects, no audio file.*notes.txt"):
-        dag.get_task("claim_new_audio").python_callable(run=run, params=params, run_id="run-1")
+    batches = dag.get_task("claim_new_audio").python_callable(run=run, params=params, run_id="n", dag_run=nightly)
+    assert sum(b["files"] for b in batches) == 2

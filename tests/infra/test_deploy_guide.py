@@ -291,6 +291,30 @@ def test_without_the_context_bootstrap_stops_at_the_synth(cdk_cli, tmp_path):
     assert result.returncode != 0 and "inputBucketName is required" in result.stdout + result.stderr
 
 
+def readme_deploy_commands() -> list[list[str]]:
+    """The commands of README's "Deploy in brief" block, the ``export`` values filled in."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Deploy in brief\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    return [substitute(words) for line in logical_lines(block) for words in segments(line)]
+
+
+def test_readmes_deploy_in_brief_is_the_guides_tested_commands():
+    """README's bootstrap is the guide's, word for word (run above); its deploy gives a subset of the
+    guide's context (synthesised below), so README's commands run as the guide's do."""
+    commands = {words[1]: words for words in readme_deploy_commands() if words[0] == "cdk"}
+    assert set(commands) == {"bootstrap", "deploy"}, commands
+    assert commands["bootstrap"] == guide_cdk("bootstrap")
+
+    def context(words: list[str]) -> set[str]:
+        return {value for flag, value in zip(words, words[1:], strict=False) if flag == "-c"}
+
+    assert "inputBucketName=" + VALUES["AUDIO_BUCKET"] in context(commands["deploy"])
+    assert context(commands["deploy"]) <= context(guide_cdk("deploy"))
+    others = {words[0] for words in readme_deploy_commands()} - {"cdk"} - UNCHECKED
+    assert not others, f"README runs programs the guide's test does not check: {others}"
+
+
 def test_deploys_context_synthesises(tmp_path):
     words = guide_cdk("deploy")
     context = dict(value.split("=", 1) for flag, value in zip(words, words[1:], strict=False) if flag == "-c")

@@ -243,8 +243,9 @@ def test_through_the_providers_hook(bedrock, monkeypatch):
 
 def test_the_summarizer_works_with_a_model_that_takes_no_system_prompt(bedrock):
     from audio_pipeline.summaries import Summarizer
+    from tests.plugins.conftest import bedrock_hook
     from tests.prompts import PROMPTS
 
-    summarizer = Summarizer(bedrock(), "amazon.titan-text-express-v1", prompts=PROMPTS)
+    summarizer = Summarizer(bedrock_hook(bedrock()), "amazon.titan-text-express-v1", prompts=PROMPTS)
     summary = summarizer.summarize("Plants turn sunlight into sugar. They need water and air to do it.")
     assert summary.summary and not summarizer.takes_system_prompt

@@ -13,6 +13,7 @@ from moto import mock_aws
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.config import PipelineConfig
 from audio_pipeline.costs import Rates
+from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.ledger import Ledger, inference_id_for, table_definition
 from tests.moto_server import moto_server
@@ -91,6 +92,13 @@ def runtime(monkeypatch):
     fake = FakeRuntime()
     monkeypatch.setattr(SageMakerAsyncInferenceHook, "conn", property(lambda self: fake))
     return fake
+
+
+def bedrock_hook(client) -> AdaptiveBedrockRuntimeHook:
+    """The summaries' Bedrock hook over ``client``: a stubbed boto3 client, or a fake one."""
+    hook = AdaptiveBedrockRuntimeHook(aws_conn_id=None)
+    hook.conn = client
+    return hook
 
 
 def notification(name: str, **replace: str) -> dict:

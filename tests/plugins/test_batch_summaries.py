@@ -12,6 +12,7 @@ from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.ledger import Accepted, Ledger, Result, Status, Summarized, inference_id_for, table_definition
 from audio_pipeline.summaries import Summarizer, Summary
 from audio_pipeline.work import FileWork
+from tests.plugins.conftest import bedrock_hook
 from tests.prompts import PROMPTS
 
 from .conftest import CONFIG, REGION, answer_over_http, aws_error
@@ -67,7 +68,7 @@ def bedrock(aws):
 
 
 def summarizer(client) -> Summarizer:
-    return Summarizer(client, MODEL, prompts=PROMPTS)
+    return Summarizer(bedrock_hook(client), MODEL, prompts=PROMPTS)
 
 
 def test_summary_is_stored_next_to_the_transcript_and_recorded(ledger, s3, bedrock):

@@ -1,19 +1,12 @@
 from __future__ import annotations
 
-import logging
 import time
 
-import boto3
-import pytest
-from airflow.providers.common.compat.sdk import AirflowException
-
-from audio_pipeline.batch_wait import build_batch_watcher, check_deleted
+from audio_pipeline.batch_wait import build_batch_watcher
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.ledger import inference_id_for
 
-from .conftest import CONFIG, REGION
-
-ENTRIES = [{"Id": "0", "ReceiptHandle": "r0"}, {"Id": "1", "ReceiptHandle": "r1"}]
+from .conftest import CONFIG
 
 
 def test_the_watcher_s_clients_carry_the_botocore_config(s3, ledger):
@@ -37,20 +30,3 @@ def test_the_watcher_s_clients_carry_the_botocore_config(s3, ledger):
     assert watcher.ledger.table_name == CONFIG.status_table
     assert watcher.output_path == CONFIG.output_path, "a success outside the output path is never recorded"
     assert list(watcher.pending) == [uri]
-
-
-def test_a_delete_answer_without_successful_raises():
-    with pytest.raises(AirflowException, match="Delete SQS Messages failed"):
-        check_deleted({"Failed": []}, ENTRIES, logging.getLogger("t"))
-
-
-def test_each_failed_delete_is_logged(aws, caplog):
-    sqs = boto3.client("sqs", region_name=REGION)
-    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
-    sqs.send_message(QueueUrl=queue_url, MessageBody="{}")
-    (message,) = sqs.receive_message(QueueUrl=queue_url)["Messages"]
-    entries = [{"Id": "0", "ReceiptHandle": message["ReceiptHandle"]}, {"Id": "1", "ReceiptHandle": "stale"}]
-    response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-    with caplog.at_level(logging.WARNING):
-        check_deleted(response, entries, logging.getLogger("t"))
-    assert "notification 1 (ReceiptHandleIsInvalid:" in caplog.text and "notification 0" not in caplog.text

@@ -1,4 +1,4 @@
-"""The configuration: one JSON Variable read once, the older one-Variable-per-setting form, the secrets backend."""
+"""The configuration: one JSON Variable read once, the settings' defaults, the secrets backend."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import pytest
 
 from audio_pipeline.config import (
     CONFIG_VARIABLE,
+    DEFAULTS,
     VARIABLES_PREFIX,
     PipelineConfig,
     UnusableInputError,
     secrets_backend_options,
+    setting,
 )
 
 
@@ -42,21 +44,28 @@ def test_the_json_variable_is_one_lookup(monkeypatch):
     from airflow.sdk import Variable
 
     monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_CONFIG", '{"max_batches": 5}')
-    monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_MAX_BATCHES", "9")  # not read once the JSON Variable exists
     reads = []
     real = Variable.get
     monkeypatch.setattr(Variable, "get", lambda key, *args, **kwargs: reads.append(key) or real(key, *args, **kwargs))
-    assert PipelineConfig.from_variables().max_batches == 5
+    assert PipelineConfig.from_variable().max_batches == 5
     assert reads == [CONFIG_VARIABLE]
 
 
-def test_the_older_variables_still_work_without_it_and_the_log_says_how_to_move(monkeypatch, caplog):
+def test_without_the_variable_every_setting_takes_its_default(monkeypatch):
+    from airflow.sdk import Variable
+
     monkeypatch.delenv("AIRFLOW_VAR_AUDIO_PIPELINE_CONFIG", raising=False)
-    monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_MAX_BATCHES", "9")
-    monkeypatch.setenv("AIRFLOW_VAR_AUDIO_PIPELINE_ENDPOINT_NAME", "parakeet")
-    config = PipelineConfig.from_variables()
-    assert config.max_batches == 9 and config.endpoint_name == "parakeet"
-    assert CONFIG_VARIABLE in caplog.text and '"endpoint_name": "parakeet"' in caplog.text
+    reads = []
+    real = Variable.get
+    monkeypatch.setattr(Variable, "get", lambda key, *args, **kwargs: reads.append(key) or real(key, *args, **kwargs))
+    assert PipelineConfig.from_variable() == DEFAULTS == PipelineConfig()
+    assert reads == [CONFIG_VARIABLE], "one lookup, whether it exists or not"
+
+
+def test_text_naming_a_setting_fails_when_the_setting_does_not_exist():
+    assert setting("max_batches") == "max_batches"
+    with pytest.raises(ValueError, match="'audio_pipeline_max_batches' is not a setting"):
+        setting("audio_pipeline_max_batches")
 
 
 def test_the_secrets_backend_looks_up_the_pipelines_variables_and_never_aws_default(aws):
@@ -75,6 +84,7 @@ def test_the_secrets_backend_looks_up_the_pipelines_variables_and_never_aws_defa
     assert backend.get_variable(CONFIG_VARIABLE) == '{"max_batches": 3}'
     assert backend.get_conn_value("aws_default") is None
     assert backend.get_variable("some_other_teams_variable") is None
+    assert backend.get_variable(f"{CONFIG_VARIABLE}_old") is None
     assert backend.get_conn_value("slack_alerts") is None  # looked up: other connections may live in SSM
     assert [p["Name"] for p in lookups] == [
         f"{VARIABLES_PREFIX}/{CONFIG_VARIABLE}",

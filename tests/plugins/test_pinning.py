@@ -27,7 +27,7 @@ from audio_pipeline.submission import BatchSubmitter
 from .conftest import CONFIG, REGION, put_audio
 from .test_batch_watcher import claim as claim_in_table
 from .test_batch_watcher import submitted_batch, success_for, watcher
-from .test_submission import SETTINGS, FakeRuntime
+from .test_submission import SETTINGS, FakeRuntime, endpoint
 
 INPUTS = SETTINGS.inputs_path
 CALLS = S3Location("audio-in", "calls/")
@@ -131,7 +131,7 @@ def test_an_object_overwritten_after_listing_is_not_sent_and_the_next_run_takes_
     assert new["etag"] != f["etag"]
     runtime = FakeRuntime()
 
-    report = BatchSubmitter(ledger, runtime, s3, SETTINGS, "run-1").submit([f])
+    report = BatchSubmitter(ledger, endpoint(runtime), s3, SETTINGS, "run-1").submit([f])
 
     assert runtime.calls == [] and report.submitted == 0 and report.unclear == []
     assert [u for u, _ in report.failed] == [f["uri"]] and "changed" in report.failed[0][1]
@@ -144,7 +144,7 @@ def test_an_object_overwritten_after_listing_is_not_sent_and_the_next_run_takes_
     (taken,) = _next_run_claims(s3, ledger, "run-2")
     assert (taken["uri"], taken["etag"]) == (f["uri"], new["etag"])
     assert _next_run_claims(s3, ledger, "run-3") == [], "in flight with run-2: not taken again"
-    assert BatchSubmitter(ledger, runtime, s3, SETTINGS, "run-2").submit([taken]).submitted == 1
+    assert BatchSubmitter(ledger, endpoint(runtime), s3, SETTINGS, "run-2").submit([taken]).submitted == 1
     (call,) = runtime.calls
     assert call["InputLocation"] == pinned_location(INPUTS, taken["inference_id"], f["uri"])
     assert _get(s3, call["InputLocation"])["Body"].read() == b"version two"
@@ -157,7 +157,7 @@ def test_an_object_deleted_after_listing_is_not_sent(s3, ledger, honoured):
     s3.delete_object(Bucket="audio-in", Key="calls/a.wav")
     runtime = FakeRuntime()
 
-    report = BatchSubmitter(ledger, runtime, s3, SETTINGS, "run-1").submit([f])
+    report = BatchSubmitter(ledger, endpoint(runtime), s3, SETTINGS, "run-1").submit([f])
 
     assert runtime.calls == [] and report.submitted == 0
     assert [u for u, _ in report.failed] == [f["uri"]] and "deleted" in report.failed[0][1]

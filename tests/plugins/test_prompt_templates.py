@@ -11,6 +11,7 @@ import pytest
 from audio_pipeline.config import UnusableInputError
 from audio_pipeline.prompt_templates import PLACEHOLDERS, load_prompts
 from audio_pipeline.summaries import Summarizer
+from tests.plugins.conftest import bedrock_hook
 from tests.prompts import INCLUDE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +83,10 @@ def test_the_summarizer_sends_the_users_template(templates):
     }
     with Stubber(client) as stub:
         stub.add_response("converse", answer, expected)
-        assert Summarizer(client, "m", prompts=load_prompts(templates)).summarize("Hello there.").summary == "Arr."
+        assert (
+            Summarizer(bedrock_hook(client), "m", prompts=load_prompts(templates)).summarize("Hello there.").summary
+            == "Arr."
+        )
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.ledger import Ledger, Result, Status, WriteResult, inference_id_for
 from audio_pipeline.pinning import pinned_location, source_of
 from audio_pipeline.s3_uris import split_s3_uri
@@ -21,7 +22,7 @@ from audio_pipeline.submission import (
 )
 
 SETTINGS = InvocationSettings(
-    "audio-transcription-async", 3600, 600, 60, inputs_path="s3://audio-transcription-output/inputs/"
+    "audio-transcription-async", 3600, 600, 3600 + 600 + 60, inputs_path="s3://audio-transcription-output/inputs/"
 )
 WINDOW = SETTINGS.result_window_seconds
 
@@ -60,6 +61,13 @@ class FakeRuntime:
         sources = [self.source(c) for c in self.calls]
         assert None not in sources, f"sent something other than a pinned copy: {self.calls}"
         return Counter(sources)
+
+
+def endpoint(client) -> SageMakerAsyncInferenceHook:
+    """The submitter's hook over ``client``: a fake, or a boto3 client the test built."""
+    hook = SageMakerAsyncInferenceHook(aws_conn_id=None)
+    hook.conn = client
+    return hook
 
 
 def pinned(f) -> str:
@@ -125,7 +133,7 @@ def test_submits_each_file_and_records_where_results_go(ledger):
     at_1000 = clocked(ledger, now)
     files = claim(at_1000, 30)
     runtime = FakeRuntime()
-    report = BatchSubmitter(at_1000, runtime, s3_client(), SETTINGS, "run-1", flush_every=7).submit(files)
+    report = BatchSubmitter(at_1000, endpoint(runtime), s3_client(), SETTINGS, "run-1", flush_every=7).submit(files)
     assert report.submitted == 30 and not report.failed
     assert [c["InferenceId"] for c in runtime.calls] == [f["inference_id"] for f in files]
     call = runtime.calls[0]
@@ -142,7 +150,7 @@ def test_submits_each_file_and_records_where_results_go(ledger):
 def test_a_failed_submission_fails_that_file_only(ledger):
     files = claim(ledger, 3)
     runtime = FakeRuntime(fail_for={files[1]["uri"]})
-    report = BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(ledger, endpoint(runtime), s3_client(), SETTINGS, "run-1").submit(files)
     assert report.submitted == 2 and [u for u, _ in report.failed] == [files[1]["uri"]]
     records = ledger.get(f["uri"] for f in files)
     assert records[files[1]["uri"]].status == Status.FAILED
@@ -153,8 +161,8 @@ def test_a_failed_submission_fails_that_file_only(ledger):
 def test_rerun_never_submits_twice(ledger):
     files = claim(ledger, 5)
     runtime = FakeRuntime()
-    BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1").submit(files[:3])
-    report = BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1").submit(files)
+    BatchSubmitter(ledger, endpoint(runtime), s3_client(), SETTINGS, "run-1").submit(files[:3])
+    report = BatchSubmitter(ledger, endpoint(runtime), s3_client(), SETTINGS, "run-1").submit(files)
     assert report.already_done == 3 and report.submitted == 2
     assert len(runtime.calls) == 5
 
@@ -176,14 +184,14 @@ def test_kill_midway_still_records_what_was_invoked(ledger):
     files = claim(ledger, 10)
     runtime = DyingRuntime()
     with pytest.raises(Killed):
-        BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1", flush_every=25).submit(files)
+        BatchSubmitter(ledger, endpoint(runtime), s3_client(), SETTINGS, "run-1", flush_every=25).submit(files)
     records = ledger.get(f["uri"] for f in files)
     statuses = [records[f["uri"]].status for f in files]
     assert statuses == ["submitted"] * 6 + ["processing"] * 4
     assert records[files[6]["uri"]].invoking_since is not None, "being sent when killed: it keeps its mark"
     assert [records[f["uri"]].invoking_since for f in files[7:]] == [None] * 3, "never sent: the mark goes"
     retry = FakeRuntime()
-    report = BatchSubmitter(ledger, retry, s3_client(), SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(ledger, endpoint(retry), s3_client(), SETTINGS, "run-1").submit(files)
     assert [c["InputLocation"] for c in retry.calls] == [pinned(f) for f in files[7:]]
     assert_sent_the_claimed_versions(runtime.calls + retry.calls, files)
     # the request being sent when the task was killed may have reached the endpoint: never sent twice
@@ -207,12 +215,12 @@ def test_a_hard_kill_midway_never_invokes_a_file_twice(ledger, monkeypatch):
 
     monkeypatch.setattr(timed, "record_invocations", dead_after_kill)
     with pytest.raises(Killed):
-        BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-1", flush_every=4).submit(files)
+        BatchSubmitter(timed, endpoint(runtime), s3_client(), SETTINGS, "run-1", flush_every=4).submit(files)
     monkeypatch.setattr(timed, "record_invocations", record_invocations)
 
     now[0] = 2000.0
     retry = FakeRuntime()
-    report = BatchSubmitter(timed, retry, s3_client(), SETTINGS, "run-1", flush_every=4).submit(files)
+    report = BatchSubmitter(timed, endpoint(retry), s3_client(), SETTINGS, "run-1", flush_every=4).submit(files)
 
     invoked = [c["InputLocation"] for c in runtime.calls + retry.calls]
     assert len(invoked) == len(set(invoked)), "a file was sent to the endpoint twice"
@@ -234,7 +242,7 @@ def test_fast_notification_is_not_undone(ledger):
     assert ledger.record_results([result]).applied == [f["uri"]]
     # the file is already settled, so it is not submitted again
     runtime = FakeRuntime()
-    report = BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(ledger, endpoint(runtime), s3_client(), SETTINGS, "run-1").submit(files)
     assert report.already_done == 1 and runtime.calls == []
     assert ledger.get([f["uri"]])[f["uri"]].status == Status.COMPLETED
 
@@ -245,9 +253,9 @@ def test_two_submitters_over_one_batch_at_once_invoke_each_file_once(ledger, mon
     the other submitter sends nothing."""
     files = claim(ledger, 4)
     runtime = FakeRuntime()
-    first = BatchSubmitter(ledger, runtime, s3_client(), SETTINGS, "run-1")
+    first = BatchSubmitter(ledger, endpoint(runtime), s3_client(), SETTINGS, "run-1")
     second_ledger = Ledger(ledger.store.client, ledger.table_name, backoff_base=0)
-    second = BatchSubmitter(second_ledger, runtime, s3_client(), SETTINGS, "run-1")
+    second = BatchSubmitter(second_ledger, endpoint(runtime), s3_client(), SETTINGS, "run-1")
     mark_invoking = second_ledger.mark_invoking
     second_marks = []
     first_reports = []
@@ -278,14 +286,14 @@ def test_a_submitter_whose_lease_ran_out_never_invokes(ledger):
     now[0] = 1101.0  # past the claim's deadline (1100)
     runtime = FakeRuntime()
 
-    report = BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(timed, endpoint(runtime), s3_client(), SETTINGS, "run-1").submit(files)
 
     assert runtime.calls == [] and report.submitted == 0
     records = ledger.get(f["uri"] for f in files)
     assert {(r.status, r.invoking_since) for r in records.values()} == {(Status.PROCESSING, None)}
     later = claimed_files(3, "run-2")
     assert timed.claim(later, "run-2", lease_seconds=WINDOW).applied == [f["uri"] for f in later]
-    assert BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-2").submit(later).submitted == 3
+    assert BatchSubmitter(timed, endpoint(runtime), s3_client(), SETTINGS, "run-2").submit(later).submitted == 3
     assert runtime.invoked() == {f["uri"]: 1 for f in files}
     assert {c["InferenceId"] for c in runtime.calls} == {f["inference_id"] for f in later}
 
@@ -315,10 +323,11 @@ def test_a_submitter_that_read_its_files_before_another_run_took_them_never_invo
         return records
 
     monkeypatch.setattr(run_1, "get", read_then_run_2_takes_them)
-    report = BatchSubmitter(run_1, runtime, s3_client(), SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(run_1, endpoint(runtime), s3_client(), SETTINGS, "run-1").submit(files)
 
     assert runtime.calls == [] and report.submitted == 0
-    assert BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-2").submit(taken_by_run_2).submitted == 3
+    second = BatchSubmitter(timed, endpoint(runtime), s3_client(), SETTINGS, "run-2")
+    assert second.submit(taken_by_run_2).submitted == 3
     assert runtime.invoked() == {f["uri"]: 1 for f in files}
     records = ledger.get(f["uri"] for f in files)
     assert {(r.run_id, r.status) for r in records.values()} == {("run-2", Status.SUBMITTED)}
@@ -341,10 +350,10 @@ def test_marking_renews_the_lease_so_no_claim_takes_a_file_being_sent(ledger):
 
     runtime.during.append(run_2_claims_past_the_old_deadline)
 
-    assert BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-1").submit(files).submitted == 2
+    assert BatchSubmitter(timed, endpoint(runtime), s3_client(), SETTINGS, "run-1").submit(files).submitted == 2
 
     assert claims_meanwhile[0].applied == [] and claims_meanwhile[0].rejected == [f["uri"] for f in later]
-    assert BatchSubmitter(timed, runtime, s3_client(), SETTINGS, "run-2").submit(later).already_done == 2
+    assert BatchSubmitter(timed, endpoint(runtime), s3_client(), SETTINGS, "run-2").submit(later).already_done == 2
     assert runtime.invoked() == {f["uri"]: 1 for f in files}
     records = ledger.get(f["uri"] for f in files)
     assert {(r.run_id, r.status) for r in records.values()} == {("run-1", Status.SUBMITTED)}
@@ -376,7 +385,7 @@ def test_request_is_valid_for_the_real_sagemaker_runtime_api(ledger):
         expected,
     )
     with stub:
-        report = BatchSubmitter(ledger, client, s3_client(), SETTINGS, "run-1").submit(files)
+        report = BatchSubmitter(ledger, endpoint(client), s3_client(), SETTINGS, "run-1").submit(files)
     stub.assert_no_pending_responses()
     assert report.submitted == 1
     assert ledger.get([files[0]["uri"]])[files[0]["uri"]].output_location == "s3://o/i.out"
@@ -444,21 +453,14 @@ def test_an_unclear_invoke_error_is_awaited_not_sent_again(ledger, silent_endpoi
     (not by botocore's retries either), so a result SageMaker sends later is kept and nothing runs twice."""
     from botocore.config import Config
 
-    from audio_pipeline.hooks.retries import DEFAULT_RETRIES
-
     url, received = silent_endpoint
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    client = boto3.client(
-        "sagemaker-runtime",
-        region_name="us-east-1",
-        endpoint_url=url,
-        config=Config(retries=dict(DEFAULT_RETRIES), read_timeout=0.3, connect_timeout=1),  # botocore edits it
-    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", url)
+    hook = SageMakerAsyncInferenceHook(aws_conn_id=None, config=Config(read_timeout=0.3, connect_timeout=1))
+    assert hook.conn.meta.config.retries["mode"] == "adaptive", "the hook's own retries, which retry read timeouts"
     at_1000 = clocked(ledger, [1000.0])
     files = claim(at_1000, 1)
 
-    report = BatchSubmitter(at_1000, client, s3_client(), SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(at_1000, hook, s3_client(), SETTINGS, "run-1").submit(files)
 
     assert len(received) == 1, "the invocation was sent more than once"
     assert report.failed == [] and [u for u, _ in report.unclear] == [files[0]["uri"]]
@@ -466,25 +468,20 @@ def test_an_unclear_invoke_error_is_awaited_not_sent_again(ledger, silent_endpoi
     assert record.status == Status.SUBMITTED and "ReadTimeoutError" in record.submit_error
     assert record.output_location is None and record.invoking_since == 1000, "the mark stays, for its owner"
     assert record.deadline == 1000 + SETTINGS.result_window_seconds
-    assert BatchSubmitter(ledger, client, s3_client(), SETTINGS, "run-1").submit(files).already_done == 1
+    assert BatchSubmitter(ledger, hook, s3_client(), SETTINGS, "run-1").submit(files).already_done == 1
     assert len(received) == 1
 
 
-def test_a_refused_connection_is_a_clear_failure(ledger):
+def test_a_refused_connection_is_a_clear_failure(ledger, monkeypatch):
     """Nothing listens: nothing can have been accepted, so the file fails with the reason."""
     from botocore.config import Config
 
     from tests.moto_server import free_port
 
-    client = boto3.client(
-        "sagemaker-runtime",
-        region_name="us-east-1",
-        endpoint_url=f"http://127.0.0.1:{free_port()}",
-        config=Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=1),
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{free_port()}")
+    config = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=1)
+    hook = SageMakerAsyncInferenceHook(aws_conn_id=None, config=config)
     files = claim(ledger, 1)
-    report = BatchSubmitter(ledger, client, s3_client(), SETTINGS, "run-1").submit(files)
+    report = BatchSubmitter(ledger, hook, s3_client(), SETTINGS, "run-1").submit(files)
     assert report.unclear == [] and [u for u, _ in report.failed] == [files[0]["uri"]]
     assert ledger.get([files[0]["uri"]])[files[0]["uri"]].status == Status.FAILED

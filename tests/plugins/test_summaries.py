@@ -18,6 +18,7 @@ from audio_pipeline.summaries import (
     split_text,
     summary_location,
 )
+from tests.plugins.conftest import bedrock_hook
 from tests.prompts import PROMPTS
 
 from .conftest import answer_over_http, aws_error
@@ -51,7 +52,9 @@ def test_request_shape_and_json_answer(bedrock):
         "inferenceConfig": {"maxTokens": 512, "temperature": 0.2},
     }
     stub.add_response("converse", answer('{"summary": "A short call.", "key_points": ["one", "two"]}'), expected)
-    summary = Summarizer(client, PROFILE, max_tokens=512, prompts=PROMPTS).summarize("Hello. This is a short call.")
+    summary = Summarizer(bedrock_hook(client), PROFILE, max_tokens=512, prompts=PROMPTS).summarize(
+        "Hello. This is a short call."
+    )
     assert summary.summary == "A short call." and summary.key_points == ["one", "two"]
     assert summary.model_id == PROFILE and summary.chunks == 1
     doc = json.loads(summary.to_json())
@@ -65,7 +68,7 @@ def test_transcript_reaches_the_prompt_inside_tags(bedrock):
         "before-parameter-build.bedrock-runtime.Converse", lambda params, **kw: seen.update(params)
     )
     stub.add_response("converse", answer('{"summary": "s", "key_points": []}'))
-    Summarizer(client, PROFILE, prompts=PROMPTS).summarize("The budget was approved.")
+    Summarizer(bedrock_hook(client), PROFILE, prompts=PROMPTS).summarize("The budget was approved.")
     text = seen["messages"][0]["content"][0]["text"]
     assert "<transcript>\nThe budget was approved.\n</transcript>" in text
     assert "topP" not in seen["inferenceConfig"], "never temperature and topP together"
@@ -104,7 +107,7 @@ def test_retries_throttling_then_succeeds(bedrock_over_http):
         (200, answer('{"summary": "ok", "key_points": []}')),
     ]
     attempts = answer_over_http(client, "Converse", answers)
-    assert Summarizer(client, PROFILE, prompts=PROMPTS).summarize("words").summary == "ok"
+    assert Summarizer(bedrock_hook(client), PROFILE, prompts=PROMPTS).summarize("words").summary == "ok"
     assert attempts == [429, 503, 200], "retried by the client, once per answer"
 
 
@@ -112,7 +115,7 @@ def test_gives_up_after_max_attempts(bedrock_over_http):
     client = bedrock_over_http(retries={"mode": "adaptive", "max_attempts": 2})
     attempts = answer_over_http(client, "Converse", [(429, aws_error("ThrottlingException", "Too many requests"))] * 3)
     with pytest.raises(SummaryError, match="ThrottlingException after 3 attempts") as raised:
-        Summarizer(client, PROFILE, prompts=PROMPTS).summarize("words")
+        Summarizer(bedrock_hook(client), PROFILE, prompts=PROMPTS).summarize("words")
     assert raised.value.retryable and len(attempts) == 3, "no retries stacked on the client's"
 
 
@@ -120,7 +123,7 @@ def test_does_not_retry_a_bad_request(bedrock):
     client, stub = bedrock
     stub.add_client_error("converse", "ValidationException", "The provided model identifier is invalid.", 400)
     with pytest.raises(SummaryError, match=f"{PROFILE}: ValidationException"):
-        Summarizer(client, PROFILE, prompts=PROMPTS).summarize("words")
+        Summarizer(bedrock_hook(client), PROFILE, prompts=PROMPTS).summarize("words")
 
 
 def test_a_model_without_system_prompts_gets_the_instructions_in_the_user_message(bedrock):
@@ -133,7 +136,7 @@ def test_a_model_without_system_prompts_gets_the_instructions_in_the_user_messag
     stub.add_client_error("converse", "ValidationException", "This model doesn't support system messages.", 400)
     for _ in range(2):
         stub.add_response("converse", answer('{"summary": "A call."}'))
-    summarizer = Summarizer(client, titan, prompts=PROMPTS)
+    summarizer = Summarizer(bedrock_hook(client), titan, prompts=PROMPTS)
     assert summarizer.summarize("Hello there.").summary == "A call."
     assert summarizer.summarize("Hello again.").summary == "A call."
     assert "system" in sent[0] and not any("system" in params for params in sent[1:]), "asked once, then not again"
@@ -163,7 +166,7 @@ def test_requests_in_flight_when_the_model_refuses_system_prompts_are_sent_again
             self.first_resent.set()
             return answer('{"summary": "A call."}')
 
-    summarizer = Summarizer(NoSystemPrompts(4), "mistral.mistral-7b-instruct-v0:2", prompts=PROMPTS)
+    summarizer = Summarizer(bedrock_hook(NoSystemPrompts(4)), "mistral.mistral-7b-instruct-v0:2", prompts=PROMPTS)
     with ThreadPoolExecutor(4) as pool:
         summaries = list(pool.map(summarizer.summarize, [f"Call number {i}." for i in range(4)]))
     assert [s.summary for s in summaries] == ["A call."] * 4
@@ -192,7 +195,7 @@ def test_long_transcript_is_summarised_hierarchically_never_truncated(bedrock):
         stub.add_response("converse", answer('{"summary": "Group summary.", "key_points": []}'))
     stub.add_response("converse", answer('{"summary": "The whole recording.", "key_points": ["k"]}'))
 
-    summary = Summarizer(client, PROFILE, chunk_chars=chunk_chars, prompts=PROMPTS).summarize(transcript)
+    summary = Summarizer(bedrock_hook(client), PROFILE, chunk_chars=chunk_chars, prompts=PROMPTS).summarize(transcript)
 
     assert summary.summary == "The whole recording." and summary.chunks == len(parts)
     assert len(requests) == len(parts) + len(groups) + 1
@@ -203,7 +206,7 @@ def test_long_transcript_is_summarised_hierarchically_never_truncated(bedrock):
 
 def test_empty_transcript_makes_no_call(bedrock):
     client, _ = bedrock
-    summary = Summarizer(client, PROFILE, prompts=PROMPTS).summarize("   ")
+    summary = Summarizer(bedrock_hook(client), PROFILE, prompts=PROMPTS).summarize("   ")
     assert summary.summary == NO_SPEECH and summary.chunks == 0
 
 

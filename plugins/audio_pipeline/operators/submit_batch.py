@@ -10,6 +10,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from audio_pipeline.batches import BatchRef, read_manifest
+from audio_pipeline.config import DEFAULTS
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.links import S3OutputPrefixLink, SageMakerEndpointLink
@@ -32,7 +33,8 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
     :param status_table: DynamoDB status table
     :param request_ttl_seconds: ``RequestTTLSeconds`` of each invocation
     :param invocation_timeout_seconds: ``InvocationTimeoutSeconds`` of each invocation
-    :param result_grace_seconds: extra time past TTL + timeout before a silent file counts as failed
+    :param result_window_seconds: how long after submission a file's result may still arrive
+        (``PipelineConfig.result_window_seconds``): the lease the submission renews
     :param inputs_path: ``s3://bucket/prefix/`` where the claimed version of each file is copied and
         sent from, so an object overwritten while it waits is never transcribed as the claimed version
     :param output_path: the endpoint's ``S3OutputPath``, for the task's console link to the batch's output
@@ -46,7 +48,7 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         "status_table",
         "request_ttl_seconds",
         "invocation_timeout_seconds",
-        "result_grace_seconds",
+        "result_window_seconds",
         "inputs_path",
         "output_path",
     )
@@ -58,9 +60,9 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         batch: BatchRef,
         endpoint_name: str,
         status_table: str,
-        request_ttl_seconds: int = 21600,
-        invocation_timeout_seconds: int = 900,
-        result_grace_seconds: int = 300,
+        request_ttl_seconds: int = DEFAULTS.request_ttl_seconds,
+        invocation_timeout_seconds: int = DEFAULTS.invocation_timeout_seconds,
+        result_window_seconds: int = DEFAULTS.result_window_seconds,
         inputs_path: str,
         output_path: str | None = None,
         **kwargs: Any,
@@ -73,7 +75,7 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
         self.status_table = status_table
         self.request_ttl_seconds = request_ttl_seconds
         self.invocation_timeout_seconds = invocation_timeout_seconds
-        self.result_grace_seconds = result_grace_seconds
+        self.result_window_seconds = result_window_seconds
 
     def execute(self, context: Context) -> dict[str, int]:
         aws: dict[str, Any] = {
@@ -89,11 +91,11 @@ class SubmitTranscriptionBatchOperator(AwsBaseOperator[SageMakerAsyncInferenceHo
             endpoint_name=self.endpoint_name,
             request_ttl_seconds=self.request_ttl_seconds,
             invocation_timeout_seconds=self.invocation_timeout_seconds,
-            result_grace_seconds=self.result_grace_seconds,
+            result_window_seconds=self.result_window_seconds,
             inputs_path=self.inputs_path,
         )
         self.log.info("Submitting %s (%d files) to endpoint %s", self.batch["label"], len(files), self.endpoint_name)
-        report = BatchSubmitter(ledger, self.hook.conn, s3.conn, settings, context["run_id"]).submit(files)
+        report = BatchSubmitter(ledger, self.hook, s3.conn, settings, context["run_id"]).submit(files)
         for uri, reason in report.failed:
             self.log.warning("failed: %s: %s", uri, reason)
         self.log.info(

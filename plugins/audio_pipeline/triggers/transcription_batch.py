@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from audio_pipeline.batch_wait import build_batch_watcher, receive_and_record
-from audio_pipeline.batch_watcher import BatchWatcher
+from audio_pipeline.batch_wait import WAIT_TIME_SECONDS, build_batch_watcher
+from audio_pipeline.batch_watcher import REFRESH_INTERVAL_SECONDS, BatchWatcher
+from audio_pipeline.config import DEFAULTS
+from audio_pipeline.hooks.notification_queue import NotificationQueueHook
 from audio_pipeline.reporting import describe_counts
 from audio_pipeline.task_log import TaskLog
 from audio_pipeline.transient import TransientRetry
@@ -105,9 +106,9 @@ class TranscriptionBatchTrigger(BaseTrigger):
         queue_url: str,
         fallback_deadline: float,
         output_path: str | None = None,
-        reconcile_interval_seconds: int = 120,
-        refresh_interval_seconds: int = 30,
-        wait_time_seconds: int = 10,
+        reconcile_interval_seconds: int = DEFAULTS.reconcile_interval_seconds,
+        refresh_interval_seconds: int = REFRESH_INTERVAL_SECONDS,
+        wait_time_seconds: int = WAIT_TIME_SECONDS,
         batch_wait_seconds: float = 2.0,
         max_batch_wait_seconds: float = 10.0,
         transient_error_timeout_seconds: float = 600,
@@ -171,8 +172,8 @@ class TranscriptionBatchTrigger(BaseTrigger):
         )
 
     @cached_property
-    def hook(self) -> SqsHook:
-        return SqsHook(
+    def hook(self) -> NotificationQueueHook:
+        return NotificationQueueHook(
             aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
         )
 
@@ -196,7 +197,14 @@ class TranscriptionBatchTrigger(BaseTrigger):
         yield TriggerEvent({"status": "success", "manifest": self.manifest, "settled": dict(watcher.settled)})
 
     async def _receive_and_record(self, sqs: SQSClient, watcher: BatchWatcher, pause: _Pause) -> None:
-        received = await receive_and_record(sqs, self.queue_url, watcher, self.wait_time_seconds, self.log)
-        seconds = pause.after(received)
+        """One receive: record its notifications, delete the recorded ones, then the watcher's periodic
+        work (refresh, S3 reconcile, deadlines), and the pause after it. Safe to run again after any
+        error: a notification is deleted only once recorded, and recording one twice is a no-op."""
+        messages = await self.hook.areceive_notifications(sqs, self.queue_url, self.wait_time_seconds)
+        if messages:
+            recorded = await asyncio.to_thread(watcher.record_messages, messages)
+            await self.hook.adelete_recorded(sqs, self.queue_url, recorded.delete, self.log)
+        await asyncio.to_thread(watcher.tick)
+        seconds = pause.after(len(messages))
         if seconds and not watcher.done:
             await asyncio.sleep(seconds)

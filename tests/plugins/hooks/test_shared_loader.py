@@ -11,3 +11,17 @@ def test_blocking_clients_of_many_hooks_share_one_parsed_service_model(aws, s3):
     clients = [h.conn for h in hooks[:2]]
     assert clients[0] is not clients[1], "each hook keeps its own client, from its own connection"
     assert "audio-in" in {b["Name"] for b in clients[1].list_buckets()["Buckets"]}
+
+
+def test_the_session_takes_the_hooks_region_and_the_connections_credentials(aws, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KEYED",
+        '{"conn_type": "aws", "login": "AKIAKEYED", "password": "secret", "extra": {"region_name": "eu-west-2"}}',
+    )
+    keyed = SharedLoaderAwsHook(aws_conn_id="keyed", client_type="s3")
+    assert keyed.conn.meta.region_name == "eu-west-2"
+    assert keyed.get_session().get_credentials().access_key == "AKIAKEYED"
+    assert SharedLoaderAwsHook(
+        aws_conn_id="keyed", client_type="s3", region_name="us-west-1"
+    ).conn.meta.region_name == ("us-west-1")
+    assert SharedLoaderAwsHook(aws_conn_id=None, client_type="s3").conn.meta.region_name == "us-east-1"

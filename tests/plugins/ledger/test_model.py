@@ -35,6 +35,7 @@ from audio_pipeline.s3_uris import S3Location, split_s3_uri
 from audio_pipeline.settlement import settle_run
 from audio_pipeline.submission import BatchSubmitter, InvocationSettings
 from audio_pipeline.summaries import Summary, summary_location
+from tests.plugins.test_submission import endpoint
 
 REGION = "us-east-1"
 IN, OUT = "audio-in", "audio-out"
@@ -44,7 +45,11 @@ PREFIXES = ("p/", "p/q/")
 RUNS = ("run-1", "run-2", "run-3")
 INPUTS_PATH = f"s3://{OUT}/inputs/"
 SETTINGS = InvocationSettings(
-    "endpoint", request_ttl_seconds=600, invocation_timeout_seconds=60, result_grace_seconds=60, inputs_path=INPUTS_PATH
+    "endpoint",
+    request_ttl_seconds=600,
+    invocation_timeout_seconds=60,
+    result_window_seconds=720,
+    inputs_path=INPUTS_PATH,
 )
 WINDOW = SETTINGS.result_window_seconds
 
@@ -377,7 +382,7 @@ class LedgerModel(RuleBasedStateMachine):
         run = self._draw_working(data)
 
         def submit() -> None:
-            BatchSubmitter(self.ledger, self.endpoint, self.s3, SETTINGS, run.run_id).submit(run.files)
+            BatchSubmitter(self.ledger, endpoint(self.endpoint), self.s3, SETTINGS, run.run_id).submit(run.files)
 
         tasks: list[tuple[Callable[[], object], int | None]] = [(submit, kill_at)]
         if rival == "submit":

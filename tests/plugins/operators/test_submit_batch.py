@@ -49,7 +49,7 @@ def submit_operator(ref, **kwargs):
         status_table=CONFIG.status_table,
         request_ttl_seconds=600,
         invocation_timeout_seconds=60,
-        result_grace_seconds=30,
+        result_window_seconds=600 + 60 + 30,
         output_path=CONFIG.output_path,
         inputs_path=CONFIG.inputs_path,
         **kwargs,

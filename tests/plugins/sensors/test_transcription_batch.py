@@ -88,13 +88,11 @@ def test_sensor_in_poke_mode_records_notifications(batch, runtime, ledger, queue
         doc = notification("success", inference_id=f["inference_id"], input_location=sent)
         doc["responseParameters"]["outputLocation"] = records[f["uri"]].output_location  # as the endpoint answered
         sqs.send_message(QueueUrl=queue_url, MessageBody=sns_envelope(doc))
-    s = sensor(ref, deferrable=False, wait_time_seconds=0, output_path="s3://out/transcripts/")
-    for _ in range(5):
-        if s.poke({}):
-            break
-    else:
-        pytest.fail("the sensor never saw its batch settle")
+    s = sensor(ref, deferrable=False, wait_time_seconds=0, output_path="s3://out/transcripts/", poke_interval=0.1)
+    s.timeout = 30
+    assert s.execute({}) == {"completed": 3}
     assert {r.status for r in ledger.get(f["uri"] for f in files).values()} == {Status.COMPLETED}
+    assert not sqs.receive_message(QueueUrl=queue_url).get("Messages"), "each recorded notification is deleted"
 
 
 def test_execute_complete(batch):
@@ -102,6 +100,19 @@ def test_execute_complete(batch):
     assert sensor(ref).execute_complete({}, {"status": "success", "settled": {"completed": 3}}) == {"completed": 3}
     with pytest.raises(AirflowException, match="batch 1 of 1 failed: boom"):
         sensor(ref).execute_complete({}, {"status": "error", "message": "boom"})
+    with pytest.raises(AirflowException, match="event is None"):
+        sensor(ref).execute_complete({}, None)
+
+
+def test_a_file_without_a_deadline_of_its_own_fails_a_result_window_after_the_wait_began(batch, queue_url, monkeypatch):
+    """The window runs from the wait's start, whatever is read when; here, the deferred wait's."""
+    import time
+
+    _, ref = batch
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(ref, deferrable=True).execute({})
+    assert deferred.value.trigger.fallback_deadline == 1_000_000.0 + 690
 
 
 def test_sensor_accepts_a_queue_url(batch, queue_url):
