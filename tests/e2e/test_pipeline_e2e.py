@@ -110,6 +110,7 @@ def test_report_runs_last_lines_are_the_runs_work_and_estimated_cost_also_in_clo
     (name,) = [n for n in task_log_records(stack, outcome["run_id"]) if n.startswith("task_id=report_run/")]
     records = task_log_records(stack, outcome["run_id"])[name]
     ours = [r["event"] for r in records if str(r.get("logger", "")).startswith("audio_pipeline")]
+    print("\n".join(ours[-3:]))
     work, total, per_hour = ours[-3:]
     assert work.startswith("work: ") and "(the model server's output)" in work and "(Converse's usage)" in work
     assert total.startswith("estimated cost (an estimate, not a bill): $") and "prices from prices.json as of" in total

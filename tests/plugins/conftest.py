@@ -18,11 +18,12 @@ from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.ledger import Ledger, inference_id_for, table_definition
 from tests.moto_server import moto_server
 from tests.plugins.test_submission import FakeRuntime
+from tests.prompts import INCLUDE
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGION = "us-east-1"
 CONFIG = PipelineConfig()
-PRICES = Path(__file__).resolve().parents[2] / "include" / "prices.json"
+PRICES = INCLUDE / "prices.json"
 RATES = Rates.load(PRICES, CONFIG.endpoint_instance_type, CONFIG.bedrock_model_id)
 """The project's price table, at the default instance type's and model's prices."""
 
