@@ -41,6 +41,7 @@ import psutil
 from audio_pipeline.batches import ClaimSpool
 from audio_pipeline.claims import ClaimReport, claim_new_files
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.costs import Rates
 from audio_pipeline.ledger import CONCURRENCY, Ledger, table_definition
 from audio_pipeline.reporting import RunReport
 from audio_pipeline.s3_uris import S3Location
@@ -48,6 +49,7 @@ from audio_pipeline.settlement import settle_and_report
 from tests.moto_server import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PRICES = Path(__file__).resolve().parents[1] / "include" / "prices.json"
 BUCKET = "audio-transcription-input"
 PREFIX = "claim-bench/"
 T = TypeVar("T")
@@ -138,14 +140,18 @@ def one_pass(
 def settle_pass(
     moto: str, server: psutil.Process, session: boto3.session.Session, run_id: str, n: int, concurrency: int
 ) -> dict:
-    ledger = Ledger(session.client("dynamodb"), PipelineConfig().status_table, concurrency=concurrency)
+    config = PipelineConfig()
+    ledger = Ledger(session.client("dynamodb"), config.status_table, concurrency=concurrency)
     s3 = session.client("s3")
     manifest = (BUCKET, f"runs/{run_id}/manifest.json")
+    rates = Rates.load(PRICES, config.endpoint_instance_type, config.bedrock_model_id)
 
     def traced() -> tuple[RunReport, int]:
         tracemalloc.start()
         try:
-            report = settle_and_report(ledger, s3, run_id, f"s3://{BUCKET}/{PREFIX}", manifest, "benchmark: ended")
+            report = settle_and_report(
+                ledger, s3, run_id, f"s3://{BUCKET}/{PREFIX}", manifest, "benchmark: ended", rates
+            )
             return report, tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

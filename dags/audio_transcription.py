@@ -36,13 +36,17 @@ SCHEDULE = os.environ.get("AUDIO_PIPELINE_SCHEDULE", "0 2 * * *") or None
 """The nightly run's cron; set empty, the DAG runs only when triggered."""
 BATCH_LABEL = "{{ task.batch['label'] }}"
 DAG_FOLDER = Path(__file__).parent
-PROMPTS = next(
-    (folder / "include" / "prompts" for folder in (DAG_FOLDER, DAG_FOLDER.parent) if (folder / "include").is_dir()),
-    DAG_FOLDER / "include" / "prompts",
+INCLUDE = next(
+    (folder / "include" for folder in (DAG_FOLDER, DAG_FOLDER.parent) if (folder / "include").is_dir()),
+    DAG_FOLDER / "include",
 )
-"""Prompt templates a user edits without a code release: the project's ``include/``, deployed into
-the DAG folder on MWAA (.airflowignore keeps the DAG processor out of it), read beside the DAG
-folder in a checkout (the local stack) and in docker compose."""
+"""What a user edits without a code release: the project's ``include/``, deployed into the DAG folder
+on MWAA (.airflowignore keeps the DAG processor out of it), read beside the DAG folder in a checkout
+(the local stack) and in docker compose."""
+PROMPTS = INCLUDE / "prompts"
+"""The prompt templates."""
+PRICES = INCLUDE / "prices.json"
+"""The price table of the runs' cost estimates."""
 RESOLVE_RUN = "resolve_run"
 
 
@@ -114,7 +118,7 @@ def transcribe(batch: BatchRef, run: Any) -> None:
 def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None, dag_run: Any = None) -> dict[str, int]:
     """Settle what is still in flight, write the run manifest, publish the run's figures, and emit an
     event of the run manifests' Asset for DAGs scheduled on new transcripts."""
-    outcome = tasks.report_run(run, run_id, dag_run.start_date if dag_run is not None else None)
+    outcome = tasks.report_run(run, run_id, dag_run.start_date if dag_run is not None else None, PRICES)
     outlet_events[RUN_MANIFESTS].extra = outcome.asset_extra
     return outcome.counts
 

@@ -31,7 +31,7 @@ class InfraSettings:
     model_data_url: str | None = None
     """An S3 model artifact (model.tar.gz with model.nemo) for the Parakeet checkpoint."""
     parakeet_model: str = DEFAULT_PARAKEET_MODEL
-    instance_type: str = "ml.g4dn.xlarge"
+    instance_type: str = PipelineConfig().endpoint_instance_type
     inference_ami_version: str = INFERENCE_AMI_VERSION
     max_instances: int = 3
     bedrock_model_id: str = PipelineConfig().bedrock_model_id
@@ -57,7 +57,7 @@ class InfraSettings:
             model_image_uri=get("modelImageUri"),
             model_data_url=get("modelDataUrl"),
             parakeet_model=get("parakeetModel", DEFAULT_PARAKEET_MODEL),
-            instance_type=get("instanceType", "ml.g4dn.xlarge"),
+            instance_type=get("instanceType", PipelineConfig().endpoint_instance_type),
             inference_ami_version=get("inferenceAmiVersion", INFERENCE_AMI_VERSION),
             max_instances=int(get("maxInstances", 3)),
             bedrock_model_id=get("bedrockModelId", PipelineConfig().bedrock_model_id),

@@ -34,7 +34,8 @@ class InferenceServer(ThreadingHTTPServer):
         super().__init__(address, InvocationHandler)
         self.backend = backend
         # how many requests the backend serves at once (the CPU model: one; a sleeping benchmark: many)
-        self.slots = threading.BoundedSemaphore(getattr(backend, "max_concurrency", 1))
+        self.concurrency: int = getattr(backend, "max_concurrency", 1)
+        self.slots = threading.BoundedSemaphore(self.concurrency)
         self.fail_marker = os.environ.get("MODEL_FAULT_FAIL_MARKER", "").encode() or None
         self.crash_marker = os.environ.get("MODEL_FAULT_CRASH_MARKER", "").encode() or None
         self.witness: ModelWitness | None = None
@@ -115,10 +116,12 @@ class InvocationHandler(BaseHTTPRequestHandler):
             log.exception("transcription failed")
             self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(err).__name__}: {err}"})
             return
+        result.processing_seconds = round(time.monotonic() - started, 3)
+        result.concurrent_requests = self.server.concurrency
         log.info(
             "transcribed %.1fs of audio in %.2fs (%d bytes)",
             result.duration_seconds,
-            time.monotonic() - started,
+            result.processing_seconds,
             len(audio),
         )
         self._reply(HTTPStatus.OK, result.to_dict())

@@ -238,4 +238,5 @@ class Monitoring(Construct):
             graph("Run duration (seconds)", [run_metric(metrics.RUN_DURATION_SECONDS, "Maximum")]),
             graph("Estimated cost per run (USD, an estimate)", [run_metric(metrics.ESTIMATED_COST_USD, "Sum")]),
         )
+        dashboard.add_widgets(graph("Audio transcribed per run (seconds)", [run_metric(metrics.AUDIO_SECONDS, "Sum")]))
         return dashboard

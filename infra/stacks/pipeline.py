@@ -111,6 +111,7 @@ class AudioPipelineStack(Stack):
             notification_queue=notifications.queue.queue_url,
             output_bucket=storage.output.bucket_name,
             bedrock_model_id=settings.bedrock_model_id,
+            endpoint_instance_type=settings.instance_type,  # the cost estimate's price
             # nothing until asked: the nightly run is skipped, saying why, until a prefix is named
             schedule_bucket_uri=settings.schedule_bucket_uri or "",
             operations_topic_arn=monitoring.topic.topic_arn,  # the DAG's failure notifier

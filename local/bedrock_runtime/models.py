@@ -18,10 +18,23 @@ _STOPWORDS = frozenset(
 )
 
 
+CHARS_PER_TOKEN = 4
+"""About four characters of English a token (Anthropic's and OpenAI's rule of thumb)."""
+
+
+def estimate_tokens(text: str) -> int:
+    """A model's token count of ``text``, estimated from its length (at least one)."""
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+
+
 @dataclass
 class Reply:
     text: str
     stop_reason: str  # end_turn | max_tokens
+    input_tokens: int
+    """The request's tokens, system prompt included, as Converse's ``usage.inputTokens`` counts them."""
+    output_tokens: int
+    """The answer's tokens (``maxTokens`` when it stopped there)."""
 
 
 class Model(Protocol):
@@ -69,10 +82,11 @@ class ExtractiveModel:
             text = json.dumps({"summary": summary, "key_points": ranked[:5], "note": NOTE})
         else:
             text = f"({NOTE})\n{summary}"
-        limit = max_tokens * 4  # about four characters a token
+        asked = estimate_tokens(system) + estimate_tokens(prompt)
+        limit = max_tokens * CHARS_PER_TOKEN
         if len(text) > limit:
-            return Reply(text[:limit], "max_tokens")
-        return Reply(text, "end_turn")
+            return Reply(text[:limit], "max_tokens", asked, max_tokens)
+        return Reply(text, "end_turn", asked, estimate_tokens(text))
 
 
 class GgufModel:
@@ -90,5 +104,10 @@ class GgufModel:
             messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
             max_tokens=max_tokens,
         )
-        choice = result["choices"][0]
-        return Reply(choice["message"]["content"], "max_tokens" if choice["finish_reason"] == "length" else "end_turn")
+        choice, usage = result["choices"][0], result["usage"]
+        return Reply(
+            choice["message"]["content"],
+            "max_tokens" if choice["finish_reason"] == "length" else "end_turn",
+            usage["prompt_tokens"],  # the model's own tokenizer's counts
+            usage["completion_tokens"],
+        )

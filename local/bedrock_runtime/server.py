@@ -231,16 +231,14 @@ class BedrockHandler(AwsJsonHandler):
             raise _validation("This model doesn't support system messages. Try again without a system message.")
         started = time.monotonic()
         reply = self.server.model.reply(system, prompt, max_tokens)
-        input_tokens = max(1, (len(system) + len(prompt)) // 4)
-        output_tokens = max(1, len(reply.text) // 4)
         return {
             "output": {"message": {"role": "assistant", "content": [{"text": reply.text}]}},
             "stopReason": reply.stop_reason,
             "usage": {
-                "inputTokens": input_tokens,
-                "outputTokens": output_tokens,
-                "totalTokens": input_tokens + output_tokens,
-            },  # noqa: E501
+                "inputTokens": reply.input_tokens,
+                "outputTokens": reply.output_tokens,
+                "totalTokens": reply.input_tokens + reply.output_tokens,
+            },
             "metrics": {"latencyMs": int((time.monotonic() - started) * 1000)},
         }
 
@@ -262,8 +260,5 @@ class BedrockHandler(AwsJsonHandler):
             "content": [{"type": "text", "text": reply.text}],
             "stop_reason": reply.stop_reason,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": max(1, (len(system) + len(prompt)) // 4),
-                "output_tokens": max(1, len(reply.text) // 4),
-            },  # noqa: E501
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
         }

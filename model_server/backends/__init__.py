@@ -24,6 +24,11 @@ class Transcription:
     duration_seconds: float
     model: str
     segments: list[Segment] = field(default_factory=list)
+    processing_seconds: float | None = None
+    """Wall-clock seconds the request held a model slot (set by the server, not the backend)."""
+    concurrent_requests: int | None = None
+    """How many requests the server runs in the model at once: an instance's time is shared among them
+    (set by the server)."""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,6 +18,9 @@ FIXED_TRANSCRIPT = (
 
 @dataclass
 class BenchmarkBackend:
+    """Sleeps ``service_seconds`` per request and decodes nothing: it reports that time as the audio's
+    duration (a real-time factor of 1), and the server adds the processing seconds it measured."""
+
     service_seconds: float = 0.5
     name: str = "benchmark"
     max_concurrency: int = 64

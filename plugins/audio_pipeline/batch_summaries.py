@@ -15,7 +15,8 @@ from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.ledger import FileRecord, Ledger, Status, Summarized, SummaryFailed
 from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.summaries import Summarizer, SummaryError, first_sentence, summary_location
-from audio_pipeline.transcripts import parse_transcript
+from audio_pipeline.transcripts import read_transcript
+from audio_pipeline.work import FileWork
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -132,17 +133,23 @@ class BatchSummarizer:
         stored = self._stored(target) if record.summary_attempts else None
         if stored is not None:
             log.info("summary of %s found in S3 (%s), stored by an earlier attempt", record.uri, target)
-            return Summarized(record, target, first_sentence(stored["summary"]), stored["model_id"])
+            usage = stored.get("usage") or {}
+            # the report reads the transcript's figures, not read here
+            tokens = FileWork(input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"))
+            return Summarized(record, target, first_sentence(stored["summary"]), stored["model_id"], tokens)
         bucket, key = split_s3_uri(output)
-        transcript = parse_transcript(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        summary = self.summarizer.summarize(transcript)
+        transcript = read_transcript(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        summary = self.summarizer.summarize(transcript.text)
         target_bucket, target_key = split_s3_uri(target)
         self.s3.put_object(
             Bucket=target_bucket, Key=target_key, Body=summary.to_json().encode(), ContentType="application/json"
         )
         log.info("summarized %s -> %s", record.uri, target)
-        # the summary's opening, for the run's report without a read
-        return Summarized(record, target, first_sentence(summary.summary), summary.model_id)
+        # the summary's opening and the file's work, for the run's report without a read
+        tokens = FileWork(input_tokens=summary.input_tokens, output_tokens=summary.output_tokens)
+        return Summarized(
+            record, target, first_sentence(summary.summary), summary.model_id, transcript.work.combined(tokens)
+        )
 
     def _stored(self, uri: str) -> dict[str, Any] | None:
         """The summary document at ``uri``, or None when there is none."""

@@ -97,6 +97,10 @@ class PipelineConfig:
     """
 
     endpoint_name: str = _doc("audio-transcription-async", "SageMaker asynchronous inference endpoint")
+    endpoint_instance_type: str = _doc(
+        "ml.g4dn.xlarge",
+        "the endpoint's instance type, whose price per hour in include/prices.json the run's cost estimate uses",
+    )
     status_table: str = _doc("audio-transcription-status", "DynamoDB table that tracks every file")
     notification_queue: str = _doc(
         "audio-transcription-notifications",

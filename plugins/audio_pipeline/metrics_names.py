@@ -1,7 +1,7 @@
 """The CloudWatch metrics a run publishes: namespace, names, units and dimension, written once.
 
 ``report_run`` publishes one datum of each per run (``PutMetricData``); ``infra/`` alarms on
-``FilesFailed`` and graphs all four on the dashboard. Both import these names from here, so the
+``FilesFailed`` and graphs all of them on the dashboard. Both import these names from here, so the
 alarm and the publisher cannot drift apart. Nothing here imports Airflow or boto3.
 """
 
@@ -22,12 +22,15 @@ RUN_DURATION_SECONDS = "RunDurationSeconds"
 """From the run's start to its report."""
 ESTIMATED_COST_USD = "EstimatedCostUSD"
 """The run's estimated cost (endpoint time and Bedrock tokens at the price table's rates): an estimate."""
+AUDIO_SECONDS = "AudioSeconds"
+"""Seconds of audio the run transcribed (the model server's figures)."""
 
 UNITS: dict[str, str] = {
     FILES_SUCCEEDED: "Count",
     FILES_FAILED: "Count",
     RUN_DURATION_SECONDS: "Seconds",
     ESTIMATED_COST_USD: "None",
+    AUDIO_SECONDS: "Seconds",
 }
 """``PutMetricData``'s ``Unit`` of each metric (CloudWatch has no currency unit)."""
 

@@ -24,6 +24,7 @@ from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.batches import BatchManifests, BatchRef, ClaimSpool, read_manifest
 from audio_pipeline.claims import RunEnded, claim_new_files, refuse_reset_table
 from audio_pipeline.config import CONFIG_VARIABLE, PipelineConfig, UnusableInputError
+from audio_pipeline.costs import Rates
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.status_table import StatusTableHook
 from audio_pipeline.listing import check_bucket
@@ -239,29 +240,38 @@ class RunOutcome:
     counts: dict[str, int]
     """Files of the run by final status."""
     asset_extra: dict[str, Any]
-    """The run manifest's URI, the run id, the bucket URI and the counts."""
+    """The run manifest's URI, the run id, the bucket URI, the counts, and the run's work and estimated
+    cost with the estimate's prices and sources (:meth:`RunCosts.totals`)."""
 
 
-def report_run(run: dict[str, Any], run_id: str, started: datetime | None) -> RunOutcome:
-    """Settle what is still in flight, log a line per file, write the run manifest to S3, and publish
-    the run's figures (``started``: when the run began; now when unknown) to CloudWatch (the
-    failed-files alarm's metric)."""
+def report_run(run: dict[str, Any], run_id: str, started: datetime | None, prices: Path) -> RunOutcome:
+    """Settle what is still in flight, log a line per file with its work and estimated cost, write the
+    run manifest to S3, and publish the run's figures (``started``: when the run began; now when
+    unknown) to CloudWatch (the failed-files alarm's metric, the estimated cost); the log's last lines
+    are the run's work, its estimated cost and that of an audio hour, at the prices in ``prices``."""
     services = RunServices.of_run(run)
     config = services.config
+    try:
+        rates = Rates.load(prices, config.endpoint_instance_type, config.bedrock_model_id)
+    except UnusableInputError as err:
+        raise AirflowFailException(str(err)) from err  # the price table needs fixing; a retry would say the same
     key = f"{config.run_prefix(run_id)}manifest.json"
     reason = f"run {run_id} ended before a result was recorded"
     report = settle_and_report(
-        services.ledger, services.s3, run_id, run["bucket_uri"], (config.output_bucket, key), reason
+        services.ledger, services.s3, run_id, run["bucket_uri"], (config.output_bucket, key), reason, rates
     )
     now = datetime.now(UTC)
-    metrics = run_metrics(report.counts, (now - (started or now)).total_seconds())
+    metrics = run_metrics(report.counts, (now - (started or now)).total_seconds(), report.costs)
     publish_run_metrics(AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="cloudwatch").conn, metrics)
     log.info("published to CloudWatch (%s): %s", NAMESPACE, ", ".join(f"{k} {v:g}" for k, v in metrics.items()))
+    for line in report.costs.lines():
+        log.info("%s", line)
     counts = dict(report.counts)
     extra = {
         "manifest": f"s3://{config.output_bucket}/{key}",
         "run_id": run_id,
         "bucket_uri": run["bucket_uri"],
         "counts": counts,
+        **report.costs.totals(),
     }
     return RunOutcome(counts, extra)

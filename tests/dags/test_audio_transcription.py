@@ -241,6 +241,11 @@ def test_later_tasks_read_no_variable(dag, aws, monkeypatch, caplog):
     extra = events[RUN_MANIFESTS].extra
     assert extra["counts"] == counts and extra["run_id"] == "run-1"
     assert extra["manifest"] == f"s3://{run['output_bucket']}/runs/run-1/manifest.json"
+    # the run's work and estimated cost, at the prices of the project's include/prices.json
+    assert extra["work"]["audio_seconds"] == 0 and extra["estimated_cost_usd"]["total"] == 0
+    assert extra["estimate"]["price_table"].startswith("prices.json as of ")
+    assert extra["estimate"]["instance_type"] == run["endpoint_instance_type"]
+    assert "estimated cost per audio hour: unknown" in caplog.text, "the log's last lines: the run's cost"
 
 
 def test_the_claim_task_is_told_a_run_is_scheduled(dag, aws):

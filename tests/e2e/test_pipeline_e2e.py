@@ -72,6 +72,69 @@ def test_nothing_is_left_in_flight_and_the_run_manifest_is_written(outcome):
     assert manifest["counts"] == {"summarized": len(REFERENCES), "failed": 1}
 
 
+def test_the_manifest_shows_each_files_and_the_runs_work_and_estimated_cost_naming_the_sources(outcome):
+    s3 = outcome["session"].client("s3")
+    key = f"runs/{outcome['run_id']}/manifest.json"
+    manifest = json.loads(s3.get_object(Bucket="audio-transcription-output", Key=key)["Body"].read())
+    summarized = [f for f in manifest["files"] if f["status"] == "summarized"]
+    assert len(summarized) == len(REFERENCES)
+    for f in summarized:
+        work, cost = f["work"], f["estimated_cost_usd"]
+        # the model server (faster-whisper, one request at a time) and the Bedrock emulator's usage
+        assert work["audio_seconds"] > 10 and work["processing_seconds"] > 0 and work["concurrent_requests"] == 1
+        assert work["input_tokens"] > 100 and work["output_tokens"] > 10, work
+        assert cost["total"] == pytest.approx(cost["endpoint"] + cost["bedrock"], abs=2e-6) and cost["bedrock"] > 0
+    (failed,) = [f for f in manifest["files"] if f["status"] == "failed"]
+    assert "work" not in failed and "estimated_cost_usd" not in failed, "undecodable audio: no figures"
+    totals = manifest["work"]
+    assert totals["audio_seconds"] == pytest.approx(sum(f["work"]["audio_seconds"] for f in summarized), abs=1e-2)
+    assert totals["input_tokens"] == sum(f["work"]["input_tokens"] for f in summarized)
+    cost = manifest["estimated_cost_usd"]
+    assert cost["total"] == pytest.approx(sum(f["estimated_cost_usd"]["total"] for f in summarized), abs=1e-5)
+    assert cost["per_audio_hour"] == pytest.approx(cost["total"] * 3600 / totals["audio_seconds"], rel=1e-3)
+    estimate = manifest["estimate"]
+    assert "an estimate, not a bill" in estimate["note"] and estimate["price_table"].startswith("prices.json as of ")
+    assert "model server" in estimate["sources"]["processing_seconds"]
+    assert (
+        "Converse" in estimate["sources"]["input_tokens"] and "prices.json" in estimate["sources"]["usd_per_1k_tokens"]
+    )
+
+
+def test_report_runs_last_lines_are_the_runs_work_and_estimated_cost_also_in_cloudwatch(stack, outcome):
+    """The task's own last log lines; the same estimate published as EstimatedCostUSD (and the audio as
+    AudioSeconds) to moto's CloudWatch, within report_run's time."""
+    from datetime import datetime, timedelta
+
+    from audio_pipeline.metrics_names import AUDIO_SECONDS, ESTIMATED_COST_USD, NAMESPACE, dimensions
+
+    (name,) = [n for n in task_log_records(stack, outcome["run_id"]) if n.startswith("task_id=report_run/")]
+    records = task_log_records(stack, outcome["run_id"])[name]
+    ours = [r["event"] for r in records if str(r.get("logger", "")).startswith("audio_pipeline")]
+    print("\n".join(ours[-3:]))
+    work, total, per_hour = ours[-3:]
+    assert work.startswith("work: ") and "(the model server's output)" in work and "(Converse's usage)" in work
+    assert total.startswith("estimated cost (an estimate, not a bill): $") and "prices from prices.json as of" in total
+    assert re.fullmatch(r"estimated cost per audio hour: \$\d+\.\d{4} \(an estimate\)", per_hour), per_hour
+
+    s3 = outcome["session"].client("s3")
+    key = f"runs/{outcome['run_id']}/manifest.json"
+    manifest = json.loads(s3.get_object(Bucket="audio-transcription-output", Key=key)["Body"].read())
+    (ti,) = [t for t in outcome["api"].task_instances(outcome["run_id"]) if t["task_id"] == "report_run"]
+    began, ended = (datetime.fromisoformat(ti[k].replace("Z", "+00:00")) for k in ("start_date", "end_date"))
+    cloudwatch = outcome["session"].client("cloudwatch")
+
+    def published(metric: str) -> list[float]:
+        stat = {"Metric": {"Namespace": NAMESPACE, "MetricName": metric, "Dimensions": dimensions()}, "Stat": "Sum"}
+        query = {"Id": "q", "MetricStat": {**stat, "Period": 3600}}
+        return cloudwatch.get_metric_data(
+            MetricDataQueries=[query], StartTime=began - timedelta(seconds=1), EndTime=ended + timedelta(seconds=1)
+        )["MetricDataResults"][0]["Values"]
+
+    assert published(ESTIMATED_COST_USD) == [pytest.approx(manifest["estimated_cost_usd"]["total"], abs=1e-6)]
+    assert published(AUDIO_SECONDS) == [pytest.approx(manifest["work"]["audio_seconds"], abs=1e-3)]
+    assert manifest["estimated_cost_usd"]["total"] > 0
+
+
 def task_log_records(stack, run_id):
     """Every record of the run's task logs as Airflow wrote them (trigger logs included)."""
     folder = stack.settings.airflow_home / "logs" / "dag_id=audio_transcription" / f"run_id={run_id}"
@@ -99,7 +162,8 @@ def test_report_run_logs_one_line_per_file_with_its_transcript_summary_and_first
         assert len(lines) == 1, (clip, log)
         if row.status == "summarized":
             assert re.fullmatch(
-                rf'summarized {re.escape(row.uri)}  transcript s3://\S+\.out  summary s3://\S+\.summary\.json  "[^"]+"',
+                rf'summarized {re.escape(row.uri)}  transcript s3://\S+\.out  summary s3://\S+\.summary\.json  "[^"]+"'
+                r"  \[audio \d+\.\d s, endpoint \d+\.\d\d s, tokens \d+ in/\d+ out, ~\$\d+\.\d{6} \(estimate\)\]",
                 lines[0],
             ), lines[0]
             assert lines[0].split('"')[1] == first_sentence(row.summary)

@@ -68,9 +68,7 @@ def test_readmes_trigger_block_runs_as_written_on_a_fresh_stack(stack, tmp_path)
     uploaded = [f"s3://{bucket}/{prefix}{clip.name}" for clip in sorted(SAMPLES.iterdir()) if clip.suffix != ".json"]
     assert uploaded and set(uploaded) <= set(result.stdout.splitlines()), "the upload prints each object"
     ledger = Ledger(stack.aws_session().client("dynamodb"), "audio-transcription-status")
-    assert {uri: record.status for uri, record in ledger.get(uploaded).items()} == dict.fromkeys(
-        uploaded, "summarized"
-    )
+    assert {uri: record.status for uri, record in ledger.get(uploaded).items()} == dict.fromkeys(uploaded, "summarized")
 
 
 def test_list_runs_prints_clean_json_on_stdout(stack, tmp_path):

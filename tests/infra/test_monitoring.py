@@ -73,6 +73,7 @@ def test_a_run_with_a_failed_file_alarms_on_the_metric_report_run_publishes(temp
         metrics.FILES_FAILED,
         metrics.RUN_DURATION_SECONDS,
         metrics.ESTIMATED_COST_USD,
+        metrics.AUDIO_SECONDS,
     }
     units = botocore.session.get_session().get_service_model("cloudwatch").shape_for("StandardUnit").enum
     assert set(metrics.UNITS.values()) <= set(units), "PutMetricData accepts each unit"
@@ -177,6 +178,7 @@ def test_the_dashboard_shows_backlog_invocations_failures_files_duration_and_cos
         (metrics.NAMESPACE, metrics.FILES_FAILED),
         (metrics.NAMESPACE, metrics.RUN_DURATION_SECONDS),
         (metrics.NAMESPACE, metrics.ESTIMATED_COST_USD),
+        (metrics.NAMESPACE, metrics.AUDIO_SECONDS),
     ):
         assert (namespace, name) in shown, (namespace, name)
     (status,) = [w for w in widgets if w["type"] == "alarm"]

@@ -289,6 +289,8 @@ def test_the_variant_and_its_scaling_are_named_for_the_instance_type(template, c
         assert [v["VariantName"] for v in config["Properties"]["ProductionVariants"]] == [variant]
         (target,) = resources(synthesised, "AWS::ApplicationAutoScaling::ScalableTarget").values()
         assert joined(target["Properties"]["ResourceId"]).endswith(f"/variant/{variant}")
+        # and the runs price the instance type they run on (the cost estimate)
+        assert pipeline_settings(synthesised)["endpoint_instance_type"] == instance_type
 
 
 def test_the_old_variants_scaling_is_released_before_the_endpoint_changes(template, customised):
@@ -489,6 +491,7 @@ def test_the_dags_settings_are_one_variable_behind_the_secrets_backend(template)
         "transcripts_prefix": CONFIG.transcripts_prefix,
         "failures_prefix": CONFIG.failures_prefix,
         "bedrock_model_id": PROFILE,
+        "endpoint_instance_type": "ml.g4dn.xlarge",  # the cost estimate's price per hour
         "schedule_bucket_uri": "",  # the first deploy processes nothing until a prefix is named
         "operations_topic_arn": ref(template, "AWS::SNS::Topic", "MonitoringTopic"),
         "max_batches": CONFIG.max_batches,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -60,7 +61,12 @@ def test_converse_follows_a_json_prompt_with_sentences_of_the_input(bedrock):
     response = converse(bedrock())
     assert response["stopReason"] == "end_turn"
     assert response["output"]["message"]["role"] == "assistant"
-    assert response["usage"]["totalTokens"] == response["usage"]["inputTokens"] + response["usage"]["outputTokens"]
+    usage = response["usage"]
+    assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
+    # what Bedrock would bill: the system prompt and the message, about four characters a token
+    system = "You summarise transcripts. Answer with a JSON object."
+    assert usage["inputTokens"] == math.ceil(len(system) / 4) + math.ceil(len(PROMPT) / 4)
+    assert usage["outputTokens"] == math.ceil(len(response["output"]["message"]["content"][0]["text"]) / 4)
     assert isinstance(response["metrics"]["latencyMs"], int)
     doc = json.loads(response["output"]["message"]["content"][0]["text"])
     assert doc["note"] == NOTE
@@ -96,6 +102,7 @@ def test_max_tokens_cuts_the_answer(bedrock):
     response = converse(bedrock(), maxTokens=10)
     assert response["stopReason"] == "max_tokens"
     assert len(response["output"]["message"]["content"][0]["text"]) <= 40
+    assert response["usage"]["outputTokens"] == 10, "an answer cut at maxTokens used them all"
 
 
 def test_invoke_model_anthropic_body(bedrock):

@@ -114,8 +114,18 @@ def test_benchmark_backend_contract(monkeypatch):
     try:
         status, doc = post(url, b"anything")
         assert status == 200
-        assert set(doc) == {"text", "language", "duration_seconds", "model", "segments"}
+        assert set(doc) == {
+            "text",
+            "language",
+            "duration_seconds",
+            "model",
+            "segments",
+            "processing_seconds",
+            "concurrent_requests",
+        }
         assert doc["model"].startswith("benchmark:")
+        # the server's measure of the request's time in the model, and the slots that share an instance
+        assert 0.01 <= doc["processing_seconds"] < 5 and doc["concurrent_requests"] == 64
         assert post(url, b"")[0] == 400
     finally:
         server.shutdown()
@@ -146,6 +156,7 @@ def test_whisper_transcribes_the_samples(whisper_server, clip):
     # measured: 0.00-0.12 per clip (docs/asr-quality.md); 0.25 leaves room for CPU differences
     assert word_error_rate(REFERENCES[clip], doc["text"]) < 0.25
     assert doc["language"] == "en" and doc["duration_seconds"] > 10 and doc["segments"]
+    assert 0 < doc["processing_seconds"] < doc["duration_seconds"] and doc["concurrent_requests"] == 1
 
 
 @pytest.mark.slow
@@ -163,6 +174,8 @@ def test_audio_over_the_duration_cap_is_answered_400_naming_the_cap(monkeypatch)
         assert status == 400 and "MODEL_MAX_AUDIO_SECONDS=2" in doc["error"] and "longer than 2 s" in doc["error"]
         status, doc = post(url, silent_wav(1.0))
         assert status == 200 and doc["duration_seconds"] == 1.0
+        # a backend that sets no max_concurrency is served one request at a time
+        assert doc["concurrent_requests"] == 1 and doc["processing_seconds"] >= 0
     finally:
         server.shutdown()
 

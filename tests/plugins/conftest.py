@@ -12,15 +12,20 @@ from moto import mock_aws
 
 from audio_pipeline.batches import BatchManifests
 from audio_pipeline.config import PipelineConfig
+from audio_pipeline.costs import Rates
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.ledger import Ledger, inference_id_for, table_definition
 from tests.moto_server import moto_server
 from tests.plugins.test_submission import FakeRuntime
+from tests.prompts import INCLUDE
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGION = "us-east-1"
 CONFIG = PipelineConfig()
+PRICES = INCLUDE / "prices.json"
+RATES = Rates.load(PRICES, CONFIG.endpoint_instance_type, CONFIG.bedrock_model_id)
+"""The project's price table, at the default instance type's and model's prices."""
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
 from audio_pipeline.hooks.bedrock_runtime import AdaptiveBedrockRuntimeHook
 from audio_pipeline.ledger import Accepted, Ledger, Result, Status, Summarized, inference_id_for, table_definition
 from audio_pipeline.summaries import Summarizer, Summary
+from audio_pipeline.work import FileWork
 from tests.plugins.conftest import bedrock_hook
 from tests.prompts import PROMPTS
 
@@ -87,6 +88,26 @@ def test_summary_is_stored_next_to_the_transcript_and_recorded(ledger, s3, bedro
     assert after.summary_opening == "They ship on Friday.", "the report's line needs no read of the summary"
     stored = json.loads(s3.get_object(Bucket=OUT, Key=expected.split("/", 3)[3])["Body"].read())
     assert stored["summary"] == "They ship on Friday." and stored["model_id"] == MODEL
+
+
+def test_the_files_work_is_recorded_with_its_summary(ledger, s3, bedrock):
+    """The transcript's figures (the model server's) and Converse's usage ride on the summary's write:
+    the report reads them from the table, no call of their own."""
+    client, stub = bedrock
+    body = {"text": "Hello. We ship.", "duration_seconds": 61.5, "processing_seconds": 2.25, "concurrent_requests": 1}
+    files = transcribed(ledger, s3, [json.dumps(body).encode(), b'["an older format"]'])
+    stub.add_response("converse", converse_answer("They ship."))
+    stub.add_response("converse", converse_answer("Older."))
+
+    assert (
+        BatchSummarizer(ledger, s3, summarizer(client), run_id="run-1", lease_seconds=LEASE, concurrency=1)
+        .run(files)
+        .summarized
+        == 2
+    )
+
+    assert record(ledger, files[0]).work == FileWork(61.5, 2.25, 1, input_tokens=10, output_tokens=5)
+    assert record(ledger, files[1]).work == FileWork(input_tokens=10, output_tokens=5), "no figures in its format"
 
 
 def test_files_without_a_transcript_are_left_alone(ledger, s3, bedrock):
@@ -319,3 +340,5 @@ def test_a_summary_stored_by_a_task_killed_before_recording_it_is_recorded_not_a
     after = record(ledger, files[1])
     assert after.status == Status.SUMMARIZED and after.summary_opening == "About call 1."
     assert after.summary_model_id == MODEL and after.summary_location.endswith(".summary.json")
+    # the stored summary's usage; the transcript, not read, leaves its figures to the run's report
+    assert after.work == FileWork(input_tokens=0, output_tokens=0)

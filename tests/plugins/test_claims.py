@@ -22,7 +22,7 @@ from audio_pipeline.pinning import pin_overhead
 from audio_pipeline.s3_uris import S3Location, parse_bucket_uri
 from audio_pipeline.settlement import settle_and_report, settle_run
 
-from .conftest import CONFIG
+from .conftest import CONFIG, RATES
 from .ledger.test_ledger import complete, fail, submit
 
 EXTENSIONS = frozenset(DEFAULT_AUDIO_EXTENSIONS)
@@ -406,7 +406,7 @@ def test_audio_the_endpoint_cannot_take_is_recorded_skipped_and_reported(s3, led
     assert records["s3://audio-in/calls/empty.wav"].size == 0 and records["s3://audio-in/calls/big.wav"].size == 11
 
     manifest = (CONFIG.output_bucket, "runs/run-1/manifest.json")
-    counts = settle_and_report(ledger, s3, "run-1", CALLS.uri, manifest, "run run-1 ended").counts
+    counts = settle_and_report(ledger, s3, "run-1", CALLS.uri, manifest, "run run-1 ended", RATES).counts
     assert counts == {"skipped": 4, "failed": 1}
     body = json.loads(s3.get_object(Bucket=manifest[0], Key=manifest[1])["Body"].read())
     assert {f["uri"]: f.get("skip_reason") for f in body["files"] if f["status"] == "skipped"} == skipped

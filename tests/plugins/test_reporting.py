@@ -6,6 +6,8 @@ import json
 from audio_pipeline.ledger import FileRecord, Status
 from audio_pipeline.reporting import RunReport, file_line
 
+from .conftest import RATES
+
 
 def test_a_report_counts_its_files_as_they_come_and_writes_the_manifest_as_it_goes():
     files = [
@@ -14,7 +16,7 @@ def test_a_report_counts_its_files_as_they_come_and_writes_the_manifest_as_it_go
         FileRecord("s3://in/c.wav", Status.FAILED, failure_reason="not decodable audio", inference_id="i"),
     ]
     out = io.BytesIO()
-    report = RunReport(run_id="r", bucket_uri="s3://in/", out=out)
+    report = RunReport(run_id="r", bucket_uri="s3://in/", out=out, rates=RATES)
     assert report.add(files[:2], abandoned=1) == [file_line(f) for f in files[:2]]
     written = len(out.getvalue())
     assert report.add(files[2:]) == [file_line(files[2])]
@@ -36,7 +38,7 @@ def test_a_report_counts_its_files_as_they_come_and_writes_the_manifest_as_it_go
 
 def test_a_run_without_files_writes_an_empty_manifest():
     out = io.BytesIO()
-    report = RunReport(run_id="r", bucket_uri=None, out=out)
+    report = RunReport(run_id="r", bucket_uri=None, out=out, rates=RATES)
     assert report.close() == ["run r over (no bucket URI): no files"]
     manifest = json.loads(out.getvalue())
     assert manifest["files"] == [] and manifest["counts"] == {} and manifest["abandoned"] == 0

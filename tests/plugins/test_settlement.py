@@ -8,7 +8,8 @@ import pytest
 
 from audio_pipeline.ledger import Accepted, Result, Status, Summarized, SummaryFailed, inference_id_for
 from audio_pipeline.settlement import settle_and_report, settle_run
-from tests.plugins.conftest import CONFIG
+from audio_pipeline.work import FileWork
+from tests.plugins.conftest import CONFIG, RATES
 
 MANIFEST = (CONFIG.output_bucket, "runs/run-1/manifest.json")
 WINDOW = 3600
@@ -41,7 +42,7 @@ def settle(s3, ledger, caplog):
     def run(run_id="run-1", bucket_uri="s3://audio-in/", reason="run run-1 ended"):
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="audio_pipeline.settlement"):
-            report = settle_and_report(ledger, s3, run_id, bucket_uri, MANIFEST, reason)
+            report = settle_and_report(ledger, s3, run_id, bucket_uri, MANIFEST, reason, RATES)
         manifest = json.loads(s3.get_object(Bucket=MANIFEST[0], Key=MANIFEST[1])["Body"].read())
         return SimpleNamespace(report=report, lines=caplog.messages, manifest=manifest)
 
@@ -156,7 +157,7 @@ def test_each_file_line_shows_status_transcript_summary_and_the_summarys_first_s
     ]
     assert len(ledger.record_summaries(outcomes, "run-1").applied) == 2
     ended = settle(reason="ended")
-    lines = {line.split()[1]: line for line in ended.lines[:-2]}
+    lines = {line.split()[1]: line for line in ended.lines[:-2] if line.split()[0] in Status}
     assert len(lines) == 3
     assert lines[talk["uri"]] == (
         f'summarized {talk["uri"]}  transcript s3://o/0.out  summary {summary}  "Plants turn light into sugar."'
@@ -188,3 +189,57 @@ def test_a_file_being_sent_when_its_run_ended_is_failed_as_perhaps_sent(ledger, 
     after = record(ledger, marked)
     assert after.never_sent is False, "it may have reached the endpoint: not claimed again as new"
     assert after.failure_reason == "run run-1 ended"
+
+
+def test_the_manifest_and_lines_show_each_files_work_and_estimated_cost_and_the_runs(ledger, s3, settle):
+    """A summarised file's figures come from the table (recorded with its summary); a transcript without a
+    summary is read from S3 for its endpoint figures; a file this run only summarised counts its tokens
+    here and its endpoint work in the run whose claim transcribed it."""
+    summarised, unsummarised = claimed(ledger, "summarised", "unsummarised")
+    (earlier,) = claimed(ledger, "earlier", run_id="run-0")
+    outputs = [f"s3://{CONFIG.output_bucket}/transcripts/{name}.out" for name in ("s", "u", "e")]
+    submitted(ledger, [summarised, unsummarised], outputs=outputs[:2])
+    submitted(ledger, [earlier], run_id="run-0", outputs=outputs[2:])
+    files = (summarised, unsummarised, earlier)
+    results = [Result(f["uri"], f["inference_id"], output_location=o) for f, o in zip(files, outputs, strict=True)]
+    assert len(ledger.record_results(results).applied) == 3
+    transcript = {"text": "Hi.", "duration_seconds": 1800.0, "processing_seconds": 90.0, "concurrent_requests": 1}
+    s3.put_object(Bucket=CONFIG.output_bucket, Key="transcripts/u.out", Body=json.dumps(transcript).encode())
+    assert ledger.take_for_summary([record(ledger, earlier)], "run-1", WINDOW) == [earlier["uri"]]
+    hour = FileWork(3600.0, 180.0, 1, input_tokens=20000, output_tokens=6000)
+    outcomes = [
+        Summarized(record(ledger, summarised), "s3://o/s.summary.json", "Hi.", "m", hour),
+        Summarized(record(ledger, earlier), "s3://o/e.summary.json", "Hi.", "m", hour),
+    ]
+    assert len(ledger.record_summaries(outcomes, "run-1").applied) == 2
+
+    ended = settle()
+
+    by_uri = {f["uri"]: f for f in ended.manifest["files"]}
+    assert by_uri[summarised["uri"]]["work"] == hour.report()
+    assert by_uri[summarised["uri"]]["estimated_cost_usd"] == {"endpoint": 0.0368, "bedrock": 0.055, "total": 0.0918}
+    assert by_uri[unsummarised["uri"]]["work"] == {
+        "audio_seconds": 1800.0,
+        "processing_seconds": 90.0,
+        "concurrent_requests": 1,
+    }
+    assert by_uri[unsummarised["uri"]]["estimated_cost_usd"] == {"endpoint": 0.0184, "total": 0.0184}
+    assert by_uri[earlier["uri"]]["estimated_cost_usd"] == {"bedrock": 0.055, "total": 0.055}
+    assert "endpoint_work_counted_by" in by_uri[earlier["uri"]]
+    assert ended.manifest["work"] == {
+        "audio_seconds": 5400.0,
+        "processing_seconds": 270.0,
+        "input_tokens": 40000,
+        "output_tokens": 12000,
+    }
+    assert ended.manifest["estimated_cost_usd"] == {
+        "endpoint": 0.0552,
+        "bedrock": 0.11,
+        "total": 0.1652,
+        "per_audio_hour": pytest.approx(0.1652 / 1.5, abs=1e-6),
+    }
+    assert ended.manifest["estimate"]["price_table"] == "prices.json as of 2026-01, us-east-1"
+    assert "model server" in ended.manifest["estimate"]["sources"]["processing_seconds"]
+    line = next(line for line in ended.lines if unsummarised["uri"] in line)
+    assert line.endswith("[audio 1800.0 s, endpoint 90.00 s, ~$0.018400 (estimate)]")
+    assert ended.report.costs.usd == pytest.approx(0.1652)

@@ -244,3 +244,20 @@ def test_the_claim_task_fails_at_once_on_a_bucket_uri_with_no_audio(aws):
     params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
     with pytest.raises(AirflowFailException, match=r"calls/: listed 1 objects, no audio file.*notes.txt"):
         claim(run, params, "run-1")
+
+
+# ------------------------------------------------- the last task: the run's work and estimated cost
+
+
+def test_the_report_task_fails_at_once_on_a_price_table_it_cannot_read(aws, tmp_path):
+    """The price table is the user's to edit: a broken one fails the report saying what it needs,
+    before anything is settled (a retry would read the same file)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from audio_pipeline.config import PipelineConfig
+
+    broken = tmp_path / "prices.json"
+    broken.write_text('{"as_of": "2026-01"')
+    run = PipelineConfig().run_xcom("s3://audio-in/calls/")
+    with pytest.raises(AirflowFailException, match=r"price table .*prices.json is unusable.*usd_per_hour"):
+        tasks.report_run(run, "run-1", None, broken)

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from audio_pipeline.transcripts import TranscriptFormatError, parse_transcript
+from audio_pipeline.transcripts import TranscriptFormatError, parse_transcript, read_transcript
+from audio_pipeline.work import FileWork
 
 
 def test_parakeet_sample_format():
@@ -14,6 +15,32 @@ def test_parakeet_sample_format():
 def test_model_server_format():
     body = {"text": " Good morning. ", "language": "en", "duration_seconds": 3.2, "model": "x", "segments": []}
     assert parse_transcript(json.dumps(body).encode()) == "Good morning."
+
+
+def test_the_model_servers_figures_are_the_endpoints_work():
+    body = {
+        "text": "Hi.",
+        "duration_seconds": 61.5,
+        "processing_seconds": 2.25,
+        "concurrent_requests": 1,
+        "model": "x",
+        "segments": [],
+    }
+    transcript = read_transcript(json.dumps(body).encode())
+    assert transcript == ("Hi.", FileWork(audio_seconds=61.5, processing_seconds=2.25, concurrent_requests=1))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ["hello"],
+        "hello",
+        {"text": "hello"},  # a model server from before processing_seconds
+        {"text": "hello", "duration_seconds": "61", "processing_seconds": None, "concurrent_requests": True},
+    ],
+)
+def test_formats_without_figures_have_no_work(body):
+    assert read_transcript(json.dumps(body).encode()).work == FileWork()
 
 
 def test_segments_only():

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from audio_pipeline.batches import ClaimedFile
@@ -51,6 +52,7 @@ from audio_pipeline.ledger._store import (
     WriteResult,
 )
 from audio_pipeline.ledger.records import IN_FLIGHT, FileRecord, Status
+from audio_pipeline.work import FileWork
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
@@ -164,6 +166,8 @@ class Summarized:
     location: str
     opening: str
     model_id: str
+    work: FileWork = FileWork()
+    """The file's figures, recorded with the summary: the transcript's and Converse's."""
 
 
 @dataclass(frozen=True)
@@ -444,6 +448,7 @@ class Ledger:
                     "summary_opening": o.opening,
                     "summary_model_id": o.model_id,
                     "summarized_at": utcnow(),
+                    "work": {k: Decimal(str(v)) for k, v in o.work.report().items()},
                 }
                 writes.append(Update(o.record.uri, when, change, ("summary_error", WAITING)))
             else:

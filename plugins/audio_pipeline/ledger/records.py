@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from audio_pipeline.work import FileWork
+
 
 class Status(StrEnum):
     PROCESSING = "processing"
@@ -56,6 +58,8 @@ class FileRecord:
     summary_attempts: int = 0
     """How often a run took the file for its summary: past the first, its summary may exist already."""
     skip_reason: str | None = None
+    work: FileWork = FileWork()
+    """The file's work figures, recorded with its summary (one map attribute); none before it."""
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> FileRecord:
@@ -65,6 +69,8 @@ class FileRecord:
         for number in ("size", "deadline", "invoking_since", "summary_attempts"):
             if values.get(number) is not None:
                 values[number] = int(values[number])
+        if values.get("work") is not None:
+            values["work"] = FileWork.of(values["work"])
         return cls(**values)
 
     @property

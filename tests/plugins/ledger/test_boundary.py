@@ -113,8 +113,9 @@ OTHER_FORMATS = {
     ("plugins/audio_pipeline/sensors/transcription_batch.py", "status"): "the TriggerEvent payload",
     ("plugins/audio_pipeline/triggers/transcription_batch.py", "status"): "the TriggerEvent payload",
     ("plugins/audio_pipeline/tasks.py", "run_id"): "the run manifest asset event's extra",
+    ("plugins/audio_pipeline/costs.py", "work"): "the run manifest's work figures, per file and per run",
 }
-"""Modules that name ``run_id`` or ``status`` as a key of another format, not of the table."""
+"""Modules that name ``run_id``, ``status`` or ``work`` as a key of another format, not of the table."""
 
 
 def _file_and_name(violation: str) -> tuple[str, str]:
