@@ -261,3 +261,18 @@ def test_the_claim_task_is_told_a_run_is_scheduled(dag, aws):
     nightly = SimpleNamespace(run_type="scheduled")
     batches = dag.get_task("claim_new_audio").python_callable(run=run, params=params, run_id="n", dag_run=nightly)
     assert sum(b["files"] for b in batches) == 2
+
+
+def test_readmes_trigger_form_table_is_the_dags_params(dag):
+    """README's table of the trigger form's Params names each Param with its default, and no other."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("The UI's trigger form asks for the same Params:", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+    documented = {name.strip().strip("`"): default.strip() for name, default in rows}
+
+    def shown(value: object) -> str:
+        return "(none)" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    params = {name: param.value for name, param in dag.params.items()}
+    assert documented == {name: shown(value) for name, value in params.items()}
+    assert all(dag.params.get_param(name).description for name in params), "each Param has a description"
