@@ -18,12 +18,13 @@ from tests.dags.test_audio_transcription import dagbag
 
 
 def test_the_committed_doc_matches_the_committed_peers_results():
-    run = report.load()
-    assert run is not None, "benchmarks/results/peers-N*.json: run make bench-peers"
-    assert set(run["clean"]) == set(run["faults"]) == {"original", "stock", "package"}
+    runs = report.load_all()
+    assert runs, "benchmarks/results/peers-N*.json: run make bench-peers"
+    for run in report.shown(runs):
+        assert set(run["clean"]) == set(run["faults"]) == {"original", "stock", "package"}
     doc = report.DOC.read_text()
     stale = "docs/benchmarks.md is stale: run python -m benchmarks.peers.report"
-    assert report.render(doc, run, report.load_map_limit()) == doc, stale
+    assert report.render(doc, runs, report.load_map_limit()) == doc, stale
 
 
 def test_a_changed_result_changes_the_table_and_its_ratios(tmp_path):
@@ -35,9 +36,25 @@ def test_a_changed_result_changes_the_table_and_its_ratios(tmp_path):
     (tmp_path / "peers-N7.json").write_text(json.dumps({**run, "N": 7}))
     loaded = report.load(tmp_path)
     assert loaded is not None and loaded["N"] == run["N"], "the largest N is the one shown"
-    text = report.render(report.DOC.read_text(), loaded)
+    text = report.render(report.DOC.read_text(), report.load_all(tmp_path))
     assert "(x2.00)" in text
     assert "| files lost | 12,345 |" in text
+    assert "**N = 7**" not in text, "a smaller run is not shown beside a complete one"
+
+
+def test_a_run_stopped_at_its_deadline_is_shown_with_the_largest_complete_run(tmp_path):
+    run = report.load()
+    assert run is not None
+    big = copy.deepcopy({**run, "N": 1_000_000, "deadline_s": 60})
+    big["clean"]["stock"]["run_state"] = "stopped at the 60 s deadline"
+    (tmp_path / "peers-N1000000.json").write_text(json.dumps(big))
+    assert report.shown(report.load_all(tmp_path)) == [big], "no complete run to show beside it"
+    for n in (7, 11):
+        (tmp_path / f"peers-N{n}.json").write_text(json.dumps({**run, "N": n}))
+    text = report.render(report.DOC.read_text(), report.load_all(tmp_path))
+    assert "**N = 1,000,000**" in text and "each Airflow run's deadline 60 s" in text
+    assert "stopped at the 60 s deadline" in text
+    assert "**N = 11**" in text and "**N = 7**" not in text
 
 
 def _journal(directory, name, events):
