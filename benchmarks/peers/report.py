@@ -71,12 +71,26 @@ def _done(row: dict) -> str:
     return f"{_n(row['files'] - row['lost'])} of {_n(row['files'])}"
 
 
+def _per_file(row: dict) -> int:
+    """The files a row's per-file figures are over: all of them, or those done if its run was stopped."""
+    if str(row["run_state"]).startswith("stopped"):
+        return max(row["files"] - row["lost"], 1)
+    return int(row["files"])
+
+
+def _calls(row: dict, package: dict) -> str:
+    per = row["calls_per_file"] * row["files"] / _per_file(row)
+    base = package["calls_per_file"] * package["files"] / _per_file(package)
+    done = " per file done" if _per_file(row) != row["files"] else ""
+    return f"{per:.2f}{done}" if row is package else f"{per:.2f}{done} ({_ratio(per, base)})"
+
+
 CLEAN_ROWS: list[tuple[str, Callable[[dict, dict], str]]] = [
     ("files done (summary written)", _plain(_done)),
     ("end-to-end s", _with_ratio("end_to_end_s", _s)),
     ("endpoint wall s / ideal s", _plain(lambda r: f"{r['wall_s']:,.1f} / {r['ideal_s']:,.1f}")),
     ("endpoint utilisation", _plain(lambda r: f"{r['utilisation']:.2f}")),
-    ("AWS calls per file", _with_ratio("calls_per_file", lambda v: f"{v:.2f}")),
+    ("AWS calls per file", _calls),
     ("Airflow task instances", _with_ratio("task_instances", lambda v: _n(int(v)))),
     ("scheduler CPU s (its task processes in)", _with_ratio("scheduler_cpu_s", _s)),
     ("all of Airflow, CPU s", _with_ratio("airflow_cpu_s", _s)),
@@ -92,7 +106,7 @@ FAULT_ROWS: list[tuple[str, Callable[[dict, dict], str]]] = [
     ("files lost", _plain(lambda r: _n(r["lost"]))),
     ("files processed twice", _plain(lambda r: _n(r["processed_twice"]))),
     ("end-to-end s", _with_ratio("end_to_end_s", _s)),
-    ("AWS calls per file", _with_ratio("calls_per_file", lambda v: f"{v:.2f}")),
+    ("AWS calls per file", _calls),
     ("Airflow task instances", _with_ratio("task_instances", lambda v: _n(int(v)))),
     ("run", _plain(lambda r: str(r["run_state"]))),
     ("task tries whose end Airflow did not record", _plain(lambda r: _n(r.get("unreported_ends", 0)))),
@@ -108,11 +122,13 @@ def side_by_side(run: dict, rows: list[tuple[str, Callable[[dict, dict], str]]],
 
 def calls_table(run: dict) -> str:
     designs = [d for d in DESIGNS if d in run["clean"]]
-    n = run["N"]
     ops = sorted({op for d in designs for op in run["clean"][d]["calls"]})
     ops.sort(key=lambda op: -max(run["clean"][d]["calls"].get(op, 0) for d in designs))
-    header = ["AWS operation, calls per file", *(DESIGNS[d] for d in designs)]
-    rows = ([f"`{op}`", *(f"{run['clean'][d]['calls'].get(op, 0) / n:.3f}" for d in designs)] for op in ops)
+    header = ["AWS operation, calls per file (per file done if stopped)", *(DESIGNS[d] for d in designs)]
+    rows = (
+        [f"`{op}`", *(f"{run['clean'][d]['calls'].get(op, 0) / _per_file(run['clean'][d]):.3f}" for d in designs)]
+        for op in ops
+    )
     return _table(header, rows)
 
 

@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from benchmarks.peers import report
-from benchmarks.peers.witnessed import judge
+from benchmarks.peers.witnessed import endpoint_time, judge
 from benchmarks.report import ROOT
 from local.witness import BEDROCK_RUNTIME, MODEL_SERVER, SAGEMAKER_ASYNC, WitnessJournal, text_key
 from tests.dags.test_audio_transcription import dagbag
@@ -87,6 +87,33 @@ def test_the_witnesses_count_lost_and_twice_per_file(tmp_path):
     verdict = judge(tmp_path, s3, uris)
     assert (verdict["lost"], verdict["processed_twice"]) == (2, 1), verdict["examples"]
     assert verdict["emulator_calls"] == {"sagemaker-runtime:InvokeEndpointAsync": 3, "bedrock-runtime:Converse": 3}
+
+
+def test_the_endpoint_time_counts_a_design_s_files_sent_as_copies(tmp_path):
+    """This package sends a copy of each claimed version (``<inputs>/<inference id>/<bucket>/<key>``):
+    its files' model calls are still its own, and another prefix's are not."""
+    copy_of = "s3://out/inputs/i0/in/package/a.wav"
+
+    def write(name, *events):
+        lines = (json.dumps({"event": event, "time": at, **fields}) for event, at, fields in events)
+        (tmp_path / name).write_text("".join(line + "\n" for line in lines))
+
+    accepted = {"request_id": "r0", "inference_id": "i0", "input_location": copy_of, "output_location": "s3://o/0"}
+    write(SAGEMAKER_ASYNC, ("accepted", 100.0, accepted))
+    write(
+        MODEL_SERVER,
+        ("call", 101.0, {"call_id": "c0", "input_location": copy_of, "inference_id": "i0", "request_id": "r0"}),
+        ("call", 101.0, {"call_id": "c1", "input_location": "s3://in/other/b.wav", "request_id": "r1"}),
+        ("outcome", 103.0, {"call_id": "c0", "status": 200}),
+        ("outcome", 109.0, {"call_id": "c1", "status": 200}),
+    )
+    write(BEDROCK_RUNTIME)
+    assert endpoint_time(tmp_path, "s3://in/package/", concurrency=2) == {
+        "wall_s": 3.0,
+        "busy_s": 2.0,
+        "utilisation": 0.333,
+    }
+    assert endpoint_time(tmp_path, "s3://in/nobody/", concurrency=2)["busy_s"] == 0
 
 
 def test_the_stock_provider_dag_parses_from_its_own_folder(monkeypatch):
