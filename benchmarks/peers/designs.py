@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,8 +140,7 @@ def _airflow_run(stack: Stack, dag_id: str, conf: dict[str, Any], deadline: floa
     try:
         state = api.wait_for_run(run_id, timeout=deadline, dag_id=dag_id)
     except TimeoutError:
-        # the API server marks every unfinished task instance in the one request: minutes at N = 1,000
-        AirflowApi(stack.settings.url(stack.settings.ports.airflow), timeout=900).mark_run(run_id, "failed", dag_id)
+        _mark_failed(AirflowApi(stack.settings.url(stack.settings.ports.airflow), timeout=900), run_id, dag_id)
         api.wait_for_run(run_id, timeout=600, dag_id=dag_id)
         state = f"stopped at the {deadline:,.0f} s deadline"
     return {
@@ -151,6 +151,20 @@ def _airflow_run(stack: Stack, dag_id: str, conf: dict[str, Any], deadline: floa
         "own_cpu_s": 0.0,
         "unreported_ends": unreported_ends(stack.settings.airflow_home / "logs", dag_id, run_id),
     }
+
+
+def _mark_failed(api: AirflowApi, run_id: str, dag_id: str, attempts: int = 5) -> None:
+    """Mark the run failed. The API server marks every unfinished task instance in the one request
+    (minutes at N = 1,000, hence the long timeout) and answers 500 when SQLite stays locked under
+    it: asked again after a pause, up to ``attempts`` times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            api.mark_run(run_id, "failed", dag_id=dag_id)
+            return
+        except urllib.error.HTTPError as error:
+            if error.code < 500 or attempt == attempts:
+                raise
+            time.sleep(30)
 
 
 UNREPORTED = "Failed to report terminal task state"
