@@ -88,10 +88,10 @@ compose-images: venv
 bench: venv
 	$(PY) -m benchmarks.run $(if $(FILES),--files $(FILES))
 
-## make bench-peers [FILES=1000]: the original's design, a stock-provider DAG and this package side by side
+## make bench-peers [FILES=1000] [DEADLINE=s]: the original's design, a stock-provider DAG and this package side by side
 ## (one stack, the same endpoint; docs/benchmarks.md, "Side by side")
 bench-peers: venv
-	$(PY) -m benchmarks.peers $(if $(FILES),--files $(FILES))
+	$(PY) -m benchmarks.peers $(if $(FILES),--files $(FILES)) $(if $(DEADLINE),--deadline $(DEADLINE))
 
 ## make faults: the fault matrix, each scenario on a fresh local stack (docs/fault-matrix.md)
 faults: venv

@@ -32,6 +32,7 @@ from audio_pipeline.config import PipelineConfig, StackNames
 from benchmarks.peers import report
 from benchmarks.peers.designs import DESIGNS, Design, _tree_cpu
 from benchmarks.peers.witnessed import endpoint_time, judge
+from benchmarks.report import ROOT
 from benchmarks.run import BUCKET, _stop
 from local.stack.launcher import Stack
 from local.stack.services import Ports, Settings, runtime_service
@@ -80,7 +81,9 @@ def drain(sqs: Any) -> int:
     return drained
 
 
-def measure(stack: Stack, design: Design, n: int, label: str, service_seconds: float, concurrency: int) -> dict:
+def measure(
+    stack: Stack, design: Design, n: int, label: str, service_seconds: float, concurrency: int, deadline: float
+) -> dict:
     settings = stack.settings
     session = stack.aws_session()
     drain(session.client("sqs"))
@@ -89,7 +92,7 @@ def measure(stack: Stack, design: Design, n: int, label: str, service_seconds: f
     moto = settings.url(settings.ports.moto)
     _post(f"{moto}/_emulator/calls/reset")
     load_before, cpu_before = os.getloadavg()[0], cpu(stack)
-    own = design.run(stack, BUCKET, prefix)
+    own = design.run(stack, BUCKET, prefix, deadline)
     cpu_after, load_after = cpu(stack), os.getloadavg()[0]
     with urllib.request.urlopen(f"{moto}/_emulator/calls", timeout=30) as response:
         by_caller = json.loads(response.read())
@@ -142,6 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--service-seconds", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--wait-timeout", type=int, default=180, help="the stock DAG's sensor timeout, seconds")
+    parser.add_argument(
+        "--deadline",
+        type=int,
+        default=4 * 3600,
+        help="seconds an Airflow design's run may take; one still going then is marked failed and measured as it is",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     n, service_seconds, concurrency = args.files, args.service_seconds, args.concurrency
@@ -154,8 +163,11 @@ def main(argv: list[str] | None = None) -> None:
         "service_seconds": service_seconds,
         "concurrency": concurrency,
         "stock_wait_timeout_s": args.wait_timeout,
+        "deadline_s": args.deadline,
         "fault_flags": " ".join(FAULTS),
     }
+    partial = ROOT / ".local" / f"peers-N{n}.partial.json"
+    partial.parent.mkdir(exist_ok=True)
     try:
         stack.up()
         for label in ("clean", "faults"):
@@ -164,9 +176,10 @@ def main(argv: list[str] | None = None) -> None:
             result[label] = {}
             for design in DESIGNS:
                 print(f"{label}: {design.name}, {n} files", flush=True)
-                row = measure(stack, design, n, label, service_seconds, concurrency)
+                row = measure(stack, design, n, label, service_seconds, concurrency, args.deadline)
                 print(json.dumps(row), flush=True)
                 result[label][design.name] = row
+                partial.write_text(json.dumps(result, indent=1) + "\n")
     finally:
         stack.down()
     report.RESULTS.mkdir(exist_ok=True)

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +37,8 @@ its notification handler has been idle this long."""
 class Design:
     name: str
     title: str
-    run: Callable[[Stack, str, str], dict[str, Any]]
-    """(stack, bucket, prefix) -> the design's own figures."""
+    run: Callable[[Stack, str, str, float], dict[str, Any]]
+    """(stack, bucket, prefix, deadline seconds) -> the design's own figures."""
 
 
 def _json(url: str) -> Any:
@@ -57,8 +58,9 @@ def _tree_cpu(process: psutil.Process) -> float:
     return total
 
 
-def run_original(stack: Stack, bucket: str, prefix: str) -> dict[str, Any]:
-    """The notification handler subscribed to both topics over HTTP, then the listing function."""
+def run_original(stack: Stack, bucket: str, prefix: str, deadline: float) -> dict[str, Any]:
+    """The notification handler subscribed to both topics over HTTP, then the listing function
+    (its own pace: the deadline is for Airflow runs)."""
     settings = stack.settings
     session = stack.aws_session()
     sns, ddb = session.client("sns"), session.client("dynamodb")
@@ -128,12 +130,19 @@ def run_original(stack: Stack, bucket: str, prefix: str) -> dict[str, Any]:
     }
 
 
-def _airflow_run(stack: Stack, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+def _airflow_run(stack: Stack, dag_id: str, conf: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """Trigger the run and wait for its end; a run still going at the deadline is marked failed,
+    as from the UI (its running tasks are stopped), and its figures are what it did until then."""
     api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
     api.wait_for_dag(dag_id=dag_id)
     started = time.monotonic()
     run_id = api.trigger(conf, dag_id=dag_id)
-    state = api.wait_for_run(run_id, timeout=4 * 3600, dag_id=dag_id)
+    try:
+        state = api.wait_for_run(run_id, timeout=deadline, dag_id=dag_id)
+    except TimeoutError:
+        _mark_failed(AirflowApi(stack.settings.url(stack.settings.ports.airflow), timeout=900), run_id, dag_id)
+        api.wait_for_run(run_id, timeout=600, dag_id=dag_id)
+        state = f"stopped at the {deadline:,.0f} s deadline"
     return {
         "end_to_end_s": round(time.monotonic() - started, 1),
         "run_state": state,
@@ -142,6 +151,20 @@ def _airflow_run(stack: Stack, dag_id: str, conf: dict[str, Any]) -> dict[str, A
         "own_cpu_s": 0.0,
         "unreported_ends": unreported_ends(stack.settings.airflow_home / "logs", dag_id, run_id),
     }
+
+
+def _mark_failed(api: AirflowApi, run_id: str, dag_id: str, attempts: int = 5) -> None:
+    """Mark the run failed. The API server marks every unfinished task instance in the one request
+    (minutes at N = 1,000, hence the long timeout) and answers 500 when SQLite stays locked under
+    it: asked again after a pause, up to ``attempts`` times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            api.mark_run(run_id, "failed", dag_id=dag_id)
+            return
+        except urllib.error.HTTPError as error:
+            if error.code < 500 or attempt == attempts:
+                raise
+            time.sleep(30)
 
 
 UNREPORTED = "Failed to report terminal task state"
@@ -154,7 +177,7 @@ def unreported_ends(logs: Path, dag_id: str, run_id: str) -> int:
     return sum(1 for log in folder.rglob("attempt=*.log") if UNREPORTED in log.read_text(errors="replace"))
 
 
-def run_stock(stack: Stack, bucket: str, prefix: str) -> dict[str, Any]:
+def run_stock(stack: Stack, bucket: str, prefix: str, deadline: float) -> dict[str, Any]:
     from audio_pipeline.config import PipelineConfig
 
     config = PipelineConfig.from_mapping(stack.settings.variables)
@@ -166,11 +189,11 @@ def run_stock(stack: Stack, bucket: str, prefix: str) -> dict[str, Any]:
         "queue_url": queue,
         "model_id": config.bedrock_model_id,
     }
-    return _airflow_run(stack, STOCK_DAG_ID, conf)
+    return _airflow_run(stack, STOCK_DAG_ID, conf, deadline)
 
 
-def run_package(stack: Stack, bucket: str, prefix: str) -> dict[str, Any]:
-    return _airflow_run(stack, PACKAGE_DAG_ID, {"bucket_uri": f"s3://{bucket}/{prefix}", "batch_size": 100})
+def run_package(stack: Stack, bucket: str, prefix: str, deadline: float) -> dict[str, Any]:
+    return _airflow_run(stack, PACKAGE_DAG_ID, {"bucket_uri": f"s3://{bucket}/{prefix}", "batch_size": 100}, deadline)
 
 
 DESIGNS = (

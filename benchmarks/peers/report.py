@@ -1,7 +1,8 @@
 """The side-by-side tables of docs/benchmarks.md, generated from ``benchmarks/results/peers-N<files>.json``.
 
 ``python -m benchmarks.peers.report`` rewrites what stands between ``<!-- generated: peers -->``
-and ``<!-- end: peers -->`` from the largest N measured; tests/benchmarks checks the
+and ``<!-- end: peers -->`` from the largest N measured and, when a run of it was stopped at its
+deadline, also from the largest N whose runs all ended on their own; tests/benchmarks checks the
 committed page against the committed results.
 """
 
@@ -18,10 +19,29 @@ _FILE = re.compile(r"^peers-N(\d+)\.json$")
 DESIGNS = {"original": "original's design", "stock": "stock-provider DAG", "package": "this package"}
 
 
+def load_all(results: Path = RESULTS) -> list[dict]:
+    """Every side-by-side run, the largest N first."""
+    runs = [json.loads(p.read_text()) for p in results.iterdir() if _FILE.match(p.name)]
+    return sorted(runs, key=lambda r: -r["N"])
+
+
 def load(results: Path = RESULTS) -> dict | None:
     """The side-by-side run with the largest N, or None."""
-    runs = [json.loads(p.read_text()) for p in results.iterdir() if _FILE.match(p.name)]
-    return max(runs, key=lambda r: r["N"]) if runs else None
+    runs = load_all(results)
+    return runs[0] if runs else None
+
+
+def stopped(run: dict) -> bool:
+    """Whether a design's run in it was stopped at the deadline rather than ending on its own."""
+    return any(str(row["run_state"]).startswith("stopped") for p in ("clean", "faults") for row in run[p].values())
+
+
+def shown(runs: list[dict]) -> list[dict]:
+    """The largest N; if a run of it was stopped, also the largest N whose runs all ended."""
+    if not runs:
+        return []
+    complete = [r for r in runs[1:] if not stopped(r)]
+    return [runs[0], complete[0]] if stopped(runs[0]) and complete else runs[:1]
 
 
 def _ratio(value: float, base: float) -> str:
@@ -47,11 +67,30 @@ def _s(v: float) -> str:
     return f"{v:,.1f}"
 
 
+def _done(row: dict) -> str:
+    return f"{_n(row['files'] - row['lost'])} of {_n(row['files'])}"
+
+
+def _per_file(row: dict) -> int:
+    """The files a row's per-file figures are over: all of them, or those done if its run was stopped."""
+    if str(row["run_state"]).startswith("stopped"):
+        return max(row["files"] - row["lost"], 1)
+    return int(row["files"])
+
+
+def _calls(row: dict, package: dict) -> str:
+    per = row["calls_per_file"] * row["files"] / _per_file(row)
+    base = package["calls_per_file"] * package["files"] / _per_file(package)
+    done = " per file done" if _per_file(row) != row["files"] else ""
+    return f"{per:.2f}{done}" if row is package else f"{per:.2f}{done} ({_ratio(per, base)})"
+
+
 CLEAN_ROWS: list[tuple[str, Callable[[dict, dict], str]]] = [
+    ("files done (summary written)", _plain(_done)),
     ("end-to-end s", _with_ratio("end_to_end_s", _s)),
     ("endpoint wall s / ideal s", _plain(lambda r: f"{r['wall_s']:,.1f} / {r['ideal_s']:,.1f}")),
     ("endpoint utilisation", _plain(lambda r: f"{r['utilisation']:.2f}")),
-    ("AWS calls per file", _with_ratio("calls_per_file", lambda v: f"{v:.2f}")),
+    ("AWS calls per file", _calls),
     ("Airflow task instances", _with_ratio("task_instances", lambda v: _n(int(v)))),
     ("scheduler CPU s (its task processes in)", _with_ratio("scheduler_cpu_s", _s)),
     ("all of Airflow, CPU s", _with_ratio("airflow_cpu_s", _s)),
@@ -63,10 +102,11 @@ CLEAN_ROWS: list[tuple[str, Callable[[dict, dict], str]]] = [
     ("load average, before / after", _plain(lambda r: " / ".join(str(x) for x in r["load_average"]))),
 ]
 FAULT_ROWS: list[tuple[str, Callable[[dict, dict], str]]] = [
+    ("files done (summary written)", _plain(_done)),
     ("files lost", _plain(lambda r: _n(r["lost"]))),
     ("files processed twice", _plain(lambda r: _n(r["processed_twice"]))),
     ("end-to-end s", _with_ratio("end_to_end_s", _s)),
-    ("AWS calls per file", _with_ratio("calls_per_file", lambda v: f"{v:.2f}")),
+    ("AWS calls per file", _calls),
     ("Airflow task instances", _with_ratio("task_instances", lambda v: _n(int(v)))),
     ("run", _plain(lambda r: str(r["run_state"]))),
     ("task tries whose end Airflow did not record", _plain(lambda r: _n(r.get("unreported_ends", 0)))),
@@ -82,11 +122,13 @@ def side_by_side(run: dict, rows: list[tuple[str, Callable[[dict, dict], str]]],
 
 def calls_table(run: dict) -> str:
     designs = [d for d in DESIGNS if d in run["clean"]]
-    n = run["N"]
     ops = sorted({op for d in designs for op in run["clean"][d]["calls"]})
     ops.sort(key=lambda op: -max(run["clean"][d]["calls"].get(op, 0) for d in designs))
-    header = ["AWS operation, calls per file", *(DESIGNS[d] for d in designs)]
-    rows = ([f"`{op}`", *(f"{run['clean'][d]['calls'].get(op, 0) / n:.3f}" for d in designs)] for op in ops)
+    header = ["AWS operation, calls per file (per file done if stopped)", *(DESIGNS[d] for d in designs)]
+    rows = (
+        [f"`{op}`", *(f"{run['clean'][d]['calls'].get(op, 0) / _per_file(run['clean'][d]):.3f}" for d in designs)]
+        for op in ops
+    )
     return _table(header, rows)
 
 
@@ -107,13 +149,14 @@ def load_map_limit(results: Path = RESULTS) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def render(text: str, run: dict, limit: dict | None = None) -> str:
+def section(run: dict) -> str:
+    deadline = f"; each Airflow run's deadline {run['deadline_s']:,} s" if "deadline_s" in run else ""
     intro = (
-        f"N = {_n(run['N'])} files per design, measured {run['date']}; endpoint {run['service_seconds']} s per "
-        f"file, concurrency {run['concurrency']} (ideal {run['clean']['package']['ideal_s']:,.1f} s); "
+        f"**N = {_n(run['N'])}** files per design, measured {run['date']}; endpoint {run['service_seconds']} s per "
+        f"file, concurrency {run['concurrency']} (ideal {run['clean']['package']['ideal_s']:,.1f} s){deadline}; "
         f"{run['machine']}. Ratios are against this package."
     )
-    body = "\n\n".join(
+    return "\n\n".join(
         [
             intro,
             side_by_side(run, CLEAN_ROWS, "clean"),
@@ -123,18 +166,23 @@ def render(text: str, run: dict, limit: dict | None = None) -> str:
             "AWS calls per file by operation, first pass (moto's count by caller; `InvokeEndpointAsync` "
             "and Bedrock from the emulators' journals):",
             calls_table(run),
-            map_limit_line(limit),
         ]
     )
+
+
+def render(text: str, runs: list[dict], limit: dict | None = None) -> str:
+    """The page with its generated section made from ``shown(runs)`` and the map-limit run."""
+    body = "\n\n".join([*(section(run) for run in shown(runs)), map_limit_line(limit)])
     return replace_between(text, "peers", body)
 
 
 def main() -> None:
-    run = load()
-    if run is None:
+    runs = load_all()
+    if not runs:
         raise SystemExit("no benchmarks/results/peers-N*.json: run make bench-peers")
-    DOC.write_text(render(DOC.read_text(), run, load_map_limit()))
-    print(f"wrote the side-by-side table of {DOC.name} from peers-N{run['N']}.json")
+    DOC.write_text(render(DOC.read_text(), runs, load_map_limit()))
+    names = ", ".join(f"peers-N{run['N']}.json" for run in shown(runs))
+    print(f"wrote the side-by-side tables of {DOC.name} from {names}")
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ from local.witness import MODEL_SERVER, Witnesses, read_journal, text_key
 def endpoint_time(witness_dir: Path, prefix_uri: str, concurrency: int) -> dict[str, float]:
     """The endpoint's work for the prefix: from its first accepted request to its last model answer,
     the model's busy seconds in that time and the utilisation (busy / (concurrency x wall))."""
-    witnesses = Witnesses.load(witness_dir)
-    accepted = [a["time"] for a in witnesses.accepted if (a.get("input_location") or "").startswith(prefix_uri)]
+    witnesses = Witnesses.load(witness_dir)  # input locations of copies named by the files copied
+    accepted = [a["time"] for a in witnesses.accepted if _of(a, prefix_uri)]
+    started = {c["call_id"]: c["time"] for c in witnesses.model_calls if _of(c, prefix_uri)}
     events = read_journal(witness_dir / MODEL_SERVER)
-    started = {e["call_id"]: e["time"] for e in events if e["event"] == "call" and _of(e, prefix_uri)}
     ended = {e["call_id"]: e["time"] for e in events if e["event"] == "outcome" and e["call_id"] in started}
     if not accepted or not ended:
         return {"wall_s": 0.0, "busy_s": 0.0, "utilisation": 0.0}

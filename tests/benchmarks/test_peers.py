@@ -11,19 +11,20 @@ import pytest
 from moto import mock_aws
 
 from benchmarks.peers import report
-from benchmarks.peers.witnessed import judge
+from benchmarks.peers.witnessed import endpoint_time, judge
 from benchmarks.report import ROOT
 from local.witness import BEDROCK_RUNTIME, MODEL_SERVER, SAGEMAKER_ASYNC, WitnessJournal, text_key
 from tests.dags.test_audio_transcription import dagbag
 
 
 def test_the_committed_doc_matches_the_committed_peers_results():
-    run = report.load()
-    assert run is not None, "benchmarks/results/peers-N*.json: run make bench-peers"
-    assert set(run["clean"]) == set(run["faults"]) == {"original", "stock", "package"}
+    runs = report.load_all()
+    assert runs, "benchmarks/results/peers-N*.json: run make bench-peers"
+    for run in report.shown(runs):
+        assert set(run["clean"]) == set(run["faults"]) == {"original", "stock", "package"}
     doc = report.DOC.read_text()
     stale = "docs/benchmarks.md is stale: run python -m benchmarks.peers.report"
-    assert report.render(doc, run, report.load_map_limit()) == doc, stale
+    assert report.render(doc, runs, report.load_map_limit()) == doc, stale
 
 
 def test_a_changed_result_changes_the_table_and_its_ratios(tmp_path):
@@ -35,9 +36,25 @@ def test_a_changed_result_changes_the_table_and_its_ratios(tmp_path):
     (tmp_path / "peers-N7.json").write_text(json.dumps({**run, "N": 7}))
     loaded = report.load(tmp_path)
     assert loaded is not None and loaded["N"] == run["N"], "the largest N is the one shown"
-    text = report.render(report.DOC.read_text(), loaded)
+    text = report.render(report.DOC.read_text(), report.load_all(tmp_path))
     assert "(x2.00)" in text
     assert "| files lost | 12,345 |" in text
+    assert "**N = 7**" not in text, "a smaller run is not shown beside a complete one"
+
+
+def test_a_run_stopped_at_its_deadline_is_shown_with_the_largest_complete_run(tmp_path):
+    run = report.load()
+    assert run is not None
+    big = copy.deepcopy({**run, "N": 1_000_000, "deadline_s": 60})
+    big["clean"]["stock"]["run_state"] = "stopped at the 60 s deadline"
+    (tmp_path / "peers-N1000000.json").write_text(json.dumps(big))
+    assert report.shown(report.load_all(tmp_path)) == [big], "no complete run to show beside it"
+    for n in (7, 11):
+        (tmp_path / f"peers-N{n}.json").write_text(json.dumps({**run, "N": n}))
+    text = report.render(report.DOC.read_text(), report.load_all(tmp_path))
+    assert "**N = 1,000,000**" in text and "each Airflow run's deadline 60 s" in text
+    assert "stopped at the 60 s deadline" in text
+    assert "**N = 11**" in text and "**N = 7**" not in text
 
 
 def _journal(directory, name, events):
@@ -70,6 +87,33 @@ def test_the_witnesses_count_lost_and_twice_per_file(tmp_path):
     verdict = judge(tmp_path, s3, uris)
     assert (verdict["lost"], verdict["processed_twice"]) == (2, 1), verdict["examples"]
     assert verdict["emulator_calls"] == {"sagemaker-runtime:InvokeEndpointAsync": 3, "bedrock-runtime:Converse": 3}
+
+
+def test_the_endpoint_time_counts_a_design_s_files_sent_as_copies(tmp_path):
+    """This package sends a copy of each claimed version (``<inputs>/<inference id>/<bucket>/<key>``):
+    its files' model calls are still its own, and another prefix's are not."""
+    copy_of = "s3://out/inputs/i0/in/package/a.wav"
+
+    def write(name, *events):
+        lines = (json.dumps({"event": event, "time": at, **fields}) for event, at, fields in events)
+        (tmp_path / name).write_text("".join(line + "\n" for line in lines))
+
+    accepted = {"request_id": "r0", "inference_id": "i0", "input_location": copy_of, "output_location": "s3://o/0"}
+    write(SAGEMAKER_ASYNC, ("accepted", 100.0, accepted))
+    write(
+        MODEL_SERVER,
+        ("call", 101.0, {"call_id": "c0", "input_location": copy_of, "inference_id": "i0", "request_id": "r0"}),
+        ("call", 101.0, {"call_id": "c1", "input_location": "s3://in/other/b.wav", "request_id": "r1"}),
+        ("outcome", 103.0, {"call_id": "c0", "status": 200}),
+        ("outcome", 109.0, {"call_id": "c1", "status": 200}),
+    )
+    write(BEDROCK_RUNTIME)
+    assert endpoint_time(tmp_path, "s3://in/package/", concurrency=2) == {
+        "wall_s": 3.0,
+        "busy_s": 2.0,
+        "utilisation": 0.333,
+    }
+    assert endpoint_time(tmp_path, "s3://in/nobody/", concurrency=2)["busy_s"] == 0
 
 
 def test_the_stock_provider_dag_parses_from_its_own_folder(monkeypatch):

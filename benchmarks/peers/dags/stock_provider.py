@@ -7,15 +7,20 @@ notification from the endpoint's queue, and ``summarise`` (``Converse`` through 
 ``BedrockRuntimeHook``, the summary written next to the transcript with ``S3Hook``).
 
 What it was given, as a competent user would: retries 3 with exponential back-off from 10 s on
-every task (botocore's own retries underneath), the sensor in reschedule mode (no worker slot held
-between pokes) with a 5 s poke interval and 10 s long polls, and a timeout (``PEERS_WAIT_TIMEOUT_SECONDS``,
-the benchmark sets it) after which a sensor that saw nothing fails its file. Not deferrable: on
-Airflow 3.3.1 a deferred sensor whose trigger fires at once (its message is already there) races
-the scheduler, which fails the resumed try while it runs ("Task Instance not found" when it reports
-its end); the message its trigger deleted from the queue is then gone (docs/benchmarks.md). Each sensor takes
-one message, whichever file it names: filtering by inference id (``message_filtering``) would
-hide every other file's message from the queue for its visibility timeout. Airflow's default
-``max_map_length`` (1,024) is left as it is: a listing of more keys fails the mapping.
+every task (botocore's own retries underneath); ``weight_rule="upstream"``, so a file's later
+tasks go before the next file's ``invoke`` (with Airflow's default, ``downstream``, every
+``invoke`` of the listing runs before any sensor, so no file is summarised until all are
+invoked: at 1,000 files on the benchmark's shared machine, some 16 ``invoke`` tries every two
+minutes); the sensor in reschedule mode (no worker slot held between pokes) with a 5 s poke
+interval and 10 s long polls, and a timeout (``PEERS_WAIT_TIMEOUT_SECONDS``, the benchmark sets
+it) after which a sensor that saw nothing fails its file. Not deferrable: on Airflow 3.3.1 a
+deferred sensor whose trigger fires at once (its message is already there) races the
+scheduler, which fails the resumed try while it runs ("Task Instance not found" when it reports
+its end); the message its trigger deleted from the queue is then gone (docs/benchmarks.md). Each
+sensor takes one message, whichever file it names: filtering by inference id
+(``message_filtering``) would hide every other file's message from the queue for its visibility
+timeout. Airflow's default ``max_map_length`` (1,024) is left as it is: a listing of more keys
+fails the mapping.
 
 Only the benchmark's stack loads this folder (``Settings.dag_bundles``), never the production
 DAG folder.
@@ -47,7 +52,12 @@ PROMPT = "Summarise this meeting transcript in three sentences.\n\n<transcript>\
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    default_args={"retries": 3, "retry_delay": timedelta(seconds=10), "retry_exponential_backoff": True},
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": True,
+        "weight_rule": "upstream",
+    },
     params={
         "bucket": Param("audio-transcription-input", type="string"),
         "prefix": Param("", type="string"),
