@@ -49,7 +49,6 @@ from local.stack.services import (
 from local.witness import Witnesses, text_key
 from model_server.backends.audio import MAX_AUDIO_SECONDS_VARIABLE
 from tests.model_server.decoding import silent_wav
-from tests.moto_server import free_port
 
 BUCKET = "audio-transcription-input"
 PREFIX = "faults/"
@@ -912,7 +911,7 @@ def run(scenario: Scenario, timeout: float = 900, state_dir: Path | None = None)
     started = time.monotonic()
     settings = Settings(
         state_dir=state_dir or Path(tempfile.mkdtemp(prefix="faults-")),
-        ports=Ports(*(free_port() for _ in range(5))),
+        ports=Ports.free(),
         nightly=False,  # the row triggers its own runs
         variables={**Settings().variables, **QUICK_RECONCILE, **scenario.variables},
         model_backend=scenario.model_backend,

@@ -42,7 +42,6 @@ from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
 from local.stack.services import Ports, Settings
 from local.witness import Witnesses
-from tests.moto_server import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUCKET = "audio-transcription-input"
@@ -230,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"N={n}: the benchmark backend serves each file in {service_seconds} s, {concurrency} at a time")
         settings = Settings(
             state_dir=Path(tempfile.mkdtemp(prefix="bench-")),
-            ports=Ports(*(free_port() for _ in range(5))),
+            ports=Ports.free(),
             model_backend="benchmark",
             extra_env={"BENCHMARK_SERVICE_SECONDS": str(service_seconds)},
             names=StackNames(max_concurrent_invocations_per_instance=concurrency),

@@ -36,7 +36,6 @@ from benchmarks.report import ROOT
 from benchmarks.run import BUCKET, _stop
 from local.stack.launcher import Stack
 from local.stack.services import Ports, Settings, runtime_service
-from tests.moto_server import free_port
 
 PEER_DAGS = Path(__file__).resolve().parent / "dags"
 FAULTS = ("--fault-drop-notifications", "0.3", "--fault-duplicate-notifications", "0.3")
@@ -128,7 +127,7 @@ def stack_settings(service_seconds: float, concurrency: int, wait_timeout: int) 
     """A fresh stack's settings: the benchmark backend, the endpoint's concurrency, the peer DAGs' bundle."""
     return Settings(
         state_dir=Path(tempfile.mkdtemp(prefix="bench-peers-")),
-        ports=Ports(*(free_port() for _ in range(5))),
+        ports=Ports.free(),
         model_backend="benchmark",
         extra_env={
             "BENCHMARK_SERVICE_SECONDS": str(service_seconds),

@@ -45,15 +45,24 @@ class Processes:
             raise StackError(f"{name} exited with {result.returncode}\n{self.tail(name)}")
 
     def wait_healthy(self, services: Iterable[Service], timeout: float = 180) -> None:
+        """Return once every service answers its health check and is still running: a service
+        that died (a port already taken, say) fails the start even where something else answered
+        on its port."""
+        services = list(services)
         deadline = time.monotonic() + timeout
         for service in services:
             while not self._healthy(service):
-                pid = self._pid(service.name)
-                if pid is None or not _alive(pid):
-                    raise StackError(f"{service.name} exited during start-up\n{self.tail(service.name)}")
+                self._raise_if_exited(service)
                 if time.monotonic() > deadline:
                     raise StackError(f"{service.name} not healthy after {timeout:.0f}s\n{self.tail(service.name)}")
                 time.sleep(0.5)
+        for service in services:
+            self._raise_if_exited(service)
+
+    def _raise_if_exited(self, service: Service) -> None:
+        pid = self._pid(service.name)
+        if pid is None or not _alive(pid):
+            raise StackError(f"{service.name} exited during start-up\n{self.tail(service.name)}")
 
     @staticmethod
     def _healthy(service: Service) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from audio_pipeline.config import StackNames, secrets_backend_options
@@ -27,6 +29,18 @@ class Ports:
     bedrock_runtime: int = 5002
     model: int = 8081
     airflow: int = 8080
+
+    @classmethod
+    def free(cls, host: str = "127.0.0.1") -> Ports:
+        """Five distinct ports the system has free now: all are held bound until all are chosen, so
+        no two services of one stack are ever given the same port."""
+        with ExitStack() as held:
+            chosen = []
+            for _ in fields(cls):
+                sock = held.enter_context(socket.socket())
+                sock.bind((host, 0))
+                chosen.append(sock.getsockname()[1])
+            return cls(*chosen)
 
 
 @dataclass(frozen=True)

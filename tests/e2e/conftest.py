@@ -13,7 +13,6 @@ from local.stack.airflow_api import AirflowApi
 from local.stack.demo import SAMPLES, results, run_pipeline, upload
 from local.stack.launcher import Stack
 from local.stack.services import Ports, Settings
-from tests.moto_server import free_port
 
 REFERENCES = json.loads((SAMPLES / "references.json").read_text())
 EXAMPLE_DAGS = Path(__file__).resolve().parent / "dags"
@@ -26,7 +25,7 @@ def stack(tmp_path_factory):
     models = Path(__file__).resolve().parents[2] / ".local" / "models"
     if models.is_dir():  # reuse the assembled Whisper model rather than rebuilding 140 MB
         shutil.copytree(models, state / "models")
-    ports = Ports(*(free_port() for _ in range(5)))
+    ports = Ports.free()
     stack = Stack(Settings(state_dir=state, ports=ports, dag_bundles={"examples": EXAMPLE_DAGS}))
     try:
         stack.up()
