@@ -1,15 +1,19 @@
-"""README's "Trigger a run" shell block, exactly as written, on the package's fresh local stack.
+"""README's local-stack commands exactly as written: ``make up``, the "Trigger a run" shell block,
+``airflow dags list-runs ... -o json`` and ``make down``, in a copy of the checkout (its own
+``.local/``, the default ports README's UI link names), from shells that sourced nothing else.
 
-It runs in a shell that has sourced nothing else, from a folder laid out like a checkout whose
-``.local/`` is this stack's state folder: the DAG must start unpaused (as on MWAA; nothing here
-unpauses it), the upload, trigger and list-runs must work as a user types them, and
-``list-runs -o json`` must print JSON alone on stdout (jq reads it)."""
+The DAG must start unpaused (as on MWAA; nothing here unpauses it), the upload, trigger and
+list-runs must work as a user types them, ``list-runs -o json`` must print JSON alone on stdout
+(jq reads it), and ``make down`` must leave nothing running."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import socket
 import subprocess
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,8 @@ import pytest
 from audio_pipeline.ledger import Ledger
 from local.stack.airflow_api import AirflowApi
 from local.stack.demo import SAMPLES
+from local.stack.launcher import Stack
+from local.stack.services import Ports, Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,32 +38,74 @@ def readme_block() -> str:
     return block
 
 
-def checkout(stack, path: Path) -> Path:
-    """A folder with the project's own folders, its ``.local`` the stack's state folder."""
-    path.mkdir()
-    for name in ("dags", "include", "plugins", "local", "samples"):
-        (path / name).symlink_to(REPO / name)
-    (path / ".local").symlink_to(stack.settings.state_dir)
+def _in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _shell(checkout: Path, script: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``script`` in bash from the checkout, with nothing in the environment but PATH and HOME."""
+    return subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + script],
+        cwd=checkout,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _copy_checkout(path: Path) -> Path:
+    """The project's files as git knows them (committed or not, ignored ones left out), modification
+    times kept so make finds the virtualenv current; the virtualenv itself and the assembled Whisper
+    model shared with this checkout rather than rebuilt."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, path / name)
+    (path / ".venv").symlink_to(REPO / ".venv")
+    if (REPO / ".local" / "models").is_dir():
+        shutil.copytree(REPO / ".local" / "models", path / ".local" / "models")
     return path
 
 
-def test_readmes_trigger_block_runs_as_written_on_a_fresh_stack(stack, tmp_path):
-    api = AirflowApi(stack.settings.url(stack.settings.ports.airflow))
+@pytest.fixture(scope="module")
+def made_up(tmp_path_factory):
+    """A checkout whose stack ``make up`` started, and its settings; ``make down`` stops it."""
+    busy = [port for port in astuple(Ports()) if _in_use(port)]
+    if busy:
+        pytest.skip(f"ports {busy} are taken (a stack of your own is up?): `make up` as README gives it needs them")
+    checkout = _copy_checkout(tmp_path_factory.mktemp("checkout"))
+    home = tmp_path_factory.mktemp("home")
+    settings = Settings(state_dir=(checkout / ".local").resolve())
+    try:
+        up = _shell(checkout, "make up", home)
+        assert up.returncode == 0, f"{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+        assert "Airflow UI: http://localhost:8080" in up.stdout, up.stdout[-2000:]
+        yield checkout, home, settings
+    finally:
+        down = _shell(checkout, "make down", home)
+        assert down.returncode == 0, down.stderr[-3000:]
+        assert "triggerer" in down.stdout, down.stdout
+        assert not Stack(settings).running() and not [p for p in astuple(Ports()) if _in_use(p)], "make down stops all"
+
+
+def test_readmes_trigger_block_runs_as_written_after_make_up(made_up):
+    checkout, home, settings = made_up
+    api = AirflowApi(settings.url(settings.ports.airflow))
     api.wait_for_dag()
-    assert not api.is_paused(), "the stack creates the DAG unpaused, as MWAA's deploy does"
+    assert not api.is_paused(), "make up creates the DAG unpaused, as MWAA's deploy does"
     block = readme_block()
     assert "airflow dags trigger audio_transcription" in block and "-o json | jq" in block
 
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    script = "set -euo pipefail\n" + block
-    result = subprocess.run(
-        ["bash", "-c", script],
-        cwd=checkout(stack, tmp_path / "project"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _shell(checkout, block, home, timeout=300)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     assert result.stdout.splitlines()[-1] in STATES, result.stdout[-2000:]
 
@@ -67,20 +115,14 @@ def test_readmes_trigger_block_runs_as_written_on_a_fresh_stack(stack, tmp_path)
     bucket, _, prefix = conf["bucket_uri"].removeprefix("s3://").partition("/")
     uploaded = [f"s3://{bucket}/{prefix}{clip.name}" for clip in sorted(SAMPLES.iterdir()) if clip.suffix != ".json"]
     assert uploaded and set(uploaded) <= set(result.stdout.splitlines()), "the upload prints each object"
-    ledger = Ledger(stack.aws_session().client("dynamodb"), "audio-transcription-status")
+    ledger = Ledger(Stack(settings).aws_session().client("dynamodb"), "audio-transcription-status")
     assert {uri: record.status for uri, record in ledger.get(uploaded).items()} == dict.fromkeys(uploaded, "summarized")
 
 
-def test_list_runs_prints_clean_json_on_stdout(stack, tmp_path):
+def test_list_runs_prints_clean_json_on_stdout(made_up):
     """No warning before the JSON (the CLI's graphviz import logged one on stdout)."""
-    env_file = stack.settings.state_dir / "stack.env"
-    result = subprocess.run(
-        ["bash", "-c", f"source {env_file} && airflow dags list-runs audio_transcription -o json"],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    checkout, home, _ = made_up
+    result = _shell(checkout, "source .local/stack.env && airflow dags list-runs audio_transcription -o json", home)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = json.loads(result.stdout)
     assert isinstance(runs, list) and all(r["dag_id"] == "audio_transcription" for r in runs)
