@@ -17,14 +17,20 @@ from local.stack.services import Ports, Settings
 REFERENCES = json.loads((SAMPLES / "references.json").read_text())
 EXAMPLE_DAGS = Path(__file__).resolve().parent / "dags"
 CONSUMER_DAG_ID = "run_manifest_consumer"
+MODELS = Path(__file__).resolve().parents[2] / ".local" / "models"
+
+
+def reuse_models(state_dir: Path) -> None:
+    """Give a new stack's state folder this checkout's assembled Whisper model, when there is one,
+    rather than have the stack build its 140 MB again."""
+    if MODELS.is_dir():
+        shutil.copytree(MODELS, state_dir / "models")
 
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory):
     state = tmp_path_factory.mktemp("stack")
-    models = Path(__file__).resolve().parents[2] / ".local" / "models"
-    if models.is_dir():  # reuse the assembled Whisper model rather than rebuilding 140 MB
-        shutil.copytree(models, state / "models")
+    reuse_models(state)
     ports = Ports.free()
     stack = Stack(Settings(state_dir=state, ports=ports, dag_bundles={"examples": EXAMPLE_DAGS}))
     try:

@@ -23,6 +23,7 @@ from local.stack.airflow_api import AirflowApi
 from local.stack.demo import SAMPLES
 from local.stack.launcher import Stack
 from local.stack.services import Ports, Settings
+from tests.e2e.conftest import reuse_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -71,8 +72,7 @@ def _copy_checkout(path: Path) -> Path:
             (path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, path / name)
     (path / ".venv").symlink_to(REPO / ".venv")
-    if (REPO / ".local" / "models").is_dir():
-        shutil.copytree(REPO / ".local" / "models", path / ".local" / "models")
+    reuse_models(path / ".local")
     return path
 
 
