@@ -93,9 +93,9 @@ bench: venv
 bench-peers: venv
 	$(PY) -m benchmarks.peers $(if $(FILES),--files $(FILES)) $(if $(DEADLINE),--deadline $(DEADLINE))
 
-## make faults: the fault matrix, each scenario on a fresh local stack (docs/fault-matrix.md)
+## make faults [PARALLEL=n]: the fault matrix, each scenario on a fresh local stack, n at once (docs/fault-matrix.md)
 faults: venv
-	$(PY) -m benchmarks.faults
+	$(PY) -m benchmarks.faults $(if $(PARALLEL),--parallel $(PARALLEL))
 
 ## make soak [FILES=1000] [SEED=n]: many files, faults drawn at random, invariants checked (docs/fault-matrix.md)
 soak: venv

@@ -25,6 +25,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,9 @@ class Scenario:
     """What else the witnesses must show for this row's fault (given the judge of the row's stack
     and its verdicts on the files' current versions, once the runs have ended): the problems
     found, empty when none."""
+    alone: bool = False
+    """The row times its fault closely against the pipeline's progress (a deadline of seconds, a
+    kill between two calls): ``run_matrix`` gives it the machine to itself, no other row beside it."""
 
     def short(self, files: int) -> Scenario:
         """The same scenario on its first ``files`` files (and every file it expects to fail), for CI."""
@@ -850,6 +854,7 @@ SCENARIOS = [
         drive=kill_submit_task_midway,
         service_seconds=0.2,
         may_cut_a_submission=True,
+        alone=True,
     ),
     Scenario(
         "a run marked failed by hand mid-flight, then a new run over the prefix",
@@ -864,6 +869,7 @@ SCENARIOS = [
         _plain(20),
         drive=take_over_a_throttled_summary,
         extra_env=ONE_RETRY,
+        alone=True,
     ),
     Scenario(
         "Bedrock rejects one file's summary, one file over the model's duration cap (real speech recognition)",
@@ -893,7 +899,13 @@ SCENARIOS = [
         **_driven(OverwriteWhileQueued()),
         service_seconds=5.0,
     ),
-    Scenario("two submit tasks over one claim at once", _plain(60), **_driven(TwoSubmitters()), service_seconds=0.2),
+    Scenario(
+        "two submit tasks over one claim at once",
+        _plain(60),
+        **_driven(TwoSubmitters()),
+        service_seconds=0.2,
+        alone=True,
+    ),
     Scenario(
         "Bedrock throttling through all of run 1's summary retries (an hour compressed to 7 s), then a run "
         "over another prefix",
@@ -903,6 +915,47 @@ SCENARIOS = [
         extra_env=ONE_RETRY,
     ),
 ]
+
+
+class Matrix:
+    """Rows running in the background, each on a fresh stack of its own under ``state_root``: first
+    those marked ``alone``, one at a time, then the others ``parallel`` at a time (a row mostly
+    waits on its pipeline, so several share two cores well)."""
+
+    def __init__(self, scenarios: list[Scenario], parallel: int, state_root: Path) -> None:
+        self.rows: dict[str, Future[Row]] = {s.name: Future() for s in scenarios}
+        self._thread = threading.Thread(
+            target=self._run, args=(scenarios, parallel, state_root), name="fault-matrix", daemon=True
+        )
+        self._thread.start()
+
+    def row(self, name: str) -> Row:
+        """The row of the scenario ``name`` once it has run (its error if it could not)."""
+        return self.rows[name].result()
+
+    def close(self) -> None:
+        """Cancel the rows not started yet, and wait for those running (their stacks go down)."""
+        for future in self.rows.values():
+            future.cancel()
+        self._thread.join()
+
+    def _run(self, scenarios: list[Scenario], parallel: int, state_root: Path) -> None:
+        numbered = list(enumerate(scenarios))
+        for index, scenario in numbered:
+            if scenario.alone:
+                self._settle(scenario, state_root / f"row-{index:02d}")
+        with ThreadPoolExecutor(parallel, thread_name_prefix="fault-row") as pool:
+            for index, scenario in numbered:
+                if not scenario.alone:
+                    pool.submit(self._settle, scenario, state_root / f"row-{index:02d}")
+
+    def _settle(self, scenario: Scenario, state_dir: Path) -> None:
+        future = self.rows[scenario.name]
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(run(scenario, state_dir=state_dir))
+            except BaseException as err:  # handed to whoever waits on the row
+                future.set_exception(err)
 
 
 def run(scenario: Scenario, timeout: float = 900, state_dir: Path | None = None) -> Row:
@@ -1013,16 +1066,22 @@ def markdown(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", metavar="TEXT", help="run the scenarios whose name contains TEXT")
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="rows at once, each on its own stack (those marked alone run alone)"
+    )
     args = parser.parse_args(argv)
+    chosen = [s for s in SCENARIOS if not args.only or any(text in s.name for text in args.only)]
+    matrix = Matrix(chosen, args.parallel, Path(tempfile.mkdtemp(prefix="faults-")))
     rows: list[Row] = []
     failures: list[str] = []
-    for scenario in SCENARIOS:
-        if args.only and not any(text in scenario.name for text in args.only):
-            continue
-        row = run(scenario)
-        rows.append(row)
-        print(row, flush=True)
-        failures += [f"{scenario.name}: {problem}" for problem in broken(scenario, row)]
+    try:
+        for scenario in chosen:
+            row = matrix.row(scenario.name)
+            rows.append(row)
+            print(row, flush=True)
+            failures += [f"{scenario.name}: {problem}" for problem in broken(scenario, row)]
+    finally:
+        matrix.close()
     print(markdown(rows))
     print("\n".join(failures) or "every row as expected")
     sys.exit(1 if failures else 0)

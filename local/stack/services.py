@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -33,14 +34,22 @@ class Ports:
     @classmethod
     def free(cls, host: str = "127.0.0.1") -> Ports:
         """Five distinct ports the system has free now: all are held bound until all are chosen, so
-        no two services of one stack are ever given the same port."""
-        with ExitStack() as held:
-            chosen = []
-            for _ in fields(cls):
+        no two services of one stack are ever given the same port, and none this process handed
+        out before, so stacks started side by side (``make faults PARALLEL=n``) never share one."""
+        with _HANDING_OUT, ExitStack() as held:
+            chosen: list[int] = []
+            while len(chosen) < len(fields(cls)):
                 sock = held.enter_context(socket.socket())
                 sock.bind((host, 0))
-                chosen.append(sock.getsockname()[1])
+                if (port := sock.getsockname()[1]) not in _HANDED_OUT:
+                    chosen.append(port)
+            _HANDED_OUT.update(chosen)
             return cls(*chosen)
+
+
+_HANDING_OUT = threading.Lock()
+_HANDED_OUT: set[int] = set()
+"""Every port ``Ports.free`` handed out in this process."""
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 import pytest
 
 from audio_pipeline.submission import GROUP_SIZE
+from benchmarks import faults
 from benchmarks.faults import (
     BUCKET,
     PREFIX,
@@ -147,3 +149,61 @@ def test_the_overwrite_and_two_submitter_rows_say_when_their_fault_did_not_happe
     assert submitters(None, []) == [
         "the fault did not happen: the second submitter did not report (see logs/second-submitter.log)"
     ]
+
+
+def test_the_matrix_runs_rows_marked_alone_with_nothing_beside_them_and_the_rest_side_by_side(monkeypatch, tmp_path):
+    """``Matrix``: a row marked alone overlaps no other row; the others run up to ``parallel`` at
+    once; each row gets a state folder of its own; a row's error reaches whoever waits on it."""
+    lock, running, seen = threading.Lock(), set(), []
+
+    def fake_run(scenario, state_dir):
+        with lock:
+            running.add(scenario.name)
+            seen.append((scenario.name, frozenset(running), state_dir))
+        time.sleep(0.2)
+        with lock:
+            running.discard(scenario.name)
+        if scenario.name == "broken":
+            raise RuntimeError("the stack did not start")
+        return scenario.name
+
+    monkeypatch.setattr(faults, "run", fake_run)
+    rows = [
+        dataclasses.replace(SCENARIOS[0], name=name, alone=name.startswith("alone"))
+        for name in ("a", "alone-1", "b", "c", "alone-2", "broken", "d")
+    ]
+    matrix = faults.Matrix(rows, 3, tmp_path)
+    try:
+        assert [matrix.row(name) for name in ("a", "alone-1", "b", "c", "alone-2", "d")] == [
+            "a",
+            "alone-1",
+            "b",
+            "c",
+            "alone-2",
+            "d",
+        ]
+        with pytest.raises(RuntimeError, match="did not start"):
+            matrix.row("broken")
+    finally:
+        matrix.close()
+    beside = {name: others - {name} for name, others, _ in seen}
+    assert beside["alone-1"] == beside["alone-2"] == set()
+    assert max(len(others) for others in beside.values()) == 2, "three rows at once"
+    assert len({state_dir for _, _, state_dir in seen}) == len(rows)
+
+
+def test_a_closed_matrix_starts_no_more_rows(monkeypatch, tmp_path):
+    started = []
+
+    def fake_run(scenario, state_dir):
+        started.append(scenario.name)
+        time.sleep(0.3)
+        return scenario.name
+
+    monkeypatch.setattr(faults, "run", fake_run)
+    rows = [dataclasses.replace(SCENARIOS[0], name=str(i), alone=True) for i in range(5)]
+    matrix = faults.Matrix(rows, 2, tmp_path)
+    time.sleep(0.1)
+    matrix.close()
+    assert started == ["0"]
+    assert matrix.rows["4"].cancelled()

@@ -1,11 +1,13 @@
 """Rows of the fault matrix (benchmarks/faults.py) as tests: nothing lost, nothing processed twice,
-judged from the witness journals and S3 (benchmarks/verdict.py)."""
+judged from the witness journals and S3 (benchmarks/verdict.py). The rows run in the background,
+each on a fresh stack of its own, ``PARALLEL`` at a time (``benchmarks.faults.Matrix``); a test
+waits for its row."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.faults import SCENARIOS, Row, Scenario, broken, run
+from benchmarks.faults import SCENARIOS, Matrix, Row, Scenario, broken
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -41,12 +43,36 @@ RUNS_STOPPED = {
 finishes: scenario -> files in the suite's short version."""
 
 
+PARALLEL = 3
+"""Rows at once: about what two cores carry before a row's waits stop hiding the others' work."""
+
+
 def _in_the_suite():
     for scenario in SCENARIOS:
         if scenario.name in SHORT:
             yield scenario.short(SHORT[scenario.name])
         elif scenario.name in IN_THE_SUITE:
             yield scenario
+
+
+LOSE_NOTHING = list(_in_the_suite())
+STOPPED = [s.short(RUNS_STOPPED[s.name]) for s in SCENARIOS if s.name in RUNS_STOPPED]
+
+
+@pytest.fixture(scope="module")
+def matrix(request, tmp_path_factory):
+    """The rows of this module's selected tests, started at the first that needs them."""
+    selected = {
+        item.callspec.params["scenario"].name
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    }
+    rows = [s for s in [*LOSE_NOTHING, *STOPPED] if s.name in selected]
+    matrix = Matrix(rows, PARALLEL, tmp_path_factory.mktemp("faults"))
+    try:
+        yield matrix
+    finally:
+        matrix.close()
 
 
 def _each_file_ended_as_expected(scenario: Scenario, row: Row) -> None:
@@ -56,20 +82,16 @@ def _each_file_ended_as_expected(scenario: Scenario, row: Row) -> None:
     assert not broken(scenario, row), (broken(scenario, row), row)
 
 
-@pytest.mark.parametrize("scenario", list(_in_the_suite()), ids=lambda s: s.name)
-def test_fault_scenario_loses_nothing(scenario, tmp_path):
-    row = run(scenario, state_dir=tmp_path)
+@pytest.mark.parametrize("scenario", LOSE_NOTHING, ids=lambda s: s.name)
+def test_fault_scenario_loses_nothing(scenario, matrix):
+    row = matrix.row(scenario.name)
     _each_file_ended_as_expected(scenario, row)
     assert set(row.runs.split("/")) == {scenario.expected_run_state}, row
 
 
-@pytest.mark.parametrize(
-    "scenario",
-    [s.short(RUNS_STOPPED[s.name]) for s in SCENARIOS if s.name in RUNS_STOPPED],
-    ids=lambda s: s.name,
-)
-def test_work_a_stopped_run_left_is_finished_once(scenario, tmp_path):
-    row = run(scenario, state_dir=tmp_path)
+@pytest.mark.parametrize("scenario", STOPPED, ids=lambda s: s.name)
+def test_work_a_stopped_run_left_is_finished_once(scenario, matrix):
+    row = matrix.row(scenario.name)
     # a file that was perhaps sent when its task died is awaited, never sent again: if it was not
     # sent after all, it fails at its deadline with the reason (reprocess_failed sends it); only the
     # row that kills the submitting task may have such files (Scenario.may_cut_a_submission)

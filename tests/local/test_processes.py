@@ -7,9 +7,11 @@ import http.server
 import sys
 import threading
 from dataclasses import astuple
+from types import SimpleNamespace
 
 import pytest
 
+from local.stack import services
 from local.stack.processes import Processes, StackError
 from local.stack.services import Ports, Service
 
@@ -20,6 +22,30 @@ def test_free_ports_are_five_distinct_ports():
         assert len(set(ports)) == len(ports) == 5, ports
         assert all(1024 < port < 65536 for port in ports), ports
 
+
+def test_free_ports_never_repeat_a_port_handed_out_before(monkeypatch):
+    """Stacks started side by side in one process never share a port, even where the system
+    offers one again after it was handed out (it is free until its service binds it)."""
+    offered = iter([41001, 41002, 41003, 41004, 41005, 41001, 41003, 41006, 41007, 41008, 41009, 41010])
+
+    class Offered:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def bind(self, address):
+            self.port = next(offered)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(services, "_HANDED_OUT", set())
+    monkeypatch.setattr(services, "socket", SimpleNamespace(socket=Offered))
+    first, second = astuple(Ports.free()), astuple(Ports.free())
+    assert first == (41001, 41002, 41003, 41004, 41005)
+    assert second == (41006, 41007, 41008, 41009, 41010)
 
 @pytest.fixture
 def squatter():
