@@ -36,7 +36,8 @@ REREAD_CHUNK = 100
 """Pending files re-read at a time (one ``BatchGetItem``) by a partial refresh."""
 RECONCILE_LOOKS = 200
 """Overtaken pending files looked for in S3 per periodic reconcile at most (up to two
-``HeadObject`` each): files of the batch submitted before one whose result is already recorded."""
+``HeadObject`` each): files of the batch submitted before one whose result is already recorded,
+or with it."""
 HEAD_LOOKS = 5
 """The oldest pending files looked for in S3 at a periodic reconcile, overtaken or not, each
 again after twice as long as the time before: a batch whose every notification is lost still
@@ -226,10 +227,11 @@ class BatchWatcher:
 
     def _worth_a_look(self) -> list[str]:
         """The pending files a periodic reconcile looks for in S3: those overtaken (submitted
-        before a file of the batch whose result is recorded: their notification was likely
-        lost), the :data:`RECONCILE_LOOKS` looked for longest ago; and the :data:`HEAD_LOOKS`
-        oldest, each looked for again after twice the time before."""
-        overtaken = [uri for uri in self.pending if self._submitted(uri) < self._latest_settled]
+        before a file of the batch whose result is recorded, or with it: one group of the
+        submitter shares a deadline, to the second; their notification was likely lost), the
+        :data:`RECONCILE_LOOKS` looked for longest ago; and the :data:`HEAD_LOOKS` oldest, each
+        looked for again after twice the time before."""
+        overtaken = [uri for uri in self.pending if self._submitted(uri) <= self._latest_settled]
         overtaken.sort(key=lambda uri: self._looked_at.get(uri, -math.inf))
         chosen = overtaken[:RECONCILE_LOOKS]
         now = self.clock()

@@ -1,6 +1,7 @@
-"""README's local-stack commands exactly as written: ``make up``, the "Trigger a run" shell block,
-``airflow dags list-runs ... -o json`` and ``make down``, in a copy of the checkout (its own
-``.local/``, the default ports README's UI link names), from shells that sourced nothing else.
+"""README's local-stack commands exactly as written: ``make demo``, then ``make up``, the "Trigger a
+run" shell block, ``airflow dags list-runs ... -o json`` and ``make down``, in a copy of the
+checkout (its own ``.local/``, the default ports README's UI link names), from shells that sourced
+nothing else.
 
 The DAG must start unpaused (as on MWAA; nothing here unpauses it), the upload, trigger and
 list-runs must work as a user types them, ``list-runs -o json`` must print JSON alone on stdout
@@ -77,24 +78,46 @@ def _copy_checkout(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def made_up(tmp_path_factory):
-    """A checkout whose stack ``make up`` started, and its settings; ``make down`` stops it."""
+def checkout(tmp_path_factory):
+    """A copy of the checkout and a HOME of its own, where README's default ports are free."""
     busy = [port for port in astuple(Ports()) if _in_use(port)]
     if busy:
-        pytest.skip(f"ports {busy} are taken (a stack of your own is up?): `make up` as README gives it needs them")
-    checkout = _copy_checkout(tmp_path_factory.mktemp("checkout"))
-    home = tmp_path_factory.mktemp("home")
-    settings = Settings(state_dir=(checkout / ".local").resolve())
+        pytest.skip(f"ports {busy} are taken (a stack of your own is up?): README's commands need them")
+    return _copy_checkout(tmp_path_factory.mktemp("checkout")), tmp_path_factory.mktemp("home")
+
+
+def _stopped(settings: Settings) -> bool:
+    return not Stack(settings).running() and not [p for p in astuple(Ports()) if _in_use(p)]
+
+
+def test_make_demo_runs_as_written_from_a_fresh_checkout(checkout):
+    """README's first command: its own stack up, the sample clips transcribed and summarised through
+    the real Airflow, every file's outcome printed, the stack down again."""
+    path, home = checkout
+    demo = _shell(path, "make demo", home, timeout=900)
+    assert demo.returncode == 0, f"{demo.stdout[-3000:]}\n{demo.stderr[-3000:]}"
+    clips = [clip.name for clip in sorted(SAMPLES.iterdir()) if clip.suffix != ".json"]
+    rows = [line for line in demo.stdout.splitlines() if any(clip in line for clip in clips)]
+    assert len(rows) == len(clips) and all("summarized" in row for row in rows), demo.stdout[-3000:]
+    assert re.search(r"^run \S+: success in \d+s", demo.stdout, re.MULTILINE), demo.stdout[-2000:]
+    assert _stopped(Settings(state_dir=(path / ".local").resolve())), "make demo stops the stack it started"
+
+
+@pytest.fixture(scope="module")
+def made_up(checkout):
+    """The checkout's stack, started by ``make up``, and its settings; ``make down`` stops it."""
+    path, home = checkout
+    settings = Settings(state_dir=(path / ".local").resolve())
     try:
-        up = _shell(checkout, "make up", home)
+        up = _shell(path, "make up", home)
         assert up.returncode == 0, f"{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         assert "Airflow UI: http://localhost:8080" in up.stdout, up.stdout[-2000:]
-        yield checkout, home, settings
+        yield path, home, settings
     finally:
-        down = _shell(checkout, "make down", home)
+        down = _shell(path, "make down", home)
         assert down.returncode == 0, down.stderr[-3000:]
         assert "triggerer" in down.stdout, down.stdout
-        assert not Stack(settings).running() and not [p for p in astuple(Ports()) if _in_use(p)], "make down stops all"
+        assert _stopped(settings), "make down stops all"
 
 
 def test_readmes_trigger_block_runs_as_written_after_make_up(made_up):
