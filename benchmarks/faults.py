@@ -35,7 +35,7 @@ from audio_pipeline.ledger import FileRecord, Ledger
 from audio_pipeline.pinning import pin_overhead
 from audio_pipeline.submission import GROUP_SIZE
 from audio_pipeline.summaries import summary_location
-from audio_pipeline.summary_retries import RETRIES
+from audio_pipeline.summary_retries import RETRIES, retry_delays
 from benchmarks.verdict import FileVerdict, Judge, Tally
 from local.stack.airflow_api import AirflowApi
 from local.stack.launcher import Stack
@@ -98,8 +98,8 @@ class Scenario:
     and its verdicts on the files' current versions, once the runs have ended): the problems
     found, empty when none."""
     alone: bool = False
-    """The row times its fault closely against the pipeline's progress (a deadline of seconds, a
-    kill between two calls): ``run_matrix`` gives it the machine to itself, no other row beside it."""
+    """The row times its fault closely against the pipeline's progress (a kill between two calls of
+    one task): ``Matrix`` gives it the machine to itself, no other row beside it."""
 
     def short(self, files: int) -> Scenario:
         """The same scenario on its first ``files`` files (and every file it expects to fail), for CI."""
@@ -500,11 +500,17 @@ def _summarise_task(api: AirflowApi, run_id: str) -> dict[str, Any]:
     return ti
 
 
+TAKEOVER_RETRY_SECONDS = 7200
+"""``summary_retry_seconds`` of the takeover row: a first pause of 2 minutes (a sixtieth), time
+enough for run 2 to take the files on a busy machine."""
+
+
 def take_over_a_throttled_summary(stack: Stack, api: AirflowApi, bucket_uri: str) -> list[str]:
     """Bedrock throttles every request until run 2 holds the files: run 1 transcribes them, its
     summarising task fails past the client's retries (recording the summary errors) and waits
-    Airflow's minute for its retry. Meanwhile run 2 over the prefix takes the files for their
-    summary (before run 1's retry can start, or the row has not reached the case: TimeoutError).
+    for its first retry (:data:`TAKEOVER_RETRY_SECONDS`' first pause, 2 minutes). Meanwhile run 2
+    over the prefix takes the files for their summary (10 s before run 1's retry can start at the
+    latest, or the row has not reached the case: TimeoutError).
     Then Bedrock answers, but slowly: run 2's requests must be in flight when run 1's retry
     starts (RuntimeError if none is), so a retry that took the files back would have Bedrock
     summarise each twice. The answers come once run 1's retry has ended, or when the hold's
@@ -518,7 +524,12 @@ def take_over_a_throttled_summary(stack: Stack, api: AirflowApi, bucket_uri: str
     )
     second = api.trigger({"bucket_uri": bucket_uri})
     files = _files(stack)
-    _until("run 2 took every file for its summary", lambda: _held_by(stack, second) >= files, timeout=50, every=0.2)
+    first_pause = retry_delays(PipelineConfig.from_mapping(stack.settings.variables).summary_retry_seconds)[0]
+
+    def took() -> bool:
+        return _held_by(stack, second) >= files
+
+    _until("run 2 took every file for its summary", took, timeout=first_pause - 10, every=0.2)
     bedrock_fault(stack, "hold", 180)
     bedrock_fault(stack, "throttle", 0)
 
@@ -869,7 +880,7 @@ SCENARIOS = [
         _plain(20),
         drive=take_over_a_throttled_summary,
         extra_env=ONE_RETRY,
-        alone=True,
+        variables={"summary_retry_seconds": str(TAKEOVER_RETRY_SECONDS)},
     ),
     Scenario(
         "Bedrock rejects one file's summary, one file over the model's duration cap (real speech recognition)",
@@ -904,7 +915,6 @@ SCENARIOS = [
         _plain(60),
         **_driven(TwoSubmitters()),
         service_seconds=0.2,
-        alone=True,
     ),
     Scenario(
         "Bedrock throttling through all of run 1's summary retries (an hour compressed to 7 s), then a run "
