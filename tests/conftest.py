@@ -35,3 +35,10 @@ def moto_in_process_answers_dynamodb_one_request_at_a_time():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(BotocoreStubber, "__call__", dynamodb_in_series)
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit tests first, the end-to-end ones (marked ``e2e``) after them in their own order: what
+    takes seconds to find is reported first, and in CI the unit tests (one core) share the machine
+    with ``make test-latest`` while the end-to-end stacks, which want both cores, come after it."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

@@ -138,12 +138,11 @@ def test_unknown_backend():
 
 @pytest.fixture(scope="module")
 def whisper_server(tmp_path_factory):
-    import os
-
-    os.environ["MODEL_CACHE_DIR"] = str(tmp_path_factory.mktemp("models"))
-    server, url = start(create_backend("whisper"))
-    yield url
-    server.shutdown()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODEL_CACHE_DIR", str(tmp_path_factory.mktemp("models")))
+        server, url = start(create_backend("whisper"))
+        yield url
+        server.shutdown()
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import boto3
 import pytest
 
@@ -63,8 +65,9 @@ def test_published_figures_are_read_back_from_cloudwatch(aws):
                 "Stat": "Sum",
             },
         }
+        now = datetime.now(UTC)  # an hour either side: moto walks every period of the range
         return cloudwatch.get_metric_data(
-            MetricDataQueries=[query], StartTime="2000-01-01T00:00:00Z", EndTime="2100-01-01T00:00:00Z"
+            MetricDataQueries=[query], StartTime=now - timedelta(hours=1), EndTime=now + timedelta(hours=1)
         )["MetricDataResults"][0]["Values"]
 
     assert values(FILES_FAILED) == [1.0]
