@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 STATES = {"queued", "running", "success", "failed"}
+CLIPS = [clip.name for clip in sorted(SAMPLES.iterdir()) if clip.suffix != ".json"]
+"""The sample clips README's commands upload (``samples/`` without its references file)."""
 
 
 def readme_block() -> str:
@@ -86,6 +88,11 @@ def checkout(tmp_path_factory):
     return _copy_checkout(tmp_path_factory.mktemp("checkout")), tmp_path_factory.mktemp("home")
 
 
+def _settings(checkout: Path) -> Settings:
+    """The settings of the stack ``make`` runs in ``checkout`` (its own ``.local/``, default ports)."""
+    return Settings(state_dir=(checkout / ".local").resolve())
+
+
 def _stopped(settings: Settings) -> bool:
     return not Stack(settings).running() and not [p for p in astuple(Ports()) if _in_use(p)]
 
@@ -96,18 +103,17 @@ def test_make_demo_runs_as_written_from_a_fresh_checkout(checkout):
     path, home = checkout
     demo = _shell(path, "make demo", home, timeout=900)
     assert demo.returncode == 0, f"{demo.stdout[-3000:]}\n{demo.stderr[-3000:]}"
-    clips = [clip.name for clip in sorted(SAMPLES.iterdir()) if clip.suffix != ".json"]
-    rows = [line for line in demo.stdout.splitlines() if any(clip in line for clip in clips)]
-    assert len(rows) == len(clips) and all("summarized" in row for row in rows), demo.stdout[-3000:]
+    rows = [line for line in demo.stdout.splitlines() if any(clip in line for clip in CLIPS)]
+    assert len(rows) == len(CLIPS) and all("summarized" in row for row in rows), demo.stdout[-3000:]
     assert re.search(r"^run \S+: success in \d+s", demo.stdout, re.MULTILINE), demo.stdout[-2000:]
-    assert _stopped(Settings(state_dir=(path / ".local").resolve())), "make demo stops the stack it started"
+    assert _stopped(_settings(path)), "make demo stops the stack it started"
 
 
 @pytest.fixture(scope="module")
 def made_up(checkout):
     """The checkout's stack, started by ``make up``, and its settings; ``make down`` stops it."""
     path, home = checkout
-    settings = Settings(state_dir=(path / ".local").resolve())
+    settings = _settings(path)
     try:
         up = _shell(path, "make up", home)
         assert up.returncode == 0, f"{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
@@ -136,7 +142,7 @@ def test_readmes_trigger_block_runs_as_written_after_make_up(made_up):
     (run,) = [r for r in api.dag_runs() if r["conf"] == conf]
     assert api.wait_for_run(run["dag_run_id"], timeout=600) == "success"
     bucket, _, prefix = conf["bucket_uri"].removeprefix("s3://").partition("/")
-    uploaded = [f"s3://{bucket}/{prefix}{clip.name}" for clip in sorted(SAMPLES.iterdir()) if clip.suffix != ".json"]
+    uploaded = [f"s3://{bucket}/{prefix}{clip}" for clip in CLIPS]
     assert uploaded and set(uploaded) <= set(result.stdout.splitlines()), "the upload prints each object"
     ledger = Ledger(Stack(settings).aws_session().client("dynamodb"), "audio-transcription-status")
     assert {uri: record.status for uri, record in ledger.get(uploaded).items()} == dict.fromkeys(uploaded, "summarized")
