@@ -12,6 +12,7 @@ the audio files the endpoint cannot take must be recorded ``skipped`` with their
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -24,7 +25,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -545,6 +546,17 @@ def take_over_a_throttled_summary(stack: Stack, api: AirflowApi, bucket_uri: str
     return [first, second]
 
 
+@contextlib.contextmanager
+def _endpoint_held(stack: Stack) -> Iterator[None]:
+    """The SageMaker emulator held (SIGSTOP: no request read, none answered) for the block's time."""
+    pid = stack.processes.running()[runtime_service(stack.settings).name]
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+
+
 def _health(stack: Stack) -> dict[str, Any]:
     """The SageMaker-async emulator's endpoint (its queue and concurrency, what it accepted)."""
     health = f"{stack.settings.url(stack.settings.ports.sagemaker_runtime)}/_emulator/health"
@@ -591,9 +603,7 @@ class OverwriteWhileQueued:
 
         _until("every file submitted", all_submitted, every=0.1)
         concurrency = int(_health(stack)["concurrency"])
-        pid = stack.processes.running()[runtime_service(stack.settings).name]
-        os.killpg(pid, signal.SIGSTOP)
-        try:
+        with _endpoint_held(stack):
             seen = Witnesses.load(stack.settings.witness_dir)
             taken = len({c["request_id"] for c in seen.model_calls}) + 2 * concurrency
             unread = [a["input_location"] for a in seen.accepted[taken:]][: files // 2]
@@ -607,8 +617,6 @@ class OverwriteWhileQueued:
                 self.overwritten[uri] = Overwritten(
                     uri, old["ETag"].strip('"'), _sha(claimed), put["ETag"].strip('"'), _sha(body), time.time()
                 )
-        finally:
-            os.killpg(pid, signal.SIGCONT)
         api.wait_for_run(first, timeout=600)
         self.first_ended_at = time.time()
         records = Ledger(stack.aws_session().client("dynamodb"), PipelineConfig().status_table).get(self.overwritten)
@@ -663,6 +671,7 @@ import json, sys, time
 from pathlib import Path
 from audio_pipeline.operators.submit_batch import SubmitTranscriptionBatchOperator
 go, out = Path(sys.argv[1]), Path(sys.argv[2])
+(go.parent / "ready").touch()
 while not go.exists():
     time.sleep(0.01)
 task = json.loads(go.read_text())
@@ -673,14 +682,17 @@ done = SubmitTranscriptionBatchOperator(task_id="submit", aws_conn_id="aws_defau
 out.write_text(json.dumps({**done, "started": started, "ended": time.time()}))
 """
 """The second submitter: the DAG's submit operator run by hand (its ``execute``) in a process of its
-own, on a batch and run named in the file ``argv[1]`` once that file exists; its result to ``argv[2]``."""
+own, on a batch and run named in the file ``argv[1]`` once that file exists; its result to ``argv[2]``.
+It touches ``ready`` beside ``argv[1]`` once its imports are done."""
 
 
 class TwoSubmitters:
     """Run 1's submitting task and a second copy of it (the operator's ``execute`` on the same batch
-    manifest and run id, in a process of its own, started beforehand so that it is ready) submit
-    one batch at once: the second is let go once the endpoint has accepted run 1's first file,
-    while every AWS call takes 100 ms longer (moto's latency switch: the submitters overlap)."""
+    manifest and run id, in a process of its own, its imports done before run 1 starts) submit one
+    batch at once. Once the endpoint has accepted run 1's first file it is held, so run 1 waits
+    within its first group of files; the second is let go and, finding that group marked, marks the
+    rest; then the endpoint is released and both invoke side by side, while every moto call takes
+    100 ms longer (its latency switch: the submitters overlap)."""
 
     LATENCY_MS = 100
 
@@ -693,25 +705,26 @@ class TwoSubmitters:
         work = Path(tempfile.mkdtemp(prefix="second-submitter-", dir=stack.settings.state_dir))
         go, out = work / "go.json", work / "report.json"
         latency = f"{stack.settings.url(stack.settings.ports.moto)}/_emulator/latency?ms="
+        with open(stack.processes.logs / "second-submitter.log", "ab") as log:
+            second = subprocess.Popen(
+                [sys.executable, "-c", SUBMIT_AGAIN, str(go), str(out)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=stack.processes.env,
+                cwd=Path(__file__).resolve().parents[1],
+            )
         urllib.request.urlopen(urllib.request.Request(latency + str(self.LATENCY_MS), method="POST"), timeout=10)
         try:
+            _until("the second submitter ready", lambda: (work / "ready").exists() or second.poll() is not None)
             run_id = api.trigger({"bucket_uri": bucket_uri})
-            with open(stack.processes.logs / "second-submitter.log", "ab") as log:
-                second = subprocess.Popen(
-                    [sys.executable, "-c", SUBMIT_AGAIN, str(go), str(out)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=stack.processes.env,
-                    cwd=Path(__file__).resolve().parents[1],
-                )
-            try:
-                _until("run 1's first file accepted", lambda: _accepted(stack) >= 1, every=0.01)
+            _until("run 1's first file accepted", lambda: _accepted(stack) >= 1, every=0.01)
+            with _endpoint_held(stack):
+                self.accepted_at_start = len(Witnesses.load(stack.settings.witness_dir).accepted)
                 config = PipelineConfig.from_mapping(stack.settings.variables)
                 s3 = stack.aws_session().client("s3")
                 prefix = config.run_prefix(run_id).removeprefix(f"s3://{config.output_bucket}/") + "batches/"
                 (manifest,) = s3.list_objects_v2(Bucket=config.output_bucket, Prefix=prefix)["Contents"]
                 batch = {"label": "batch 1 of 1", "manifest": f"s3://{config.output_bucket}/{manifest['Key']}"}
-                self.accepted_at_start = _accepted(stack)
                 operator = {
                     "batch": {**batch, "files": _files(stack)},
                     "endpoint_name": config.endpoint_name,
@@ -721,12 +734,19 @@ class TwoSubmitters:
                     "result_window_seconds": config.result_window_seconds,
                     "inputs_path": config.inputs_path,
                 }
-                go.write_text(json.dumps({"run_id": run_id, "operator": operator}))
-                second.wait(timeout=300)
-            finally:
-                if second.poll() is None:
-                    second.kill()
+                (work / "go.tmp").write_text(json.dumps({"run_id": run_id, "operator": operator}))
+                (work / "go.tmp").rename(go)  # whole, never half written
+                # run 1 marks one group at a time and, held, cannot pass its first: every file
+                # marked means the second submitter marked the rest
+                _until(
+                    "the second submitter's marks",
+                    lambda: all(r.invoking_since for r in _records(stack)) or second.poll() is not None,
+                    every=0.1,
+                )
+            second.wait(timeout=300)
         finally:
+            if second.poll() is None:
+                second.kill()
             urllib.request.urlopen(urllib.request.Request(latency + "0", method="POST"), timeout=10)
         self.report = json.loads(out.read_text()) if out.exists() else None
         return [run_id]
