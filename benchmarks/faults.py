@@ -690,9 +690,9 @@ class TwoSubmitters:
     """Run 1's submitting task and a second copy of it (the operator's ``execute`` on the same batch
     manifest and run id, in a process of its own, its imports done before run 1 starts) submit one
     batch at once. Once the endpoint has accepted run 1's first file it is held, so run 1 waits
-    within its first group of files; the second is let go and, finding that group marked, marks the
-    rest; then the endpoint is released and both invoke side by side, while every moto call takes
-    100 ms longer (its latency switch: the submitters overlap)."""
+    within its first group of files; the second is let go and, finding that group marked, marks a
+    group of the rest; then the endpoint is released and both invoke side by side, while every moto
+    call takes 100 ms longer (its latency switch: the submitters overlap)."""
 
     LATENCY_MS = 100
 
@@ -736,11 +736,13 @@ class TwoSubmitters:
                 }
                 (work / "go.tmp").write_text(json.dumps({"run_id": run_id, "operator": operator}))
                 (work / "go.tmp").rename(go)  # whole, never half written
-                # run 1 marks one group at a time and, held, cannot pass its first: every file
-                # marked means the second submitter marked the rest
+                # run 1 marks a group at a time and, held, cannot pass its first: more files marked
+                # than one group means the second submitter marked a group of its own
                 _until(
                     "the second submitter's marks",
-                    lambda: all(r.invoking_since for r in _records(stack)) or second.poll() is not None,
+                    lambda: (
+                        sum(1 for r in _records(stack) if r.invoking_since) > GROUP_SIZE or second.poll() is not None
+                    ),
                     every=0.1,
                 )
             second.wait(timeout=300)
