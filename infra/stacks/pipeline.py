@@ -152,8 +152,11 @@ class AudioPipelineStack(Stack):
         # batch and run manifests under runs/, summaries next to their transcripts; nothing else, nothing deleted
         for pattern in dag_writes(config):
             storage.output.grant_put(role, pattern)
-        # BatchGetItem and Query (the run index) read; TransactWriteItems of Puts and Updates writes
-        table.grant(role, "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        # BatchGetItem and Query (the run index) read; a one-item Scan asks whether the table is empty
+        # (resolve_run: a table emptied behind a run history); TransactWriteItems of Puts and Updates writes
+        table.grant(
+            role, "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem", "dynamodb:UpdateItem"
+        )
         notifications.queue.grant_consume_messages(role)  # GetQueueUrl, ReceiveMessage, DeleteMessage(Batch)
         role.add_to_policy(
             iam.PolicyStatement(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import time
@@ -175,6 +176,41 @@ def test_mapped_tasks_have_readable_names(outcome):
     tis = outcome["api"].task_instances(outcome["run_id"])
     mapped = [ti for ti in tis if ti["task_id"].startswith("transcribe.")]
     assert mapped and all(ti.get("rendered_map_index") == "batch 1 of 1" for ti in mapped), mapped
+
+
+IAM_ACTIONS = {
+    "s3:HeadBucket": ("s3:ListBucket",),
+    "s3:HeadObject": ("s3:GetObject",),
+    "s3:ListObjectsV2": ("s3:ListBucket",),
+    "s3:CopyObject": ("s3:GetObject", "s3:PutObject"),
+    "sqs:DeleteMessageBatch": ("sqs:DeleteMessage",),
+    "sqs:ChangeMessageVisibilityBatch": ("sqs:ChangeMessageVisibility",),
+    "dynamodb:TransactWriteItems": ("dynamodb:PutItem", "dynamodb:UpdateItem"),  # the ledger's Puts and Updates
+}
+"""The IAM actions an operation needs where they are named otherwise (AWS's Service Authorization
+Reference); any other operation needs the action of its own name."""
+
+
+def test_the_deployed_execution_role_allows_every_call_the_runs_made(stack, outcome, tmp_path_factory):
+    """Every AWS operation the stack's Airflow has made so far through the provider's hooks (moto
+    counts them by caller: the run above, its failure included) is allowed by the execution role
+    infra/ deploys. moto enforces no IAM: a call the role lacks would fail every run on MWAA only."""
+    from tests.infra.conftest import synth  # aws-cdk starts a node process: only this test needs it
+    from tests.infra.test_stack import as_list, role_statements
+
+    moto = stack.settings.url(stack.settings.ports.moto)
+    made = set(json.loads(urllib.request.urlopen(f"{moto}/_emulator/calls", timeout=10).read())["airflow"])
+    assert {"dynamodb:Scan", "dynamodb:TransactWriteItems", "sqs:ReceiveMessage", "s3:CopyObject"} <= made, made
+    template, _ = synth(tmp_path_factory)
+    statements = role_statements(template, "AirflowExecutionRole")
+    allowed = [a for s in statements if s["Effect"] == "Allow" for a in as_list(s["Action"])]
+    missing = {
+        f"{operation} ({action})"
+        for operation in made
+        for action in IAM_ACTIONS.get(operation, (operation,))
+        if not any(fnmatch.fnmatchcase(action, pattern) for pattern in allowed)
+    }
+    assert not missing, f"the execution role does not allow {sorted(missing)}"
 
 
 def test_transcripts_of_a_run_without_summaries_are_summarised_by_the_next_run_not_transcribed_again(stack):

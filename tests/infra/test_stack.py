@@ -550,6 +550,7 @@ def test_execution_role_calls_only_what_the_dag_calls(template):
     assert actions_on(statements, table) == {
         "dynamodb:BatchGetItem",
         "dynamodb:Query",
+        "dynamodb:Scan",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
     }
