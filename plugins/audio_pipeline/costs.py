@@ -63,6 +63,11 @@ class Rates:
                 "usd_per_1k_tokens {model: {input, output}}}"
             ) from err
 
+    @classmethod
+    def unpriced(cls, instance_type: str, model_id: str, why: str) -> Rates:
+        """No prices (``why``: the table could not be read): work is counted, no share is estimated."""
+        return cls(instance_type, None, model_id, None, None, f"no price table ({why})")
+
     def endpoint_usd(self, work: FileWork) -> float | None:
         """Instance $/h x processing seconds / 3600 / concurrent requests (1 when not reported)."""
         if self.usd_per_hour is None or work.processing_seconds is None:

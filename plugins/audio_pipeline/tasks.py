@@ -248,13 +248,16 @@ def report_run(run: dict[str, Any], run_id: str, started: datetime | None, price
     """Settle what is still in flight, log a line per file with its work and estimated cost, write the
     run manifest to S3, and publish the run's figures (``started``: when the run began; now when
     unknown) to CloudWatch (the failed-files alarm's metric, the estimated cost); the log's last lines
-    are the run's work, its estimated cost and that of an audio hour, at the prices in ``prices``."""
+    are the run's work, its estimated cost and that of an audio hour, at the prices in ``prices``.
+    A price table it cannot read fails the task, naming what it needs, once all that is done without
+    estimated costs."""
     services = RunServices.of_run(run)
     config = services.config
+    unusable: UnusableInputError | None = None
     try:
         rates = Rates.load(prices, config.endpoint_instance_type, config.bedrock_model_id)
-    except UnusableInputError as err:
-        raise AirflowFailException(str(err)) from err  # the price table needs fixing; a retry would say the same
+    except UnusableInputError as err:  # settled and reported all the same: only the estimate is missing
+        unusable, rates = err, Rates.unpriced(config.endpoint_instance_type, config.bedrock_model_id, "unusable")
     key = f"{config.run_prefix(run_id)}manifest.json"
     reason = f"run {run_id} ended before a result was recorded"
     report = settle_and_report(
@@ -266,6 +269,8 @@ def report_run(run: dict[str, Any], run_id: str, started: datetime | None, price
     log.info("published to CloudWatch (%s): %s", NAMESPACE, ", ".join(f"{k} {v:g}" for k, v in metrics.items()))
     for line in report.costs.lines():
         log.info("%s", line)
+    if unusable:  # the price table needs fixing; a retry would say the same
+        raise AirflowFailException(f"{unusable}; the run is settled and its manifest written, without estimated costs")
     counts = dict(report.counts)
     extra = {
         "manifest": f"s3://{config.output_bucket}/{key}",

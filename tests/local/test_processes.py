@@ -47,6 +47,7 @@ def test_free_ports_never_repeat_a_port_handed_out_before(monkeypatch):
     assert first == (41001, 41002, 41003, 41004, 41005)
     assert second == (41006, 41007, 41008, 41009, 41010)
 
+
 @pytest.fixture
 def squatter():
     """An HTTP server answering 200 everywhere, as a service of another stack would on a taken port."""

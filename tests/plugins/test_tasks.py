@@ -249,15 +249,27 @@ def test_the_claim_task_fails_at_once_on_a_bucket_uri_with_no_audio(aws):
 # ------------------------------------------------- the last task: the run's work and estimated cost
 
 
-def test_the_report_task_fails_at_once_on_a_price_table_it_cannot_read(aws, tmp_path):
-    """The price table is the user's to edit: a broken one fails the report saying what it needs,
-    before anything is settled (a retry would read the same file)."""
+def test_a_price_table_it_cannot_read_fails_the_report_once_the_run_is_settled(aws, tmp_path):
+    """The price table is the user's to edit: a broken one fails the report saying what it needs
+    (a retry would read the same file), but only after the run's claimed files are settled and its
+    manifest written: an estimate never holds up the work."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from audio_pipeline.config import PipelineConfig
+    from audio_pipeline.ledger import Ledger
 
+    run = _claim_setup(["calls/a.wav"])
+    params = {"batch_size": 100, "max_files": 0, "reprocess_failed": False, "summarize": True}
+    assert claim(run=run, params=params, run_id="run-1", run_type="manual")
     broken = tmp_path / "prices.json"
     broken.write_text('{"as_of": "2026-01"')
-    run = PipelineConfig().run_xcom("s3://audio-in/calls/")
-    with pytest.raises(AirflowFailException, match=r"price table .*prices.json is unusable.*usd_per_hour"):
+    with pytest.raises(AirflowFailException, match=r"price table .*prices.json is unusable.*usd_per_hour.*settled"):
         tasks.report_run(run, "run-1", None, broken)
+    config = PipelineConfig()
+    ledger = Ledger(boto3.client("dynamodb"), config.status_table)
+    (uri,) = [r.uri for r in ledger.run_records("run-1")]
+    record = ledger.get([uri])[uri]
+    assert record.status.value == "failed" and record.never_sent, record
+    key = f"{config.run_prefix('run-1')}manifest.json"
+    manifest = json.loads(boto3.client("s3").get_object(Bucket=config.output_bucket, Key=key)["Body"].read())
+    assert manifest["counts"] == {"failed": 1}
