@@ -13,6 +13,7 @@ from audio_pipeline.batches import ClaimedFile
 from audio_pipeline.config import UnusableInputError
 from audio_pipeline.ledger import Accepted, Invocation, Ledger, NotSent, Refused, Status, Unclear
 from audio_pipeline.pinning import VersionGoneError, pin
+from audio_pipeline.transient import is_transient
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -188,10 +189,7 @@ class BatchSubmitter:
             why = (
                 str(err) if isinstance(err, VersionGoneError) else f"could not copy the claimed version to send: {err}"
             )
-            reason = f"not sent: {why}"
-            log.warning("%s: %s", f["uri"], reason)
-            report.failed.append((f["uri"], reason))
-            return Refused(f, since, reason)
+            return self._refused(f, since, f"not sent: {why}", err, report)
         try:
             answer = self.endpoint.invoke_async(
                 endpoint_name=self.settings.endpoint_name,
@@ -204,14 +202,20 @@ class BatchSubmitter:
         except UnclearInvocationError as err:
             return self._unclear(f, str(err), since, report)
         except (ClientError, BotoCoreError) as err:
-            reason = f"InvokeEndpointAsync failed: {err}"
-            log.warning("%s: %s", f["uri"], reason)
-            report.failed.append((f["uri"], reason))
-            return Refused(f, since, reason)
+            return self._refused(f, since, f"InvokeEndpointAsync failed: {err}", err, report)
         if answer.inference_id not in (None, f["inference_id"]):
             log.warning("%s: endpoint answered inference id %s", f["uri"], answer.inference_id)
         report.submitted += 1
         return Accepted(f, since, pinned, answer.output_location, answer.failure_location)
+
+    def _refused(self, f: ClaimedFile, since: int, reason: str, err: Exception, report: SubmissionReport) -> Refused:
+        """Not accepted; a passing error (:func:`is_transient`) leaves the file to the next run."""
+        resend = is_transient(err)
+        if resend:
+            reason = f"{reason}; a passing error, so the next run sends it again"
+        log.warning("%s: %s", f["uri"], reason)
+        report.failed.append((f["uri"], reason))
+        return Refused(f, since, reason, resend=resend)
 
     def _flush(self, pending: list[Invocation]) -> None:
         if not pending:

@@ -33,9 +33,10 @@ class FakeRuntime:
     ``during``: callables run (once each, in order) at the start of the next invocation, to
     interleave other work with a request in flight."""
 
-    def __init__(self, fail_for=()):
+    def __init__(self, fail_for=(), throttle_for=()):
         self.calls = []
         self.fail_for = set(fail_for)
+        self.throttle_for = set(throttle_for)
         self.during = []
 
     def invoke_endpoint_async(self, **kwargs):
@@ -44,6 +45,9 @@ class FakeRuntime:
         self.calls.append(kwargs)
         if kwargs["InputLocation"] in self.fail_for or self.source(kwargs) in self.fail_for:
             raise ClientError({"Error": {"Code": "ValidationError", "Message": "bad input"}}, "InvokeEndpointAsync")
+        if self.source(kwargs) in self.throttle_for:  # as botocore raises it once its retries are spent
+            error = {"Code": "ThrottlingException", "Message": "Rate exceeded"}
+            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "InvokeEndpointAsync")
         iid = kwargs["InferenceId"]
         return {
             "InferenceId": iid,
@@ -437,6 +441,26 @@ class SilentEndpoint(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def test_a_file_refused_for_a_passing_reason_is_claimed_again_by_the_next_run(ledger):
+    """Throttled past botocore's retries, the error says nothing about the file: it fails
+    ``never_sent`` and the next run claims it and sends it. A refusal of the request itself
+    (ValidationError) stays failed until a run reprocesses failures."""
+    files = claim(ledger, 2)
+    throttled, invalid = files[0]["uri"], files[1]["uri"]
+    runtime = FakeRuntime(fail_for={invalid}, throttle_for={throttled})
+    report = BatchSubmitter(ledger, endpoint(runtime), s3_client(), SETTINGS, "run-1").submit(files)
+    assert report.submitted == 0 and {u for u, _ in report.failed} == {throttled, invalid}
+    records = ledger.get([throttled, invalid])
+    assert records[throttled].status == Status.FAILED and records[throttled].never_sent
+    assert "ThrottlingException" in records[throttled].failure_reason
+    assert "the next run sends it again" in records[throttled].failure_reason
+    assert records[invalid].status == Status.FAILED and not records[invalid].never_sent
+    again = claimed_files(2, "run-2")  # the same objects, unchanged
+    assert ledger.claim(again, "run-2", lease_seconds=WINDOW).applied == [throttled]
+    retried = BatchSubmitter(ledger, endpoint(FakeRuntime()), s3_client(), SETTINGS, "run-2").submit(again[:1])
+    assert retried.submitted == 1 and ledger.get([throttled])[throttled].status == Status.SUBMITTED
+
+
 @pytest.fixture
 def silent_endpoint():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SilentEndpoint)
@@ -473,7 +497,8 @@ def test_an_unclear_invoke_error_is_awaited_not_sent_again(ledger, silent_endpoi
 
 
 def test_a_refused_connection_is_a_clear_failure(ledger, monkeypatch):
-    """Nothing listens: nothing can have been accepted, so the file fails with the reason."""
+    """Nothing listens: nothing can have been accepted, so the file fails with the reason, for the
+    next run to send again."""
     from botocore.config import Config
 
     from tests.moto_server import free_port
@@ -484,4 +509,5 @@ def test_a_refused_connection_is_a_clear_failure(ledger, monkeypatch):
     files = claim(ledger, 1)
     report = BatchSubmitter(ledger, hook, s3_client(), SETTINGS, "run-1").submit(files)
     assert report.unclear == [] and [u for u, _ in report.failed] == [files[0]["uri"]]
-    assert ledger.get([files[0]["uri"]])[files[0]["uri"]].status == Status.FAILED
+    record = ledger.get([files[0]["uri"]])[files[0]["uri"]]
+    assert record.status == Status.FAILED and record.never_sent, "the next run sends it"

@@ -123,11 +123,14 @@ class Unclear:
 
 @dataclass(frozen=True)
 class Refused:
-    """The file was clearly not accepted (an error answer, or its content changed): failed."""
+    """The file was clearly not accepted (an error answer, or its content changed): failed; with
+    ``resend`` (the error says nothing about the file: throttling, a 5xx, a refused connection)
+    failed ``never_sent``, for the next run to claim again."""
 
     file: ClaimedFile
     since: int
     reason: str
+    resend: bool = False
 
 
 @dataclass(frozen=True)
@@ -399,7 +402,7 @@ class Ledger:
                 writes.append(Update(o.file["uri"], when, change))  # the mark stays: its owner may say more
                 continue
             elif isinstance(o, Refused):
-                change = _failure(o.reason)
+                change = _failure(o.reason, never_sent=True) if o.resend else _failure(o.reason)
             else:
                 change = {}
             writes.append(Update(o.file["uri"], when, change, ("invoking_since", "submit_error")))
