@@ -155,7 +155,10 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None, 
             description=f"Claim at most this many files (0 = all; a nightly run: {setting('schedule_max_files')}).",
         ),
         "reprocess_failed": Param(
-            False, type="boolean", description="Claim files whose earlier processing failed, too."
+            False,
+            type="boolean",
+            description="Claim files whose earlier processing failed, too, and take again the transcripts whose "
+            "summary was given up.",
         ),
         "summarize": Param(True, type="boolean", description="Summarise each transcript with Amazon Bedrock."),
         "accept_empty_status_table": Param(

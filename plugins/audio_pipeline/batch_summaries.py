@@ -30,6 +30,8 @@ class SummaryFailure:
     reason: str
     retryable: bool
     """A later attempt may succeed: throttling that outlasted the retries, an S3 or network error."""
+    given_up: bool = False
+    """No later run takes the file for its summary (:data:`SUMMARY_ATTEMPTS`)."""
 
 
 @dataclass
@@ -51,9 +53,15 @@ def _is_retryable(err: Exception) -> bool:
     return isinstance(err, (ClientError, BotoCoreError))
 
 
+SUMMARY_ATTEMPTS = 3
+"""Summaries of a file that may fail with an error a retry cannot fix before it is given up
+(:attr:`FileRecord.summary_given_up`): one transcript Bedrock always rejects does not fail every
+later run."""
+
+
 def completed_files(ledger: Ledger, files: Sequence[ClaimedFile], run_id: str) -> list[FileRecord]:
     """The records of a batch's files whose transcript their claim completed, less those a run other
-    than ``run_id`` has taken for its summary since."""
+    than ``run_id`` has taken for its summary since and those whose summary was given up."""
     records = ledger.get(f["uri"] for f in files)
     return [
         record
@@ -62,6 +70,7 @@ def completed_files(ledger: Ledger, files: Sequence[ClaimedFile], run_id: str) -
         and record.status == Status.COMPLETED
         and record.inference_id == f["inference_id"]
         and record.run_id == run_id
+        and not record.summary_given_up
     ]
 
 
@@ -119,9 +128,17 @@ class BatchSummarizer:
             failure = None
         except Exception as err:  # every failure is recorded on the file; the transcript stays completed
             reason = f"{type(err).__name__}: {err}"
+            retryable = _is_retryable(err)
+            rejections = record.summary_rejections + (not retryable)
+            give_up = not retryable and rejections >= SUMMARY_ATTEMPTS
+            if give_up:
+                reason = (
+                    f"{reason} (given up after {rejections} attempts: no run takes it for its summary again "
+                    "unless triggered with reprocess_failed)"
+                )
             log.warning("summary failed for %s: %s", record.uri, reason)
-            outcome = SummaryFailed(record, reason)
-            failure = SummaryFailure(record.uri, reason, _is_retryable(err))
+            outcome = SummaryFailed(record, reason, rejected=not retryable, give_up=give_up)
+            failure = SummaryFailure(record.uri, reason, retryable, given_up=give_up)
         self.ledger.record_summaries([outcome], self.run_id)
         return failure
 

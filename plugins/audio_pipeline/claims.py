@@ -89,10 +89,13 @@ def _result_in_s3(s3_client: S3Client, record: FileRecord, etag: str, now: float
     return given_up and object_exists(s3_client, record.output_location)
 
 
-def _wants_summary(record: FileRecord, etag: str, run_id: str, now: float, run_ended: RunEnded | None) -> bool:
-    """Transcribed (of ``etag``) and nobody summarising it: its summary failed or was never tried,
-    the run that held it let its lease expire, or (``run_ended``) that run has ended."""
-    if record.needs_summary(etag, now):
+def _wants_summary(
+    record: FileRecord, etag: str, run_id: str, now: float, run_ended: RunEnded | None, reprocess_failed: bool = False
+) -> bool:
+    """Transcribed (of ``etag``) and nobody summarising it: its summary failed (given up: only with
+    ``reprocess_failed``) or was never tried, the run that held it let its lease expire, or
+    (``run_ended``) that run has ended."""
+    if record.needs_summary(etag, now, reprocess_failed):
         return True
     left = record.left_by_ended_run(etag, run_id) and run_ended is not None and run_ended(record.run_id or "")
     return left and record.status == Status.COMPLETED
@@ -232,7 +235,7 @@ def claim_new_files(
             if left and record.in_flight:
                 adopt.append((_as_recorded(obj, record), record))
                 continue
-            if summarize and _wants_summary(record, obj.etag, run_id, now, run_ended):
+            if summarize and _wants_summary(record, obj.etag, run_id, now, run_ended, reprocess_failed):
                 for_summary.append((_as_recorded(obj, record), record))
                 continue
             reason = record.why_not_claimable(obj.etag, reprocess_failed, now)

@@ -20,7 +20,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from audio_pipeline.batch_summaries import BatchSummarizer, record_no_summary
+from audio_pipeline.batch_summaries import SUMMARY_ATTEMPTS, BatchSummarizer, record_no_summary
 from audio_pipeline.batches import BatchManifests, BatchRef, ClaimSpool, read_manifest
 from audio_pipeline.claims import RunEnded, claim_new_files, refuse_reset_table
 from audio_pipeline.config import CONFIG_VARIABLE, PipelineConfig, UnusableInputError
@@ -226,9 +226,17 @@ def summarise(
             raise AirflowSkipException(why)
         raise SummariesThrottled(len(report.errors), try_number, config.summary_retry_seconds)
     if report.errors:
-        # the transcripts stay completed with their summary_error: the next run takes them for their summary
+        # the transcripts stay completed with their summary_error: the next run takes them for their
+        # summary, unless given up (taken SUMMARY_ATTEMPTS times)
+        given_up = sum(1 for e in report.errors if e.given_up)
         raise AirflowFailException(
             f"{len(report.errors)} summaries failed with errors a retry cannot fix (recorded as summary_error)"
+            + (
+                f"; {given_up} of them given up after {SUMMARY_ATTEMPTS} attempts: no later run takes them for "
+                "their summary unless triggered with reprocess_failed"
+                if given_up
+                else ""
+            )
         )
     return {"summarized": report.summarized, "not_completed": report.not_completed}
 

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from audio_pipeline import claims
-from audio_pipeline.batch_summaries import record_no_summary
+from audio_pipeline.batch_summaries import SUMMARY_ATTEMPTS, BatchSummarizer, record_no_summary
 from audio_pipeline.claims import (
     LOOKUP_CHUNK,
     ClaimReport,
@@ -19,11 +19,12 @@ from audio_pipeline.config import DEFAULT_AUDIO_EXTENSIONS
 from audio_pipeline.ledger import Ledger, Status
 from audio_pipeline.listing import input_location_limit
 from audio_pipeline.pinning import pin_overhead
-from audio_pipeline.s3_uris import S3Location, parse_bucket_uri
+from audio_pipeline.s3_uris import S3Location, parse_bucket_uri, split_s3_uri
 from audio_pipeline.settlement import settle_and_report, settle_run
+from audio_pipeline.summaries import Summary, SummaryError
 
 from .conftest import CONFIG, RATES
-from .ledger.test_ledger import complete, fail, submit
+from .ledger.test_ledger import OUT, complete, fail, submit
 
 EXTENSIONS = frozenset(DEFAULT_AUDIO_EXTENSIONS)
 CALLS = S3Location("audio-in", "calls/")
@@ -169,6 +170,61 @@ def test_a_transcript_without_summary_is_taken_for_its_summary_alone(s3, ledger)
     r = ledger.get([files[0]["uri"]])[files[0]["uri"]]
     assert r.run_id == "run-3" and r.status == Status.COMPLETED
     assert [r.uri for r in ledger.run_records("run-3")] == [files[0]["uri"]]
+
+
+class Rejecting:
+    """A summariser Bedrock rejects every transcript for (an error no retry fixes), until ``fixed``."""
+
+    def __init__(self) -> None:
+        self.fixed = False
+        self.calls = 0
+
+    def summarize(self, text: str) -> Summary:
+        self.calls += 1
+        if not self.fixed:
+            raise SummaryError("the model rejected the transcript", retryable=False)
+        return Summary("A call.", [], "model", chunks=1, input_chars=len(text))
+
+
+def test_a_summary_no_retry_fixes_is_given_up_after_its_attempts_until_reprocess_failed(s3, ledger):
+    """One transcript Bedrock always rejects: each run that takes it fails its summary, and after
+    SUMMARY_ATTEMPTS rejections it is given up: out of the waiting index, not taken by later runs over
+    its prefix or another (so they stay green), until a run triggered with reprocess_failed."""
+    put(s3, "calls/a.wav")
+    _, files = claim(s3, ledger, "run-1")
+    _finish(ledger, files, Status.COMPLETED)
+    bucket, key = split_s3_uri(OUT)
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps({"text": "a call"}).encode())
+    bedrock = Rejecting()
+
+    def summarise(run_id, taken):
+        summarizer = BatchSummarizer(ledger, s3, bedrock, run_id=run_id, lease_seconds=LEASE, concurrency=1)
+        return summarizer.run(taken)
+
+    for attempt in range(1, SUMMARY_ATTEMPTS + 1):
+        run_id = f"run-{attempt}"
+        if attempt > 1:
+            _, files = claim(s3, ledger, run_id)
+            assert len(files) == 1, f"{run_id} takes the transcript for its summary"
+        (error,) = summarise(run_id, files).errors
+        assert not error.retryable and error.given_up == (attempt == SUMMARY_ATTEMPTS)
+    (uri,) = [f["uri"] for f in files]
+    record = ledger.get([uri])[uri]
+    assert record.status == Status.COMPLETED and record.summary_given_up
+    assert f"given up after {SUMMARY_ATTEMPTS} attempts" in record.summary_error
+    assert list(ledger.waiting_for_summary()) == []
+    report, none = claim(s3, ledger, "run-4")
+    assert none == [] and report.not_claimed == {"summary given up (trigger with reprocess_failed to retry)": 1}
+    put(s3, "meetings/m.wav")
+    _, elsewhere = claim(s3, ledger, "run-5", location=S3Location("audio-in", "meetings/"))
+    assert [f["uri"] for f in elsewhere] == ["s3://audio-in/meetings/m.wav"]
+    assert bedrock.calls == SUMMARY_ATTEMPTS
+
+    bedrock.fixed = True
+    report, again = claim(s3, ledger, "run-6", reprocess_failed=True)
+    assert [f["uri"] for f in again] == [uri] and report.for_summary == 1
+    assert summarise("run-6", again).summarized == 1
+    assert ledger.get([uri])[uri].status == Status.SUMMARIZED
 
 
 def test_a_transcript_waiting_for_its_summary_is_taken_by_a_run_over_any_prefix(s3, ledger):

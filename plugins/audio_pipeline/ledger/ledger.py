@@ -22,9 +22,10 @@ Who may write what:
 - **Invoking** requires the lease to be live and no other mark present, and renews the lease, so
   two submitters never both send one file and no claim takes a file being sent.
 
-A file is in the waiting index (``awaiting_summary``) exactly while it is ``completed``: the two
-writes that complete a file set the attribute, the one that records its summary removes it, and
-a claim's put replaces the whole item. :meth:`Ledger.waiting_for_summary` reads it.
+A file is in the waiting index (``awaiting_summary``) exactly while it is ``completed`` and its
+summary not given up: the two writes that complete a file set the attribute, and so does taking
+it for its summary; the ones that record its summary or give it up remove it, and a claim's put
+replaces the whole item. :meth:`Ledger.waiting_for_summary` reads it.
 """
 
 from __future__ import annotations
@@ -177,6 +178,10 @@ class Summarized:
 class SummaryFailed:
     record: FileRecord
     reason: str
+    rejected: bool = False
+    """An error a retry cannot fix: counted in ``summary_rejections``."""
+    give_up: bool = False
+    """No run takes the file for its summary again unless triggered with ``reprocess_failed``."""
 
 
 class Ledger:
@@ -341,11 +346,8 @@ class Ledger:
         for r in records:
             when = _claim_of(r) & Is("status", Status.COMPLETED.value) & Is("run_id", r.run_id) & Is("etag", r.etag)
             when = when & (Is("summary_error", r.summary_error) if r.summary_error else Is("deadline", r.deadline))
-            writes.append(
-                Update(
-                    r.uri, when, {"run_id": run_id, "deadline": deadline}, ("summary_error",), {"summary_attempts": 1}
-                )
-            )
+            change = {"run_id": run_id, "deadline": deadline, WAITING: WAITING_VALUE}  # back, if given up
+            writes.append(Update(r.uri, when, change, ("summary_error", "summary_given_up"), {"summary_attempts": 1}))
         return self._write(writes).applied
 
     # ------------------------------------------------------------ submission
@@ -439,8 +441,8 @@ class Ledger:
     # ------------------------------------------------------------- summaries
 
     def record_summaries(self, outcomes: Sequence[Summarized | SummaryFailed], run_id: str) -> WriteResult:
-        """Record each summary, or why there is none (the file stays ``completed`` for a later run);
-        requires the claim, ``completed`` and ``run_id`` still holding it."""
+        """Record each summary, or why there is none (the file stays ``completed``, for a later run
+        unless given up); requires the claim, ``completed`` and ``run_id`` still holding it."""
         writes = []
         for o in outcomes:
             when = _claim_of(o.record) & Is("status", Status.COMPLETED.value) & Is("run_id", run_id)
@@ -455,7 +457,11 @@ class Ledger:
                 }
                 writes.append(Update(o.record.uri, when, change, ("summary_error", WAITING)))
             else:
-                writes.append(Update(o.record.uri, when, {"summary_error": o.reason}))
+                failed: dict[str, Any] = {"summary_error": o.reason}
+                if o.give_up:
+                    failed["summary_given_up"] = True
+                counted = {"summary_rejections": 1} if o.rejected else {}
+                writes.append(Update(o.record.uri, when, failed, (WAITING,) if o.give_up else (), counted))
         return self._write(writes)
 
     def leave_without_summary(self, records: Sequence[FileRecord], run_id: str, reason: str) -> list[str]:

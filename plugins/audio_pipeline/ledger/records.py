@@ -57,6 +57,11 @@ class FileRecord:
     summary_model_id: str | None = None
     summary_attempts: int = 0
     """How often a run took the file for its summary: past the first, its summary may exist already."""
+    summary_rejections: int = 0
+    """How often its summary failed with an error a retry cannot fix (a request Bedrock rejects)."""
+    summary_given_up: bool = False
+    """Its summary was rejected too often: no run takes it for its summary unless triggered with
+    ``reprocess_failed``."""
     skip_reason: str | None = None
     work: FileWork = FileWork()
     """The file's work figures, recorded with its summary (one map attribute); none before it."""
@@ -66,7 +71,7 @@ class FileRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in item.items() if k in known}
         values["status"] = Status(values["status"])
-        for number in ("size", "deadline", "invoking_since", "summary_attempts"):
+        for number in ("size", "deadline", "invoking_since", "summary_attempts", "summary_rejections"):
             if values.get(number) is not None:
                 values[number] = int(values[number])
         if values.get("work") is not None:
@@ -84,11 +89,14 @@ class FileRecord:
         """In flight past its deadline: the run holding it ended without settling it."""
         return self.in_flight and self.lease_expired(now)
 
-    def needs_summary(self, etag: str, now: float) -> bool:
+    def needs_summary(self, etag: str, now: float, reprocess_failed: bool = False) -> bool:
         """Transcribed, same content, and nobody summarising it: its summary failed (``summary_error``
-        says why) or the run that held it died before summarising it (its lease expired)."""
+        says why; once given up, only with ``reprocess_failed``) or the run that held it died before
+        summarising it (its lease expired)."""
         if self.status != Status.COMPLETED or self.etag != etag:
             return False
+        if self.summary_given_up:
+            return reprocess_failed
         return self.summary_error is not None or self.lease_expired(now)
 
     def held_by(self, run_id: str, etag: str) -> bool:
@@ -119,6 +127,8 @@ class FileRecord:
             if reprocess_failed or self.never_sent:
                 return None
             return "failed before (trigger with reprocess_failed to retry)"
+        if self.summary_given_up:
+            return "summary given up (trigger with reprocess_failed to retry)"
         return f"already {self.status}"
 
     def report(self) -> dict[str, Any]:
