@@ -44,6 +44,9 @@ def nag_findings(
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:*:airflow-celery-*]": "MWAA's Celery queues, named by the service (AWS's documented execution-role policy).",
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/airflow/"
         "variables/*]": "The secrets backend reads the pipeline's Airflow Variables.",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+        "endpoint-config/*]": "DescribeEndpointConfig (read-only) of the endpoint's config, whose name an "
+        "existing endpoint does not give the stack.",
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/airflow/"
         "connections/*]": "The secrets backend looks connections up under their prefix.",
     }
@@ -164,6 +167,12 @@ class AudioPipelineStack(Stack):
                 resources=[
                     f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/{endpoint_name.lower()}"
                 ],
+            )
+        )
+        role.add_to_policy(  # resolve_run reads where the endpoint writes its results (an existing one's too)
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeEndpointConfig"],
+                resources=[f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint-config/*"],
             )
         )
         role.add_to_policy(

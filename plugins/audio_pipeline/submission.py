@@ -39,10 +39,17 @@ class EndpointNotFoundError(UnusableInputError, LookupError):
     """The configured endpoint does not exist in this account and region."""
 
 
-def check_endpoint(sagemaker_client: SageMakerClient, endpoint_name: str) -> None:
-    """Fail fast, naming the endpoint, when it does not exist or cannot take requests."""
+class EndpointMismatchError(UnusableInputError):
+    """The endpoint is not asynchronous, or writes its results where the pipeline does not read them."""
+
+
+def check_endpoint(sagemaker_client: SageMakerClient, endpoint_name: str, output_path: str) -> None:
+    """Fail fast, naming the endpoint, when it does not exist, cannot take requests, is not an
+    asynchronous inference endpoint, or writes its results other than under ``output_path`` (where
+    the pipeline records results from: a success elsewhere would be refused, and its file failed
+    hours later at its deadline)."""
     try:
-        status = sagemaker_client.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"]
+        described = sagemaker_client.describe_endpoint(EndpointName=endpoint_name)
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") != "ValidationException":  # throttled, say: retry
             raise
@@ -50,8 +57,23 @@ def check_endpoint(sagemaker_client: SageMakerClient, endpoint_name: str) -> Non
             f"SageMaker endpoint {endpoint_name!r} does not exist ({err}); set endpoint_name in the Airflow "
             "Variable audio_pipeline_config to an asynchronous inference endpoint in this region"
         ) from err
+    status = described["EndpointStatus"]
     if status not in ("InService", "Updating", "SystemUpdating"):  # Creating, say: a retry may find it ready
         raise RuntimeError(f"SageMaker endpoint {endpoint_name!r} is {status}, not InService")
+    config_name = described["EndpointConfigName"]
+    async_config = sagemaker_client.describe_endpoint_config(EndpointConfigName=config_name).get("AsyncInferenceConfig")
+    if async_config is None:
+        raise EndpointMismatchError(
+            f"SageMaker endpoint {endpoint_name!r} is not an asynchronous inference endpoint (its endpoint "
+            f"config {config_name!r} has no AsyncInferenceConfig)"
+        )
+    written = async_config["OutputConfig"].get("S3OutputPath", "")
+    if written.rstrip("/") != output_path.rstrip("/"):
+        raise EndpointMismatchError(
+            f"SageMaker endpoint {endpoint_name!r} writes its results to {written} (S3OutputPath of its endpoint "
+            f"config {config_name!r}), but the pipeline records results only from {output_path}: set "
+            "output_bucket and transcripts_prefix in the Airflow Variable audio_pipeline_config to match it"
+        )
 
 
 def content_type_for(uri: str) -> str:

@@ -97,7 +97,7 @@ def resolve_run(params: dict[str, Any], run_type: str | None) -> dict[str, Any]:
         location = parse_bucket_uri(uri)
         run = RunServices.open(config)
         check_bucket(run.s3, location)
-        check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name)
+        check_endpoint(SageMakerHook(aws_conn_id=AWS_CONN_ID).conn, config.endpoint_name, config.output_path)
         if not params.get("accept_empty_status_table"):
             refuse_reset_table(run.ledger, run.s3, config.output_bucket, config.runs_prefix)
     except UnusableInputError as err:

@@ -561,6 +561,7 @@ def test_execution_role_calls_only_what_the_dag_calls(template):
         "sagemaker:InvokeEndpointAsync",
         "sagemaker:DescribeEndpoint",
     }
+    assert actions_on(statements, ":endpoint-config/") == {"sagemaker:DescribeEndpointConfig"}
     output = logical_id(template, "AWS::S3::Bucket", "StorageOutput")
     assert not [a for a in actions_on(statements, output) if "Delete" in a], "nothing in the output bucket is deleted"
 

@@ -9,12 +9,14 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from audio_pipeline.config import PipelineConfig, StackNames
 from audio_pipeline.hooks.sagemaker_async import SageMakerAsyncInferenceHook
 from audio_pipeline.ledger import Ledger, Result, Status, WriteResult, inference_id_for
 from audio_pipeline.pinning import pinned_location, source_of
 from audio_pipeline.s3_uris import split_s3_uri
 from audio_pipeline.submission import (
     BatchSubmitter,
+    EndpointMismatchError,
     EndpointNotFoundError,
     InvocationSettings,
     check_endpoint,
@@ -25,6 +27,7 @@ SETTINGS = InvocationSettings(
     "audio-transcription-async", 3600, 600, 3600 + 600 + 60, inputs_path="s3://audio-transcription-output/inputs/"
 )
 WINDOW = SETTINGS.result_window_seconds
+CONFIG, NAMES = PipelineConfig(), StackNames()
 
 
 class FakeRuntime:
@@ -411,20 +414,39 @@ def test_content_types(uri, expected):
 def test_check_endpoint_tells_a_missing_endpoint_from_a_passing_problem(aws, monkeypatch):
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
     with pytest.raises(EndpointNotFoundError, match="endpoint .nowhere. does not exist.*endpoint_name in the Airflow"):
-        check_endpoint(sagemaker, "nowhere")
+        check_endpoint(sagemaker, "nowhere", CONFIG.output_path)
 
     def throttled(**kwargs):
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeEndpoint")
 
     monkeypatch.setattr(sagemaker, "describe_endpoint", throttled)
     with pytest.raises(ClientError, match="ThrottlingException"):  # not an unusable endpoint: worth a retry
-        check_endpoint(sagemaker, "nowhere")
+        check_endpoint(sagemaker, "nowhere", CONFIG.output_path)
     monkeypatch.setattr(sagemaker, "describe_endpoint", lambda **kw: {"EndpointStatus": "Creating"})
     with pytest.raises(RuntimeError, match="is Creating, not InService") as raised:
-        check_endpoint(sagemaker, "soon")
+        check_endpoint(sagemaker, "soon", CONFIG.output_path)
     assert not isinstance(raised.value, EndpointNotFoundError)
-    monkeypatch.setattr(sagemaker, "describe_endpoint", lambda **kw: {"EndpointStatus": "InService"})
-    check_endpoint(sagemaker, "ready")
+
+
+def test_check_endpoint_refuses_an_endpoint_that_writes_results_where_the_pipeline_does_not_read(aws):
+    """The local stack's endpoint (moto's control plane, as bootstrap creates it) passes; the same
+    endpoint checked against other output settings, and an endpoint without AsyncInferenceConfig,
+    fail naming the endpoint, its config and what to set."""
+    from local.bootstrap import bootstrap
+
+    bootstrap(boto3.session.Session())
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    check_endpoint(sagemaker, CONFIG.endpoint_name, CONFIG.output_path)
+    check_endpoint(sagemaker, CONFIG.endpoint_name, CONFIG.output_path.rstrip("/"))
+    with pytest.raises(EndpointMismatchError, match=rf"writes its results to {CONFIG.output_path} .*output_bucket"):
+        check_endpoint(sagemaker, CONFIG.endpoint_name, "s3://elsewhere/output/")
+    variant = {"VariantName": "AllTraffic", "ModelName": NAMES.model_name, "InitialInstanceCount": 1}
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="realtime", ProductionVariants=[{**variant, "InstanceType": "ml.g4dn.xlarge"}]
+    )
+    sagemaker.create_endpoint(EndpointName="realtime", EndpointConfigName="realtime")
+    with pytest.raises(EndpointMismatchError, match="'realtime' is not an asynchronous inference endpoint"):
+        check_endpoint(sagemaker, "realtime", CONFIG.output_path)
 
 
 class SilentEndpoint(http.server.BaseHTTPRequestHandler):
