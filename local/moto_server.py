@@ -261,6 +261,8 @@ def operation(environ: dict[str, Any]) -> str:
         has_key = environ.get("PATH_INFO", "/").strip("/").count("/") >= 1
         if method == "GET" and not has_key:
             return "s3:ListObjectsV2" if query.get("list-type") == ["2"] else "s3:ListObjects"
+        if method == "PUT" and has_key and environ.get("HTTP_X_AMZ_COPY_SOURCE"):
+            return "s3:CopyObject"
         verb = {"GET": "Get", "PUT": "Put", "HEAD": "Head", "DELETE": "Delete", "POST": "Post"}.get(method, method)
         return f"s3:{verb}{'Object' if has_key else 'Bucket'}"
     return f"{service}:{method}"

@@ -186,6 +186,7 @@ IAM_ACTIONS = {
     "sqs:DeleteMessageBatch": ("sqs:DeleteMessage",),
     "sqs:ChangeMessageVisibilityBatch": ("sqs:ChangeMessageVisibility",),
     "dynamodb:TransactWriteItems": ("dynamodb:PutItem", "dynamodb:UpdateItem"),  # the ledger's Puts and Updates
+    "monitoring:PutMetricData": ("cloudwatch:PutMetricData",),  # CloudWatch signs as "monitoring"
 }
 """The IAM actions an operation needs where they are named otherwise (AWS's Service Authorization
 Reference); any other operation needs the action of its own name."""

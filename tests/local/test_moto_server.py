@@ -62,6 +62,7 @@ def table_t(monkeypatch):
         (environ("s3", "GET", "/bucket", "list-type=2&prefix=a"), "s3:ListObjectsV2"),
         (environ("s3", "GET", "/bucket/key/with/slashes.wav"), "s3:GetObject"),
         (environ("s3", "PUT", "/bucket/k.json"), "s3:PutObject"),
+        ({**environ("s3", "PUT", "/out/inputs/k.wav"), "HTTP_X_AMZ_COPY_SOURCE": "/in/k.wav"}, "s3:CopyObject"),
         (environ("s3", "HEAD", "/bucket"), "s3:HeadBucket"),
     ],
 )
