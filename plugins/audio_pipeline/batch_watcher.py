@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -258,6 +258,7 @@ class BatchWatcher:
         if not due:
             return
         self.reconcile(due)
+        self._fail_unsent(due)
         results = []
         for uri, deadline in due.items():
             record = self.pending.get(uri)
@@ -280,6 +281,16 @@ class BatchWatcher:
         self._apply(results, "past the deadline")
 
     # --------------------------------------------------------------- internals
+
+    def _fail_unsent(self, due: Mapping[str, float]) -> None:
+        """Those of ``due`` never sent (the lease ran out before a submitter could mark them): failed
+        ``never_sent``, for the next run to claim again, not failed as if SageMaker were silent."""
+        unsent = [r for uri in due if (r := self.pending.get(uri)) and r.status == Status.PROCESSING]
+        reason = "its claim's lease ran out before it was sent to the endpoint; the next run claims it again"
+        for run_id in {r.run_id for r in unsent if r.run_id}:
+            for uri in self.ledger.fail_unsent([r for r in unsent if r.run_id == run_id], run_id, reason):
+                log.info("%s: failed (never sent)", uri)
+                self._settle(uri, Status.FAILED)
 
     def _apply(self, results: list[Result], why: str) -> None:
         if not results:

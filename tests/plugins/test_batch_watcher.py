@@ -262,6 +262,25 @@ def test_silent_file_fails_at_its_deadline(ledger, s3):
     assert "no result notification" in reason and "deadline" in reason
 
 
+def test_a_file_never_sent_before_its_lease_ran_out_fails_never_sent_for_the_next_run(ledger, s3):
+    """Claimed, never marked (its lease ran out before a submitter got to it): past the deadline it
+    fails ``never_sent`` saying so, and the next run claims it, where a silent endpoint's file
+    (sent) fails for good."""
+    (unsent,) = claim(ledger, ["s3://audio-in/calls/unsent.wav"], now=100 - WINDOW)
+    (sent,) = submitted_batch(ledger, 1, deadline=100, prefix="sent/")
+    w = watcher(ledger, s3, [unsent, sent], clock=lambda: 101.0)
+    w.expire()
+    assert w.done and w.settled == {"failed": 2}
+    records = ledger.get([unsent["uri"], sent["uri"]])
+    assert (
+        records[unsent["uri"]].never_sent
+        and "lease ran out before it was sent" in records[unsent["uri"]].failure_reason
+    )
+    assert not records[sent["uri"]].never_sent and "no result notification" in records[sent["uri"]].failure_reason
+    again = [{**f, "inference_id": inference_id_for(f["uri"], "e", "run-2")} for f in (unsent, sent)]
+    assert at(ledger, 102.0).claim(again, "run-2", lease_seconds=WINDOW).applied == [unsent["uri"]]
+
+
 def test_a_file_whose_submission_got_no_clear_answer_fails_saying_its_result_could_not_be_looked_for(ledger, s3):
     (f,) = claim(ledger, ["s3://audio-in/calls/unclear.wav"], now=100 - WINDOW)
     unclear = "ReadTimeoutError: Read timeout on endpoint URL"  # as the submitter records it: no location

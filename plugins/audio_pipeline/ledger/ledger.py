@@ -471,6 +471,17 @@ class Ledger:
 
     # -------------------------------------------------------------- the end
 
+    def fail_unsent(self, records: Sequence[FileRecord], run_id: str, reason: str) -> list[str]:
+        """Fail ``never_sent`` (for the next run to claim again) those of ``records`` never sent;
+        requires the claim, ``processing`` without a mark and ``run_id`` still holding it."""
+        when = Is("run_id", run_id) & Is("status", Status.PROCESSING.value) & Absent("invoking_since")
+        writes = [
+            Update(r.uri, _claim_of(r) & when, _failure(reason, never_sent=True))
+            for r in records
+            if r.status == Status.PROCESSING
+        ]
+        return self._write(writes).applied
+
     def fail_leftovers(self, records: Sequence[FileRecord], run_id: str, reason: str) -> int:
         """Fail the files ``run_id`` leaves in flight at its end; returns how many.
 
@@ -481,16 +492,7 @@ class Ledger:
         in_flight = [r for r in records if r.in_flight]
         held = Is("run_id", run_id)
         unsent = f"run {run_id} ended before sending it to the endpoint; the next run claims it again"
-        first = [
-            Update(
-                r.uri,
-                _claim_of(r) & held & Is("status", Status.PROCESSING.value) & Absent("invoking_since"),
-                _failure(unsent, never_sent=True),
-            )
-            for r in in_flight
-            if r.status == Status.PROCESSING
-        ]
-        failed = set(self._write(first).applied)
+        failed = set(self.fail_unsent(in_flight, run_id, unsent))
         rest = [
             Update(r.uri, _claim_of(r) & held & In("status", [s.value for s in IN_FLIGHT]), _failure(reason))
             for r in in_flight
