@@ -157,8 +157,8 @@ def report_run(run: dict, run_id: str | None = None, outlet_events: Any = None, 
         "reprocess_failed": Param(
             False,
             type="boolean",
-            description="Claim files whose earlier processing failed, too, and take again the transcripts whose "
-            "summary was given up.",
+            description="Claim the files under the bucket URI whose earlier processing failed, too, and take "
+            "again those whose summary was given up.",
         ),
         "summarize": Param(True, type="boolean", description="Summarise each transcript with Amazon Bedrock."),
         "accept_empty_status_table": Param(

@@ -54,14 +54,14 @@ def _is_retryable(err: Exception) -> bool:
 
 
 SUMMARY_ATTEMPTS = 3
-"""Summaries of a file that may fail with an error a retry cannot fix before it is given up
+"""Runs whose summary of a file may fail with an error a retry cannot fix before it is given up
 (:attr:`FileRecord.summary_given_up`): one transcript Bedrock always rejects does not fail every
 later run."""
 
 
 def completed_files(ledger: Ledger, files: Sequence[ClaimedFile], run_id: str) -> list[FileRecord]:
     """The records of a batch's files whose transcript their claim completed, less those a run other
-    than ``run_id`` has taken for its summary since and those whose summary was given up."""
+    than ``run_id`` has taken for its summary since."""
     records = ledger.get(f["uri"] for f in files)
     return [
         record
@@ -70,13 +70,13 @@ def completed_files(ledger: Ledger, files: Sequence[ClaimedFile], run_id: str) -
         and record.status == Status.COMPLETED
         and record.inference_id == f["inference_id"]
         and record.run_id == run_id
-        and not record.summary_given_up
     ]
 
 
 def record_no_summary(ledger: Ledger, files: Sequence[ClaimedFile], run_id: str, reason: str) -> int:
     """Record on each completed file of ``run_id`` why it has no summary; a later run with summaries on takes it."""
-    return len(ledger.leave_without_summary(completed_files(ledger, files, run_id), run_id, reason))
+    waiting = [r for r in completed_files(ledger, files, run_id) if not r.summary_given_up]
+    return len(ledger.leave_without_summary(waiting, run_id, reason))
 
 
 class BatchSummarizer:
@@ -110,9 +110,13 @@ class BatchSummarizer:
     def run(self, files: Sequence[ClaimedFile]) -> BatchSummaryReport:
         report = BatchSummaryReport()
         completed = completed_files(self.ledger, files, self.run_id)
-        taken = set(self.ledger.take_for_summary(completed, self.run_id, self.lease_seconds))
-        todo = [r for r in completed if r.uri in taken]
-        report.not_completed = len(files) - len(todo)
+        # given up by an earlier try of this run (the only run holding it so): not asked again, still failed
+        given_up = [r for r in completed if r.summary_given_up]
+        report.errors += [SummaryFailure(r.uri, r.summary_error or "", False, given_up=True) for r in given_up]
+        asked = [r for r in completed if not r.summary_given_up]
+        taken = set(self.ledger.take_for_summary(asked, self.run_id, self.lease_seconds))
+        todo = [r for r in asked if r.uri in taken]
+        report.not_completed = len(files) - len(todo) - len(given_up)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="summarise") as pool:
             for failure in pool.map(self._summarise, todo):
                 if failure:
@@ -129,7 +133,7 @@ class BatchSummarizer:
         except Exception as err:  # every failure is recorded on the file; the transcript stays completed
             reason = f"{type(err).__name__}: {err}"
             retryable = _is_retryable(err)
-            rejections = record.summary_rejections + (not retryable)
+            rejections = record.summary_rejections + (not retryable and record.summary_rejected_by != self.run_id)
             give_up = not retryable and rejections >= SUMMARY_ATTEMPTS
             if give_up:
                 reason = (

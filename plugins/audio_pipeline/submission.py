@@ -45,9 +45,9 @@ class EndpointMismatchError(UnusableInputError):
 
 def check_endpoint(sagemaker_client: SageMakerClient, endpoint_name: str, output_path: str) -> None:
     """Fail fast, naming the endpoint, when it does not exist, cannot take requests, is not an
-    asynchronous inference endpoint, or writes its results other than under ``output_path`` (where
-    the pipeline records results from: a success elsewhere would be refused, and its file failed
-    hours later at its deadline)."""
+    asynchronous inference endpoint, or whose ``S3OutputPath`` is not ``output_path`` (where the
+    pipeline records results from: a success elsewhere would be refused, and its file failed hours
+    later at its deadline)."""
     try:
         described = sagemaker_client.describe_endpoint(EndpointName=endpoint_name)
     except ClientError as err:

@@ -179,7 +179,8 @@ class SummaryFailed:
     record: FileRecord
     reason: str
     rejected: bool = False
-    """An error a retry cannot fix: counted in ``summary_rejections``."""
+    """An error a retry cannot fix: counted in ``summary_rejections`` (once a run, the run named in
+    ``summary_rejected_by``)."""
     give_up: bool = False
     """No run takes the file for its summary again unless triggered with ``reprocess_failed``."""
 
@@ -455,12 +456,15 @@ class Ledger:
                     "summarized_at": utcnow(),
                     "work": {k: Decimal(str(v)) for k, v in o.work.report().items()},
                 }
-                writes.append(Update(o.record.uri, when, change, ("summary_error", WAITING)))
+                writes.append(Update(o.record.uri, when, change, ("summary_error", "summary_rejected_by", WAITING)))
             else:
                 failed: dict[str, Any] = {"summary_error": o.reason}
+                if o.rejected:
+                    failed["summary_rejected_by"] = run_id
                 if o.give_up:
                     failed["summary_given_up"] = True
-                counted = {"summary_rejections": 1} if o.rejected else {}
+                # a rejection counts once a run: a retry of its task may ask again (after a fix, say)
+                counted = {"summary_rejections": 1} if o.rejected and o.record.summary_rejected_by != run_id else {}
                 writes.append(Update(o.record.uri, when, failed, (WAITING,) if o.give_up else (), counted))
         return self._write(writes)
 
@@ -473,10 +477,15 @@ class Ledger:
 
     def fail_unsent(self, records: Sequence[FileRecord], run_id: str, reason: str) -> list[str]:
         """Fail ``never_sent`` (for the next run to claim again) those of ``records`` never sent;
-        requires the claim, ``processing`` without a mark and ``run_id`` still holding it."""
+        requires the claim, ``processing`` without a mark, ``run_id`` still holding it and, when
+        read, the deadline as read (a lease renewed since, by an adoption say, is not over)."""
         when = Is("run_id", run_id) & Is("status", Status.PROCESSING.value) & Absent("invoking_since")
         writes = [
-            Update(r.uri, _claim_of(r) & when, _failure(reason, never_sent=True))
+            Update(
+                r.uri,
+                _claim_of(r) & when & (Is("deadline", r.deadline) if r.deadline is not None else when),
+                _failure(reason, never_sent=True),
+            )
             for r in records
             if r.status == Status.PROCESSING
         ]

@@ -58,7 +58,10 @@ class FileRecord:
     summary_attempts: int = 0
     """How often a run took the file for its summary: past the first, its summary may exist already."""
     summary_rejections: int = 0
-    """How often its summary failed with an error a retry cannot fix (a request Bedrock rejects)."""
+    """How often its summary failed with an error a retry cannot fix (a request Bedrock rejects), at
+    most once a run."""
+    summary_rejected_by: str | None = None
+    """The run whose summary of it was last rejected so (a retry of its task is not counted again)."""
     summary_given_up: bool = False
     """Its summary was rejected too often: no run takes it for its summary unless triggered with
     ``reprocess_failed``."""
