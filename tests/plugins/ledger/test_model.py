@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from moto import mock_aws
 
+from audio_pipeline import batch_summaries
 from audio_pipeline.batch_summaries import BatchSummarizer
 from audio_pipeline.batch_watcher import BatchWatcher
 from audio_pipeline.batches import ClaimedFile
@@ -34,7 +36,7 @@ from audio_pipeline.ledger import FileRecord, Ledger, Status, table_definition
 from audio_pipeline.s3_uris import S3Location, split_s3_uri
 from audio_pipeline.settlement import settle_run
 from audio_pipeline.submission import BatchSubmitter, InvocationSettings
-from audio_pipeline.summaries import Summary, summary_location
+from audio_pipeline.summaries import Summary, SummaryError, summary_location
 from tests.plugins.test_submission import endpoint
 
 REGION = "us-east-1"
@@ -170,9 +172,14 @@ class Endpoint:
     outbox: list[dict] = field(default_factory=list)
     during_invoke: object = None
     """Called (once) inside an invocation: another submitter running at the same moment."""
+    throttled: set[str] = field(default_factory=set)
+    """Files whose invocations are throttled past the client's retries."""
 
     def invoke_endpoint_async(self, *, InputLocation, InferenceId, **_):  # noqa: N803 (boto3's names)
         source = "s3://" + InputLocation.partition(f"/{InferenceId}/")[2]
+        if source in self.throttled:  # as botocore raises it once its retries are spent: nothing queued
+            error = {"Code": "ThrottlingException", "Message": "Rate exceeded"}
+            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "InvokeEndpointAsync")
         request = Request(InputLocation, source, InferenceId, _etag_in(InferenceId), self.clock())
         self.queue.append(request)
         self.sent.append(request)
@@ -224,14 +231,23 @@ def _etag_in(inference_id: str) -> str:
 
 
 class Summarizer:
-    """A fake Bedrock summariser that counts what it was asked to summarise."""
+    """A fake Bedrock summariser that counts the summaries it made, and rejects (an error no retry
+    fixes) the transcripts of the files in ``rejects``, noting which run asked."""
 
     def __init__(self) -> None:
         self.calls: Counter = Counter()
-        self.kill_after: int | None = None
-        self.on_kill = None
+        self.rejects: set[str] = set()
+        self.rejected_for: dict[str, set[str]] = {}
+        """file -> the runs whose summary of it was rejected."""
+        self.run_id = ""
+        """The run whose summarising task is asking."""
 
     def summarize(self, transcript: str) -> Summary:
+        uri = transcript.split(" ", 1)[0]  # the endpoint's transcript names its file
+        if uri in self.rejects:
+            self.rejected_for.setdefault(uri, set()).add(self.run_id)
+            event("a summary rejected")
+            raise SummaryError("the model rejected the transcript", retryable=False)
         self.calls[transcript] += 1
         return Summary(f"Summary of {transcript}.", [], "model", chunks=1, input_chars=len(transcript))
 
@@ -250,6 +266,15 @@ class Run:
 def moto() -> Iterator[None]:
     """One moto for every example (each makes its own table): starting moto anew costs more than an example."""
     with mock_aws():
+        yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_rejection_gives_up() -> Iterator[None]:
+    """A summary is given up at its first rejection here, so that the few examples that summarise a
+    rejected file reach the given-up state (three runs' rejections are counted in test_claims)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch_summaries, "SUMMARY_ATTEMPTS", 1)
         yield
 
 
@@ -292,6 +317,9 @@ class LedgerModel(RuleBasedStateMachine):
         and a window has passed, one more run, listing only ``p/q/``, takes every transcript still
         without a summary (under ``p/`` too: the waiting index) and summarises it; still none is
         summarised twice."""
+        self.summarizer.rejects.clear()  # Bedrock's problem fixed: what is not given up gets its summary
+        self.summarizer.run_id = "run-last"
+        given_up = {uri for uri, r in self.ledger.get(f"s3://{IN}/{k}" for k in KEYS).items() if r.summary_given_up}
         while self.endpoint.queue:  # the endpoint works off its queue; every notification is recorded
             self.endpoint.work(0, succeed=True)
         for run in [r for r in self.runs.values() if r.files]:
@@ -315,8 +343,9 @@ class LedgerModel(RuleBasedStateMachine):
             event("a later run took a transcript waiting under another prefix")
         BatchSummarizer(self.ledger, self.s3, self.summarizer, run_id="run-last", lease_seconds=WINDOW).run(files)
         records = self.ledger.get(f"s3://{IN}/{k}" for k in KEYS).values()
-        waiting = [r for r in records if r.status == Status.COMPLETED]
+        waiting = [r for r in records if r.status == Status.COMPLETED and not r.summary_given_up]
         assert not waiting, f"transcripts left without a summary: {waiting}"
+        assert {r.uri for r in records if r.summary_given_up} == given_up, "run-last took a given-up summary"
         self.no_version_summarised_twice()
 
     def _clean_up(self) -> None:
@@ -328,12 +357,16 @@ class LedgerModel(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ steps
 
-    @initialize()
-    def upload(self) -> None:
+    @initialize(rejected=st.none() | st.integers(0, len(KEYS) - 1))
+    def upload(self, rejected: int | None) -> None:
+        """The buckets and the files; Bedrock rejects the transcript of one of them (``rejected``,
+        every version: an error no retry fixes), or of none."""
         for bucket in (IN, OUT):
             self.s3.create_bucket(Bucket=bucket)
         for key in KEYS:
             self._put(key)
+        if rejected is not None:
+            self.summarizer.rejects.add(f"s3://{IN}/{KEYS[rejected]}")
 
     def _put(self, key: str) -> None:
         self.versions[key] = self.versions.get(key, 0) + 1
@@ -459,11 +492,17 @@ class LedgerModel(RuleBasedStateMachine):
         watcher.reconcile(list(watcher.pending))
         watcher.expire()
 
+    @rule(index=st.integers(0, len(KEYS) - 1))
+    def endpoint_throttles(self, index: int) -> None:
+        """The endpoint throttles this file's invocations past the client's retries, or stops doing so."""
+        self.endpoint.throttled ^= {f"s3://{IN}/{KEYS[index]}"}
+
     @precondition(lambda self: self._working())
     @rule(data=st.data(), kill_at=KILL(4))
     def summarise(self, data: st.DataObject, kill_at: int | None) -> None:
         run = self._draw_working(data)
         run_id = run.run_id
+        self.summarizer.run_id = run_id
         summarizer = BatchSummarizer(
             self.ledger, self.s3, self.summarizer, run_id=run_id, lease_seconds=WINDOW, concurrency=1
         )
@@ -524,10 +563,20 @@ class LedgerModel(RuleBasedStateMachine):
 
     @invariant()
     def the_waiting_index_holds_exactly_the_transcripts_without_summary(self) -> None:
-        """Whatever prefix a later run lists, it finds every ``completed`` file, and only those."""
+        """Whatever prefix a later run lists, it finds every ``completed`` file not given up, and only those."""
         records = self.ledger.get(f"s3://{IN}/{k}" for k in KEYS).values()
-        completed = sorted(r.uri for r in records if r.status == Status.COMPLETED)
+        completed = sorted(r.uri for r in records if r.status == Status.COMPLETED and not r.summary_given_up)
         assert sorted(r.uri for r in self.ledger.waiting_for_summary()) == completed
+
+    @invariant()
+    def a_summary_is_given_up_only_after_enough_runs_were_rejected(self) -> None:
+        for record in self.ledger.get(f"s3://{IN}/{k}" for k in KEYS).values():
+            if record.summary_given_up:
+                event("a summary given up")
+                runs = self.summarizer.rejected_for.get(record.uri, set())
+                assert len(runs) >= batch_summaries.SUMMARY_ATTEMPTS, (
+                    f"{record.uri} given up after rejections by {runs}"
+                )
 
     @invariant()
     def only_the_holder_fails_a_file_at_its_end(self) -> None:
