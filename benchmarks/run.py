@@ -124,18 +124,26 @@ def task_seconds(db: Path, run_id: str) -> dict[str, float]:
     return {task: round(seconds, 1) for task, seconds in rows}
 
 
-def _run(api: AirflowApi, moto: str, bucket_uri: str, batch_size: int) -> tuple[str, str, float, dict[str, dict]]:
-    """Trigger a run and wait for it: run id, state, seconds, and the AWS calls it made by caller."""
+def run_timeout(n: int) -> float:
+    """How long a run over ``n`` files may take: two hours and 0.2 s a file (N = 100,000 took 6,329 s
+    on a quiet 2-core machine, and timed out at 7,200 s on a busy one)."""
+    return 7200 + 0.2 * n
+
+
+def _run(
+    api: AirflowApi, moto: str, bucket_uri: str, batch_size: int, n: int
+) -> tuple[str, str, float, dict[str, dict]]:
+    """Trigger a run over ``n`` files and wait for it: run id, state, seconds, and the AWS calls it made by caller."""
     _get(f"{moto}/_emulator/calls/reset", "POST")
     started = time.monotonic()
     run_id = api.trigger({"bucket_uri": bucket_uri, "batch_size": batch_size})
-    state = api.wait_for_run(run_id, timeout=7200)
+    state = api.wait_for_run(run_id, timeout=run_timeout(n))
     return run_id, state, time.monotonic() - started, _get(f"{moto}/_emulator/calls")
 
 
 def rerun(api: AirflowApi, moto: str, bucket_uri: str, batch_size: int, n: int) -> dict:
     """A second run over the same files with nothing new: what skipping all of them costs."""
-    run_id, state, seconds, by_caller = _run(api, moto, bucket_uri, batch_size)
+    run_id, state, seconds, by_caller = _run(api, moto, bucket_uri, batch_size, n)
     calls = by_caller.get("airflow", {})
     return {
         "state": state,
@@ -157,7 +165,7 @@ def measure(stack: Stack, n: int, batch_size: int, service_seconds: float) -> di
     sampler = MemorySampler()
     sampler.start()
     cpu_before = cpu_seconds(stack)
-    run_id, state, end_to_end, by_caller = _run(api, moto, bucket_uri, batch_size)
+    run_id, state, end_to_end, by_caller = _run(api, moto, bucket_uri, batch_size, n)
     cpu_after = cpu_seconds(stack)
     sampler.stopped.set()
     calls = by_caller.get("airflow", {})
