@@ -133,7 +133,7 @@ class BatchSummarizer:
         except Exception as err:  # every failure is recorded on the file; the transcript stays completed
             reason = f"{type(err).__name__}: {err}"
             retryable = _is_retryable(err)
-            rejections = record.summary_rejections + (not retryable and record.summary_rejected_by != self.run_id)
+            rejections = record.summary_rejections + (not retryable and record.counts_a_rejection(self.run_id))
             give_up = not retryable and rejections >= SUMMARY_ATTEMPTS
             if give_up:
                 reason = (

@@ -227,7 +227,7 @@ def summarise(
         raise SummariesThrottled(len(report.errors), try_number, config.summary_retry_seconds)
     if report.errors:
         # the transcripts stay completed with their summary_error: the next run takes them for their
-        # summary, unless given up (taken SUMMARY_ATTEMPTS times)
+        # summary, unless given up (rejected by SUMMARY_ATTEMPTS runs)
         given_up = sum(1 for e in report.errors if e.given_up)
         raise AirflowFailException(
             f"{len(report.errors)} summaries failed with errors a retry cannot fix (recorded as summary_error)"

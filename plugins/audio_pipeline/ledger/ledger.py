@@ -463,8 +463,8 @@ class Ledger:
                     failed["summary_rejected_by"] = run_id
                 if o.give_up:
                     failed["summary_given_up"] = True
-                # a rejection counts once a run: a retry of its task may ask again (after a fix, say)
-                counted = {"summary_rejections": 1} if o.rejected and o.record.summary_rejected_by != run_id else {}
+                # a retry of the task may ask again (after a fix, say) without counting again
+                counted = {"summary_rejections": 1} if o.rejected and o.record.counts_a_rejection(run_id) else {}
                 writes.append(Update(o.record.uri, when, failed, (WAITING,) if o.give_up else (), counted))
         return self._write(writes)
 
@@ -479,16 +479,15 @@ class Ledger:
         """Fail ``never_sent`` (for the next run to claim again) those of ``records`` never sent;
         requires the claim, ``processing`` without a mark, ``run_id`` still holding it and, when
         read, the deadline as read (a lease renewed since, by an adoption say, is not over)."""
-        when = Is("run_id", run_id) & Is("status", Status.PROCESSING.value) & Absent("invoking_since")
-        writes = [
-            Update(
-                r.uri,
-                _claim_of(r) & when & (Is("deadline", r.deadline) if r.deadline is not None else when),
-                _failure(reason, never_sent=True),
-            )
-            for r in records
-            if r.status == Status.PROCESSING
-        ]
+        unsent = Is("run_id", run_id) & Is("status", Status.PROCESSING.value) & Absent("invoking_since")
+        writes = []
+        for r in records:
+            if r.status != Status.PROCESSING:
+                continue
+            when = _claim_of(r) & unsent
+            if r.deadline is not None:
+                when = when & Is("deadline", r.deadline)
+            writes.append(Update(r.uri, when, _failure(reason, never_sent=True)))
         return self._write(writes).applied
 
     def fail_leftovers(self, records: Sequence[FileRecord], run_id: str, reason: str) -> int:

@@ -92,6 +92,10 @@ class FileRecord:
         """In flight past its deadline: the run holding it ended without settling it."""
         return self.in_flight and self.lease_expired(now)
 
+    def counts_a_rejection(self, run_id: str) -> bool:
+        """Whether a summary rejection by ``run_id`` counts: once a run (a retry of its task does not)."""
+        return self.summary_rejected_by != run_id
+
     def needs_summary(self, etag: str, now: float, reprocess_failed: bool = False) -> bool:
         """Transcribed, same content, and nobody summarising it: its summary failed (``summary_error``
         says why; once given up, only with ``reprocess_failed``) or the run that held it died before
