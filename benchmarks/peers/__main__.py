@@ -11,6 +11,10 @@ operation (moto's count by caller, plus InvokeEndpointAsync and the Bedrock call
 emulators' journals), Airflow task instances, XCom bytes, CPU seconds of the scheduler (its task
 processes included) and of all of Airflow, and, from the witnesses, files lost and processed
 twice. Writes ``benchmarks/results/peers-N<files>.json`` and the table in docs/benchmarks.md.
+
+``--designs`` and ``--passes`` measure part of it again on a fresh stack (say, this package's
+faults pass after a fix) into the existing results file of that N: each new row carries the
+date it was measured (``remeasured``), which the table states under it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from local.stack.services import Ports, Settings, runtime_service
 PEER_DAGS = Path(__file__).resolve().parent / "dags"
 FAULTS = ("--fault-drop-notifications", "0.3", "--fault-duplicate-notifications", "0.3")
 AIRFLOW = ("scheduler", "triggerer", "api-server", "dag-processor")
+PASSES = ("clean", "faults")
 
 
 def _post(url: str) -> Any:
@@ -150,39 +155,54 @@ def main(argv: list[str] | None = None) -> None:
         default=4 * 3600,
         help="seconds an Airflow design's run may take; one still going then is marked failed and measured as it is",
     )
+    parser.add_argument("--designs", nargs="+", choices=[d.name for d in DESIGNS], help="only these designs")
+    parser.add_argument("--passes", nargs="+", choices=PASSES, help="only these passes")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     n, service_seconds, concurrency = args.files, args.service_seconds, args.concurrency
+    designs = [d for d in DESIGNS if not args.designs or d.name in args.designs]
+    passes = [p for p in PASSES if not args.passes or p in args.passes]
+    out = report.RESULTS / f"peers-N{n}.json"
+    partly = len(designs) < len(DESIGNS) or len(passes) < len(PASSES)
+    if partly and not out.exists():
+        parser.error(f"--designs/--passes measure part of a run again, and {out.name} does not exist")
     stack = Stack(stack_settings(service_seconds, concurrency, args.wait_timeout))
-    result: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, shared with "
-        "other engineers' tests; every process of the stack on it",
-        "N": n,
-        "service_seconds": service_seconds,
-        "concurrency": concurrency,
-        "stock_wait_timeout_s": args.wait_timeout,
-        "deadline_s": args.deadline,
-        "fault_flags": " ".join(FAULTS),
-    }
+    result: dict[str, Any] = (
+        json.loads(out.read_text())
+        if partly
+        else {
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, shared with "
+            "other engineers' tests; every process of the stack on it",
+            "N": n,
+            "service_seconds": service_seconds,
+            "concurrency": concurrency,
+            "stock_wait_timeout_s": args.wait_timeout,
+            "deadline_s": args.deadline,
+            "fault_flags": " ".join(FAULTS),
+        }
+    )
+    if partly and (result["service_seconds"], result["concurrency"]) != (service_seconds, concurrency):
+        parser.error(f"{out.name} was measured at {result['service_seconds']} s x {result['concurrency']}")
     partial = ROOT / ".local" / f"peers-N{n}.partial.json"
     partial.parent.mkdir(exist_ok=True)
     try:
         stack.up()
-        for label in ("clean", "faults"):
+        for label in passes:
             if label == "faults":
                 with_faults(stack)
-            result[label] = {}
-            for design in DESIGNS:
+            result.setdefault(label, {})
+            for design in designs:
                 print(f"{label}: {design.name}, {n} files", flush=True)
                 row = measure(stack, design, n, label, service_seconds, concurrency, args.deadline)
+                if partly:
+                    row["remeasured"] = time.strftime("%Y-%m-%d")
                 print(json.dumps(row), flush=True)
                 result[label][design.name] = row
                 partial.write_text(json.dumps(result, indent=1) + "\n")
     finally:
         stack.down()
     report.RESULTS.mkdir(exist_ok=True)
-    out = report.RESULTS / f"peers-N{n}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
     report.main()

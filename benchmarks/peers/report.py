@@ -117,7 +117,15 @@ def side_by_side(run: dict, rows: list[tuple[str, Callable[[dict, dict], str]]],
     designs = [d for d in DESIGNS if d in run[passed]]
     package = run[passed]["package"]
     header = ["figure", *(DESIGNS[d] for d in designs)]
-    return _table(header, ([name, *(cell(run[passed][d], package) for d in designs)] for name, cell in rows))
+    table = _table(header, ([name, *(cell(run[passed][d], package) for d in designs)] for name, cell in rows))
+    again = [f"{DESIGNS[d]} on {run[passed][d]['remeasured']}" for d in designs if "remeasured" in run[passed][d]]
+    if not again:
+        return table
+    return (
+        f"{table}\n\nMeasured again alone, on a fresh stack of the same settings "
+        f"(`python -m benchmarks.peers --designs ... --passes {passed}`): {', '.join(again)}; "
+        f"the other columns are from {run['date']}."
+    )
 
 
 def calls_table(run: dict) -> str:

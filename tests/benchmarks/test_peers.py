@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from benchmarks.peers import report
+from benchmarks.peers.__main__ import main as peers_main
 from benchmarks.peers.witnessed import endpoint_time, judge
 from benchmarks.report import ROOT
 from local.witness import BEDROCK_RUNTIME, MODEL_SERVER, SAGEMAKER_ASYNC, WitnessJournal, text_key
@@ -58,6 +59,26 @@ def test_a_run_stopped_at_its_deadline_is_shown_with_the_largest_complete_run(tm
     assert "**N = 1,000,000**" in text and "each Airflow run's deadline 60 s" in text
     assert "stopped at the 60 s deadline" in text
     assert "**N = 11**" in text and "**N = 7**" not in text
+
+
+def test_a_design_measured_again_is_dated_under_its_table(tmp_path):
+    run = complete_run()
+    run["faults"]["package"] = {**run["faults"]["package"], "lost": 0, "remeasured": "2031-01-02"}
+    (tmp_path / f"peers-N{run['N']}.json").write_text(json.dumps(run))
+    text = report.render(report.DOC.read_text(), report.load_all(tmp_path))
+    note = (
+        "Measured again alone, on a fresh stack of the same settings (`python -m benchmarks.peers --designs ... "
+        f"--passes faults`): this package on 2031-01-02; the other columns are from {run['date']}."
+    )
+    assert note in text
+    assert "--passes clean`)" not in text, "the first pass was not measured again"
+
+
+def test_measuring_part_of_a_run_again_needs_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit):
+        peers_main(["--files", "7", "--designs", "package", "--passes", "faults"])
+    assert "peers-N7.json does not exist" in capsys.readouterr().err
 
 
 def _journal(directory, name, events):
