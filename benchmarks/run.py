@@ -16,7 +16,8 @@ The endpoint serves 0.2 s x 4 (20 files a second) at every N unless ``--service-
 ``--concurrency`` say otherwise: about what the local stack feeds on 2 cores. Asked for 0.05 s x 16
 at N = 10,000, it fed the endpoint 14 files a second (moto's CPU, ~40 ms per file, is the
 limit), so a faster endpoint measures the emulators, not the pipeline; N = 100,000 takes about
-90 minutes.
+two hours. Results go to ``benchmarks/results/N<files>.json`` (a run at other settings is named
+for them: ``result_name``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from local.stack.services import Ports, Settings
 from local.witness import Witnesses
 
 RESULTS = Path(__file__).resolve().parent / "results"
+STANDARD = {"service_seconds": 0.2, "concurrency": 4, "batch_size": 100}
+"""The endpoint and batch size of the tables' columns (docs/benchmarks.md)."""
 BUCKET = "audio-transcription-input"
 
 
@@ -122,6 +125,14 @@ def task_seconds(db: Path, run_id: str) -> dict[str, float]:
             (run_id,),
         ).fetchall()
     return {task: round(seconds, 1) for task, seconds in rows}
+
+
+def result_name(result: dict) -> str:
+    """``N<files>.json`` for a run at the standard endpoint and batch size (a column of the tables);
+    a run at other settings is named for them (``N10000-0.3s-c4-b100.json``) and kept out of them."""
+    if all(result[k] == v for k, v in STANDARD.items()):
+        return f"N{result['N']}.json"
+    return f"N{result['N']}-{result['service_seconds']}s-c{result['concurrency']}-b{result['batch_size']}.json"
 
 
 def run_timeout(n: int) -> float:
@@ -226,9 +237,13 @@ def _stop(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, nargs="+", default=[1000])
-    parser.add_argument("--service-seconds", type=float, default=0.2, help="the model's time per file")
-    parser.add_argument("--concurrency", type=int, default=4, help="the endpoint's concurrent invocations")
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument(
+        "--service-seconds", type=float, default=STANDARD["service_seconds"], help="the model's time per file"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=STANDARD["concurrency"], help="the endpoint's concurrent invocations"
+    )
+    parser.add_argument("--batch-size", type=int, default=STANDARD["batch_size"])
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     results = []
@@ -252,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result, indent=1))
     RESULTS.mkdir(exist_ok=True)
     for r in results:
-        (RESULTS / f"N{r['N']}.json").write_text(json.dumps(r, indent=1) + "\n")
+        (RESULTS / result_name(r)).write_text(json.dumps(r, indent=1) + "\n")
     print(line(max(results, key=lambda r: r["N"])))
     report.main()
 

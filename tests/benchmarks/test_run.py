@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from benchmarks.run import task_seconds
+from benchmarks.run import result_name, task_seconds
 
 
 def test_task_seconds_is_each_tasks_longest_instance_of_that_run(tmp_path):
@@ -22,3 +22,10 @@ def test_task_seconds_is_each_tasks_longest_instance_of_that_run(tmp_path):
             ],
         )
     assert task_seconds(db, "run") == {"claim_new_audio": 61.0, "transcribe.submit": 7.2}
+
+
+def test_a_run_at_other_settings_is_kept_out_of_the_tables_columns():
+    standard = {"N": 10000, "service_seconds": 0.2, "concurrency": 4, "batch_size": 100}
+    assert result_name(standard) == "N10000.json"
+    assert result_name({**standard, "service_seconds": 0.3}) == "N10000-0.3s-c4-b100.json"
+    assert result_name({**standard, "batch_size": 50}) == "N10000-0.2s-c4-b50.json"
