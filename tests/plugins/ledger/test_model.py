@@ -459,6 +459,18 @@ class LedgerModel(RuleBasedStateMachine):
             tasks.append((lambda: self._claim_task(claimant, prefix), None))
         self.ddb.run(tasks, order)
 
+    @precondition(lambda self: any(r.snapshot is not None and r.files for r in self.runs.values()))
+    @rule(data=st.data(), kill_at=st.integers(1, 6))
+    def submit_after_the_end_read(self, data: st.DataObject, kill_at: int) -> None:
+        """A run marked failed by hand while its submit task still runs: the task marks and sends
+        between the run's end reading the run's files and writing their end, and is killed at one
+        of its status-table calls or after its last (Airflow stops a failed run's running tasks)."""
+        ending = sorted(r.run_id for r in self.runs.values() if r.snapshot is not None and r.files)
+        run = self.runs[data.draw(st.sampled_from(ending), label="run")]
+        submitter = BatchSubmitter(self.ledger, endpoint(self.endpoint), self.s3, SETTINGS, run.run_id)
+        self._dies(kill_at, lambda: submitter.submit(run.files))
+        event("a submit between a run's end read and its write")
+
     @precondition(lambda self: self.endpoint.queue)
     @rule(index=st.integers(0, 7), succeed=st.booleans())
     def endpoint_works(self, index: int, succeed: bool) -> None:
