@@ -29,7 +29,7 @@ _PARTS = (
     ("moto", re.compile(r"local\.moto_server")),
     ("sagemaker-runtime", re.compile(r"local\.sagemaker_async")),
     ("bedrock-runtime", re.compile(r"local\.bedrock_runtime")),
-    ("model-server", re.compile(r"model_server|local_asr")),
+    ("model-server", re.compile(r"-m model_server")),
     ("tasks", re.compile(r"airflow worker|airflow task|supervisor")),
     ("scheduler", re.compile(r"airflow scheduler")),
     ("triggerer", re.compile(r"airflow triggerer")),
